@@ -1,0 +1,118 @@
+"""Pure-torch reference backend: the CPU/CUDA fallback, the differentiable path, and the oracle the Triton
+kernels are tested against.
+
+Every function works on batches ``[B, C, H, W]`` of any strides and any device.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..resample_tables import PRECISION_BITS, device_taps
+
+_ROUND_HALF = 1 << (PRECISION_BITS - 1)
+
+
+def resample_axis_pil(x: torch.Tensor, out_size: int, axis: int) -> torch.Tensor:
+    """One Pillow fixed-point BICUBIC pass along ``axis`` (-2 rows / -1 columns).
+
+    ``[B, C, H, W] uint8 -> uint8`` with the resampled side replaced by ``out_size``; int32 arithmetic,
+    bit-exact with Pillow's ``ImagingResample{Horizontal,Vertical}_8bpc``.
+    """
+    idx, w = device_taps(x.shape[axis], out_size, "pil", x.device)
+    idx = idx.long()
+    src = x.to(torch.int32)
+    shape = [1] * x.dim()
+    shape[axis] = out_size
+    acc = torch.full((), _ROUND_HALF, dtype=torch.int32, device=x.device)
+    for k in range(idx.shape[1]):
+        acc = acc + src.index_select(axis, idx[:, k]) * w[:, k].view(shape)
+    return (acc >> PRECISION_BITS).clamp_(0, 255).to(torch.uint8)
+
+
+def resample_axis_float(x: torch.Tensor, out_size: int, axis: int) -> torch.Tensor:
+    """One antialiased bicubic pass along ``axis`` on float data.
+
+    Products and the running sum are float64 (products of float32 values are exact there, so a fused
+    multiply-add gives the same bits, which makes the Triton kernel match this bit for bit); the result is
+    rounded once to float32 (float64 stays float64, for gradcheck). Differentiable.
+    """
+    idx, w = device_taps(x.shape[axis], out_size, "float", x.device)
+    idx = idx.long()
+    src = x.to(torch.float64)
+    shape = [1] * x.dim()
+    shape[axis] = out_size
+    wd = w.to(torch.float64)
+    acc = None
+    for k in range(idx.shape[1]):
+        term = src.index_select(axis, idx[:, k]) * wd[:, k].view(shape)
+        acc = term if acc is None else acc + term
+    return acc.to(torch.float64 if x.dtype == torch.float64 else torch.float32)
+
+
+def resize_pil(x: torch.Tensor, size: tuple[int, int], vertical_first: bool) -> torch.Tensor:
+    """Pillow BICUBIC resize of ``[B, C, H, W] uint8`` to ``size = (h, w)``: two separable fixed-point passes
+    with a uint8 intermediate, in the given order; a side that keeps its size is not resampled."""
+    h, w = size
+    passes = [(-2, h), (-1, w)] if vertical_first else [(-1, w), (-2, h)]
+    for axis, n in passes:
+        if x.shape[axis] != n:
+            x = resample_axis_pil(x, n, axis)
+    return x
+
+
+def resize_float(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Float antialiased bicubic resize (``F.interpolate(mode="bicubic", antialias=True)`` semantics),
+    horizontal pass first with a float32 intermediate. Float in, float out (float64 stays float64)."""
+    h, w = size
+    if x.shape[-1] != w:
+        x = resample_axis_float(x, w, -1)
+    if x.shape[-2] != h:
+        x = resample_axis_float(x, h, -2)
+    return x
+
+
+def round_to_levels(x: torch.Tensor) -> torch.Tensor:
+    """Clamp to [0, 255] and round half to even, as torchvision does after a float resize of uint8."""
+    return x.clamp(0, 255).round().to(torch.uint8)
+
+
+def normalize(x: torch.Tensor, scale: float | None, mean: torch.Tensor | None, std: torch.Tensor | None
+              ) -> torch.Tensor:
+    """``((x * scale) - mean) / std`` per channel in float32 (float64 stays float64); ``None`` skips a
+    step. ``x: [B, 3, H, W]``, ``mean``/``std``: ``[3]``. The Triton path gathers these exact values from a
+    256-entry table built with this same function, so uint8 levels normalise identically everywhere."""
+    y = x.to(torch.float64 if x.dtype == torch.float64 else torch.float32)
+    if scale is not None:
+        y = y * scale
+    if mean is not None:
+        y = y - mean.to(y.dtype).view(1, -1, 1, 1)
+    if std is not None:
+        y = y / std.to(y.dtype).view(1, -1, 1, 1)
+    return y
+
+
+def patchify_into(out: torch.Tensor, x: torch.Tensor, patch_size: int, merge_size: int,
+                  temporal_patch_size: int) -> None:
+    """Write ``x: [B, C, H, W]`` (float) into ``out: [B * gh * gw, C * T * P * P]`` in Qwen-VL order.
+
+    Rows go merge window by merge window (every ``merge_size**2`` consecutive rows form one window), columns
+    are ``(C, T, P, P)`` with the single frame repeated ``T`` times; cast to ``out.dtype`` once.
+    """
+    b, c, h, w = x.shape
+    p, m, t = patch_size, merge_size, temporal_patch_size
+    gh, gw = h // p, w // p
+    view = x.reshape(b, c, gh // m, m, p, gw // m, m, p).permute(0, 2, 5, 3, 6, 1, 4, 7)
+    target = out.view(b, gh // m, gw // m, m, m, c, t, p, p)
+    target.copy_(view.unsqueeze(6).expand(b, gh // m, gw // m, m, m, c, t, p, p))
+
+
+def patchify(x: torch.Tensor, patch_size: int, merge_size: int, temporal_patch_size: int,
+             dtype: torch.dtype) -> torch.Tensor:
+    """Differentiable form of :func:`patchify_into`: returns ``[B * gh * gw, C * T * P * P]``."""
+    b, c, h, w = x.shape
+    p, m, t = patch_size, merge_size, temporal_patch_size
+    gh, gw = h // p, w // p
+    view = x.reshape(b, c, gh // m, m, p, gw // m, m, p).permute(0, 2, 5, 3, 6, 1, 4, 7)
+    view = view.unsqueeze(6).expand(b, gh // m, gw // m, m, m, c, t, p, p)
+    return view.reshape(b * gh * gw, c * t * p * p).to(dtype)

@@ -1,0 +1,1 @@
+"""Fused Triton kernels (``kernels.py``) and their launchers (``ops.py``)."""

@@ -1,0 +1,270 @@
+"""Functional core: validate, plan sizes on the host, dispatch to a backend."""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Literal, Sequence
+
+import torch
+
+from . import sizing
+from .backends import pillow_cpu, torch_ref
+from .checks import ImageBatch, Layout, describe, prepare_images
+from .config import VisionPreprocessConfig
+from .outputs import VisionBatch
+from .resample_tables import DEVICE_TABLES
+
+Backend = Literal["auto", "torch", "triton"]
+
+_POOL: ThreadPoolExecutor | None = None
+
+
+def _pool() -> ThreadPoolExecutor:
+    global _POOL
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(max_workers=max(1, torch.get_num_threads()),
+                                   thread_name_prefix="qwen_vis_prep")
+    return _POOL
+
+
+def resolve_config(config: VisionPreprocessConfig | str | None = None, **overrides: Any) -> VisionPreprocessConfig:
+    """A config from an instance, a preset name (``"qwen2-vl"``, ``"qwen2.5-vl"``, ``"qwen3-vl"``) or
+    ``None`` (the ``"qwen2-vl"`` preset), with field overrides applied."""
+    if config is None:
+        config = "qwen2-vl"
+    if isinstance(config, str):
+        return VisionPreprocessConfig.from_preset(config, **overrides)
+    if not isinstance(config, VisionPreprocessConfig):
+        raise TypeError(f"config must be a VisionPreprocessConfig or a preset name, got {describe(config)}")
+    return config.replace(**overrides) if overrides else config
+
+
+def normalize_constants(config: VisionPreprocessConfig, device: torch.device
+                        ) -> tuple[float | None, torch.Tensor | None, torch.Tensor | None]:
+    """``(scale, mean, std)`` of :func:`torch_ref.normalize` for ``config``, cached on ``device``."""
+    def make():
+        mean = torch.tensor(config.image_mean, dtype=torch.float32).to(device) if config.do_normalize else None
+        std = torch.tensor(config.image_std, dtype=torch.float32).to(device) if config.do_normalize else None
+        return mean, std
+
+    mean, std = DEVICE_TABLES.get(("norm", config.image_mean, config.image_std, config.do_normalize,
+                                   str(device)), make)
+    return (config.rescale_factor if config.do_rescale else None), mean, std
+
+
+def level_table(config: VisionPreprocessConfig, device: torch.device) -> torch.Tensor:
+    """``float32 [3, 256]``: the normalised value of every uint8 level per channel, built with
+    :func:`torch_ref.normalize` itself (the Triton kernels gather from it, so both backends agree bit for bit)."""
+    def make():
+        scale, mean, std = normalize_constants(config, torch.device("cpu"))
+        levels = torch.arange(256, dtype=torch.uint8).view(1, 1, 1, 256).expand(1, 3, 1, 256)
+        return torch_ref.normalize(levels, scale, mean, std).reshape(3, 256).contiguous().to(device)
+
+    return DEVICE_TABLES.get(("lut", config.rescale_factor, config.do_rescale, config.image_mean,
+                              config.image_std, config.do_normalize, str(device)), make)
+
+
+def to_levels(x: torch.Tensor, input_range: str) -> torch.Tensor:
+    """uint8 levels of an image: uint8 passes through; floats (scaled by 255 for ``"0-1"``) are clamped to
+    [0, 255] and rounded half to even."""
+    if x.dtype == torch.uint8:
+        return x
+    if input_range == "0-1":
+        x = x * 255.0
+    return x.clamp(0, 255).round().to(torch.uint8)
+
+
+def to_float_scale(x: torch.Tensor, input_range: str) -> torch.Tensor:
+    """Float image on the 0..255 scale (float64 stays float64, others become float32)."""
+    y = x.to(torch.float64 if x.dtype == torch.float64 else torch.float32)
+    return y * 255.0 if (input_range == "0-1" and x.is_floating_point()) else y
+
+
+def _resized_levels(img: torch.Tensor, size: tuple[int, int], config: VisionPreprocessConfig,
+                    use_pillow: bool) -> torch.Tensor:
+    """``[B, 3, H, W]`` -> resized uint8 levels ``[B, 3, h, w]`` (pil mode, or float mode on uint8)."""
+    in_h, in_w = img.shape[-2:]
+    if config.resize_mode == "pil":
+        levels = to_levels(img, config.input_range)
+        if (in_h, in_w) == tuple(size):
+            return levels
+        if use_pillow and levels.shape[0] == 1:
+            return pillow_cpu.resize_chw(levels[0], size, config.pillow_order)[None]
+        vf = sizing.pillow_vertical_first(in_h, in_w, size[0], size[1], config.pillow_order)
+        return torch_ref.resize_pil(levels, size, vf)
+    if (in_h, in_w) == tuple(size):
+        return img
+    return torch_ref.round_to_levels(torch_ref.resize_float(img.to(torch.float32), size))
+
+
+def _process_torch(img: torch.Tensor, size: tuple[int, int], config: VisionPreprocessConfig,
+                   out: torch.Tensor, use_pillow: bool) -> None:
+    """Resize + normalise + patchify ``img [B, 3, H, W]`` into ``out [B * rows, patch_dim]`` (torch backend)."""
+    scale, mean, std = normalize_constants(config, img.device)
+    if img.dtype == torch.uint8 or config.resize_mode == "pil" and config.do_resize and \
+            tuple(img.shape[-2:]) != tuple(size):
+        x = _resized_levels(img, size, config, use_pillow)
+    else:  # float input: float resize (or none) keeps the float values
+        x = to_float_scale(img, config.input_range)
+        if tuple(x.shape[-2:]) != tuple(size):
+            x = torch_ref.resize_float(x, size)
+    y = torch_ref.normalize(x, scale, mean, std)
+    torch_ref.patchify_into(out, y, config.patch_size, config.merge_size, config.temporal_patch_size)
+
+
+def _differentiable(images: list[torch.Tensor], sizes: list[tuple[int, int]],
+                    config: VisionPreprocessConfig) -> torch.Tensor:
+    """Float-mode path that keeps autograd history (torch backend)."""
+    if config.resize_mode != "float":
+        raise ValueError("gradients flow only through resize_mode='float'; resize_mode='pil' rounds to uint8 "
+                         "levels. Pass resize_mode='float' or detach the input")
+    parts = []
+    for img, size in zip(images, sizes):
+        scale, mean, std = normalize_constants(config, img.device)
+        x = to_float_scale(img[None], config.input_range)
+        if tuple(x.shape[-2:]) != tuple(size):
+            x = torch_ref.resize_float(x, size)
+        y = torch_ref.normalize(x, scale, mean, std)
+        parts.append(torch_ref.patchify(y, config.patch_size, config.merge_size, config.temporal_patch_size,
+                                        config.output_dtype))
+    return torch.cat(parts, 0)
+
+
+def _run_torch(batch: ImageBatch, sizes: list[tuple[int, int]], row_counts: list[int],
+               config: VisionPreprocessConfig, out: torch.Tensor) -> None:
+    cpu = batch.device.type == "cpu"
+    use_pillow = cpu and config.resize_mode == "pil" and pillow_cpu.available()
+    offsets = [0]
+    for n in row_counts:
+        offsets.append(offsets[-1] + n)
+    if not cpu and batch.stacked is not None:
+        _process_torch(batch.stacked, sizes[0], config, out, use_pillow)
+        return
+
+    def work(i: int) -> None:
+        _process_torch(batch.images[i][None], sizes[i], config, out[offsets[i]:offsets[i + 1]], use_pillow)
+
+    if cpu and len(batch.images) > 1:
+        list(_pool().map(work, range(len(batch.images))))
+    else:
+        for i in range(len(batch.images)):
+            work(i)
+
+
+def select_backend(backend: str, device: torch.device, needs_grad: bool) -> str:
+    """Resolve ``"auto"``: Triton for CUDA tensors when it can run and no gradient is needed, else torch.
+    A backend requested by name that cannot run raises ``ValueError``."""
+    if backend not in ("auto", "torch", "triton"):
+        raise ValueError(f"backend must be 'auto', 'torch' or 'triton', got {backend!r}")
+    if backend == "torch":
+        return "torch"
+    from .backends.triton import ops as triton_ops
+
+    ok, why = triton_ops.can_run(device)
+    if backend == "triton":
+        if not ok:
+            raise ValueError(f"backend='triton' cannot run here: {why}")
+        if needs_grad:
+            raise ValueError("backend='triton' has no backward pass; the input requires grad, use "
+                             "backend='torch' (or 'auto') with resize_mode='float'")
+        return "triton"
+    return "triton" if (ok and device.type == "cuda" and not needs_grad) else "torch"
+
+
+def plan(batch: ImageBatch, config: VisionPreprocessConfig) -> tuple[list[tuple[int, int]], torch.Tensor]:
+    """Target sizes and ``grid_thw`` (int64, CPU) from the images' shapes alone."""
+    sizes = []
+    for i, img in enumerate(batch.images):
+        h, w = int(img.shape[-2]), int(img.shape[-1])
+        try:
+            sizes.append(sizing.target_size(h, w, config))
+        except ValueError as e:
+            raise ValueError(f"images[{i}]: {e}") from None
+    p = config.patch_size
+    grid = torch.tensor([[1, h // p, w // p] for h, w in sizes], dtype=torch.int64)
+    return sizes, grid
+
+
+def preprocess(images: Any, config: VisionPreprocessConfig | str | None = None, *, backend: Backend = "auto",
+               layout: Layout = "auto", check_values: bool | None = None) -> VisionBatch:
+    """Turn images into Qwen-VL ``pixel_values`` and ``grid_thw``.
+
+    Args:
+        images: ``[3, H, W]`` / ``[B, 3, H, W]`` tensor (uint8 or float on the 0..255 scale, see
+            ``config.input_range``), a HWC numpy array, a PIL image, or a list of those (ragged sizes).
+            1-channel images are expanded, 4-channel ones composited onto white. Never modified.
+        config: a :class:`VisionPreprocessConfig` or a preset name (default ``"qwen2-vl"``).
+        backend: ``"auto"`` (Triton on CUDA when available, else torch), ``"torch"`` or ``"triton"``.
+        layout: ``"auto"`` (tensors CHW, numpy arrays HWC), ``"chw"`` or ``"hwc"``.
+        check_values: NaN/Inf/range check of float inputs; default on for CPU, off for CUDA (it syncs).
+
+    Returns:
+        :class:`VisionBatch` with ``pixel_values [N, 3 * T * P * P]`` (``config.output_dtype``, input device)
+        and ``grid_thw int64 [num_images, 3]`` (CPU).
+    """
+    config = resolve_config(config)
+    batch = prepare_images(images, layout=layout, do_convert_rgb=config.do_convert_rgb,
+                           input_range=config.input_range, check_values=check_values)
+    sizes, grid = plan(batch, config)
+    row_counts = [int(g[1]) * int(g[2]) for g in grid.tolist()]
+    needs_grad = torch.is_grad_enabled() and any(img.requires_grad for img in batch.images)
+    chosen = select_backend(backend, batch.device, needs_grad)
+    if needs_grad:
+        return VisionBatch(_differentiable(batch.images, sizes, config), grid)
+    out = torch.empty(sum(row_counts), config.patch_dim, dtype=config.output_dtype, device=batch.device)
+    if chosen == "triton":
+        from .backends.triton import ops as triton_ops
+
+        triton_ops.preprocess_into(batch, sizes, row_counts, config, out)
+    else:
+        _run_torch(batch, sizes, row_counts, config, out)
+    return VisionBatch(out, grid)
+
+
+def resize(images: Any, size: tuple[int, int] | Sequence[tuple[int, int]], mode: str = "pil", *,
+           pillow_order: str = "installed", layout: Layout = "auto", backend: Backend = "auto") -> Any:
+    """The resize stage on its own: uint8 in, uint8 out.
+
+    ``images`` is a ``[3, H, W]`` / ``[B, 3, H, W]`` uint8 tensor or a list of ``[3, H, W]`` tensors;
+    ``size = (h, w)`` (or one size per list item). ``mode="pil"`` is bit-exact Pillow BICUBIC (pass order
+    per ``pillow_order``), ``mode="float"`` is antialiased float bicubic rounded back to uint8 like
+    torchvision. Returns the same structure (tensor or list) with the new sizes. The torch backend is the
+    pure-torch integer implementation on every device; ``backend="pillow"`` is not offered on purpose —
+    :func:`preprocess` uses Pillow itself on the CPU, where it is faster.
+    """
+    if mode not in ("pil", "float"):
+        raise ValueError(f"mode must be 'pil' or 'float', got {mode!r}")
+    config = VisionPreprocessConfig(resize_mode=mode, pillow_order=pillow_order)
+    single = isinstance(images, torch.Tensor)
+    batch = prepare_images(images, layout=layout, do_convert_rgb=False, check_values=False)
+    for i, img in enumerate(batch.images):
+        if img.dtype != torch.uint8:
+            raise TypeError(f"resize: expected uint8 images, got {img.dtype} at images[{i}]")
+    if isinstance(size, tuple) and len(size) == 2 and all(isinstance(s, int) for s in size):
+        sizes = [tuple(size)] * len(batch.images)
+    else:
+        sizes = [tuple(s) for s in size]
+        if len(sizes) != len(batch.images):
+            raise ValueError(f"resize: got {len(sizes)} sizes for {len(batch.images)} images")
+    for s in sizes:
+        if len(s) != 2 or any(isinstance(v, bool) or not isinstance(v, int) or v <= 0 for v in s):
+            raise ValueError(f"resize: size must be (height, width) positive ints, got {s}")
+    chosen = select_backend(backend, batch.device, False)
+    if chosen == "triton":
+        from .backends.triton import ops as triton_ops
+
+        results = triton_ops.resize_levels(batch, sizes, config)
+    elif batch.stacked is not None and len(set(sizes)) == 1:
+        results = list(_resized_levels(batch.stacked, sizes[0], config, use_pillow=False).unbind(0))
+    else:
+        results = [_resized_levels(img[None], s, config, use_pillow=False)[0]
+                   for img, s in zip(batch.images, sizes)]
+    if single:
+        return torch.stack(results) if images.dim() == 4 else results[0]
+    return results
+
+
+def interpret_mode() -> bool:
+    """Whether Triton runs in its CPU interpreter (``TRITON_INTERPRET=1``)."""
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"

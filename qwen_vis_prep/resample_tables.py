@@ -1,0 +1,132 @@
+"""Host-side bicubic filter tables, shared by every backend.
+
+One separable pass maps ``in_size`` samples to ``out_size`` samples; output ``o`` reads inputs
+``index[o, k]`` with weights ``weight[o, k]`` for ``k < taps``. Unused taps carry weight 0 and a clamped,
+in-bounds index, so kernels can loop over all ``taps`` without masks.
+
+The weights are computed in float64 exactly as Pillow's ``precompute_coeffs`` does (bicubic ``a = -0.5``,
+support ``2 * max(scale, 1)``, centre ``(o + 0.5) * scale``, sequential normalisation), which is also the
+formula of PyTorch's antialiased bicubic interpolation. ``"pil"`` tables quantise them to Pillow's 22-bit
+fixed point; ``"float"`` tables round them to float32.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import threading
+from collections import OrderedDict
+
+import numpy as np
+import torch
+
+PRECISION_BITS = 22  # Pillow's 8-bit-per-channel fixed point: 32 - 8 - 2
+BICUBIC_A = -0.5
+BICUBIC_SUPPORT = 2.0
+
+
+def _bicubic(x: np.ndarray) -> np.ndarray:
+    # Same operation order as Pillow's bicubic_filter so float64 results are identical.
+    x = np.abs(x)
+    near = ((BICUBIC_A + 2.0) * x - (BICUBIC_A + 3.0)) * x * x + 1.0
+    far = (((x - 5.0) * x + 8.0) * x - 4.0) * BICUBIC_A
+    return np.where(x < 1.0, near, np.where(x < 2.0, far, 0.0))
+
+
+@functools.lru_cache(maxsize=1024)
+def filter_weights(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Normalised float64 bicubic weights of one pass.
+
+    Returns ``(start [out] int64, count [out] int64, weight [out, taps] float64)``; taps beyond ``count``
+    are 0.
+    """
+    if in_size <= 0 or out_size <= 0:
+        raise ValueError(f"resample sizes must be positive, got in_size={in_size}, out_size={out_size}")
+    scale = float(in_size) / out_size
+    filterscale = max(scale, 1.0)
+    support = BICUBIC_SUPPORT * filterscale
+    taps = int(math.ceil(support)) * 2 + 1
+    inv = 1.0 / filterscale
+    center = (np.arange(out_size, dtype=np.float64) + 0.5) * scale
+    start = np.maximum(np.trunc(center - support + 0.5), 0).astype(np.int64)
+    stop = np.minimum(np.trunc(center + support + 0.5).astype(np.int64), in_size)
+    count = stop - start
+    k = np.arange(taps, dtype=np.int64)
+    valid = k[None, :] < count[:, None]
+    pos = (k[None, :] + start[:, None]) - center[:, None] + 0.5
+    w = np.where(valid, _bicubic(pos * inv), 0.0)
+    total = np.zeros(out_size, dtype=np.float64)
+    for j in range(taps):  # sequential, as in C: pairwise summation would round differently
+        total = total + w[:, j]
+    w = np.where(total[:, None] != 0.0, w / np.where(total == 0.0, 1.0, total)[:, None], w)
+    return start, count, w
+
+
+@functools.lru_cache(maxsize=1024)
+def pil_taps(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pillow's fixed-point table: ``(index [out, taps] int32, weight [out, taps] int32)``.
+
+    An output level is ``clamp((2**21 + sum_k in[index] * weight) >> 22, 0, 255)`` in int32.
+    """
+    start, count, w = filter_weights(in_size, out_size)
+    scaled = w * float(1 << PRECISION_BITS)
+    fixed = np.where(scaled < 0, np.trunc(-0.5 + scaled), np.trunc(0.5 + scaled)).astype(np.int32)
+    return _indices(start, in_size, w.shape[1]), fixed
+
+
+@functools.lru_cache(maxsize=1024)
+def float_taps(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Float table: ``(index [out, taps] int32, weight [out, taps] float32)``."""
+    start, count, w = filter_weights(in_size, out_size)
+    return _indices(start, in_size, w.shape[1]), w.astype(np.float32)
+
+
+def _indices(start: np.ndarray, in_size: int, taps: int) -> np.ndarray:
+    idx = start[:, None] + np.arange(taps, dtype=np.int64)[None, :]
+    return np.minimum(idx, in_size - 1).astype(np.int32)
+
+
+class DeviceTableCache:
+    """Bounded LRU of tables already moved to a device, so the hot path never copies host->device twice."""
+
+    def __init__(self, maxsize: int = 256) -> None:
+        self.maxsize = maxsize
+        self._data: OrderedDict = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key, make):
+        with self._lock:
+            if key in self._data:
+                self._data.move_to_end(key)
+                return self._data[key]
+        value = make()
+        with self._lock:
+            self._data[key] = value
+            self._data.move_to_end(key)
+            while len(self._data) > self.maxsize:
+                self._data.popitem(last=False)
+        return value
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._data.clear()
+
+
+DEVICE_TABLES = DeviceTableCache()
+
+
+def device_taps(in_size: int, out_size: int, mode: str, device: torch.device
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(index int32 [out, taps], weight [out, taps])`` on ``device`` (int32 for "pil", float32 for
+    "float"), cached."""
+    device = torch.device(device)
+
+    def make():
+        idx, w = (pil_taps if mode == "pil" else float_taps)(in_size, out_size)
+        return (torch.from_numpy(idx).to(device, non_blocking=True),
+                torch.from_numpy(w).to(device, non_blocking=True))
+
+    return DEVICE_TABLES.get((in_size, out_size, mode, str(device)), make)
