@@ -36,6 +36,8 @@ class VisionPreprocessConfig:
       the uint8 scale and are multiplied by ``rescale_factor``; ``"0-1"`` means floats are already in
       [0, 1] (they are scaled by 255 first, so the same ``rescale_factor`` applies). Integer inputs are
       always on the 0..255 scale.
+    * ``compact_images``: write still images once instead of ``temporal_patch_size`` times
+      (``[N, C * P * P]``, half the bytes); fold the patch-embedding weight to match (see ``tower``).
     """
 
     patch_size: int = 14
@@ -54,6 +56,7 @@ class VisionPreprocessConfig:
     pillow_order: PillowOrder = "installed"
     input_range: InputRange = "0-255"
     output_dtype: torch.dtype = field(default=torch.float32)
+    compact_images: bool = False
 
     def __post_init__(self) -> None:
         for name in ("patch_size", "temporal_patch_size", "merge_size", "min_pixels", "max_pixels"):
@@ -73,7 +76,7 @@ class VisionPreprocessConfig:
                 and self.rescale_factor > 0):
             raise ValueError(f"rescale_factor must be a positive finite number, got {self.rescale_factor!r}")
         object.__setattr__(self, "rescale_factor", float(self.rescale_factor))
-        for name in ("do_resize", "do_rescale", "do_normalize", "do_convert_rgb"):
+        for name in ("do_resize", "do_rescale", "do_normalize", "do_convert_rgb", "compact_images"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name} must be a bool, got {getattr(self, name)!r}")
         _check_choice("resize_mode", self.resize_mode, ("pil", "float"))
@@ -88,9 +91,14 @@ class VisionPreprocessConfig:
         return self.patch_size * self.merge_size
 
     @property
+    def image_frames(self) -> int:
+        """Copies of a still image per patch row: ``temporal_patch_size``, or 1 with ``compact_images``."""
+        return 1 if self.compact_images else self.temporal_patch_size
+
+    @property
     def patch_dim(self) -> int:
-        """Columns of ``pixel_values``: ``3 * temporal_patch_size * patch_size**2``."""
-        return 3 * self.temporal_patch_size * self.patch_size * self.patch_size
+        """Columns of image ``pixel_values``: ``3 * image_frames * patch_size**2`` (1176 for Qwen2-VL)."""
+        return 3 * self.image_frames * self.patch_size * self.patch_size
 
     def replace(self, **changes: Any) -> "VisionPreprocessConfig":
         """A copy with some fields changed (validated again)."""

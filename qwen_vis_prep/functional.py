@@ -110,7 +110,7 @@ def _process_torch(img: torch.Tensor, size: tuple[int, int], config: VisionPrepr
         if tuple(x.shape[-2:]) != tuple(size):
             x = torch_ref.resize_float(x, size)
     y = torch_ref.normalize(x, scale, mean, std)
-    torch_ref.patchify_into(out, y, config.patch_size, config.merge_size, config.temporal_patch_size)
+    torch_ref.patchify_into(out, y, config.patch_size, config.merge_size, config.image_frames)
 
 
 def _differentiable(images: list[torch.Tensor], sizes: list[tuple[int, int]],
@@ -126,26 +126,56 @@ def _differentiable(images: list[torch.Tensor], sizes: list[tuple[int, int]],
         if tuple(x.shape[-2:]) != tuple(size):
             x = torch_ref.resize_float(x, size)
         y = torch_ref.normalize(x, scale, mean, std)
-        parts.append(torch_ref.patchify(y, config.patch_size, config.merge_size, config.temporal_patch_size,
+        parts.append(torch_ref.patchify(y, config.patch_size, config.merge_size, config.image_frames,
                                         config.output_dtype))
     return torch.cat(parts, 0)
+
+
+def _cpu_normalizer(config: VisionPreprocessConfig):
+    """``uint8 [..., 3, K] -> float32`` with :func:`torch_ref.normalize`'s arithmetic, channel on dim -2."""
+    scale, mean, std = normalize_constants(config, torch.device("cpu"))
+
+    def fn(u8: torch.Tensor) -> torch.Tensor:
+        y = u8.to(torch.float32)
+        if scale is not None:
+            y.mul_(scale)
+        if mean is not None:
+            y.sub_(mean.view(3, 1))
+            y.div_(std.view(3, 1))
+        return y
+
+    return fn
 
 
 def _run_torch(batch: ImageBatch, sizes: list[tuple[int, int]], row_counts: list[int],
                config: VisionPreprocessConfig, out: torch.Tensor) -> None:
     cpu = batch.device.type == "cpu"
-    use_pillow = cpu and config.resize_mode == "pil" and pillow_cpu.available()
     offsets = [0]
     for n in row_counts:
         offsets.append(offsets[-1] + n)
     if not cpu and batch.stacked is not None:
-        _process_torch(batch.stacked, sizes[0], config, out, use_pillow)
+        _process_torch(batch.stacked, sizes[0], config, out, False)
         return
+    fast = cpu and config.resize_mode == "pil" and pillow_cpu.available()
+    threads = max(1, torch.get_num_threads())
+    # Few images: split each one into strips so every core has work; many images: one task per image.
+    parts = threads if len(batch.images) < threads else 1
+    norm = _cpu_normalizer(config) if fast else None
 
     def work(i: int) -> None:
-        _process_torch(batch.images[i][None], sizes[i], config, out[offsets[i]:offsets[i + 1]], use_pillow)
+        rows = out[offsets[i]:offsets[i + 1]]
+        img = batch.images[i]
+        if fast:
+            resizing = tuple(img.shape[-2:]) != tuple(sizes[i])
+            levels = to_levels(img, config.input_range) if (resizing or img.dtype == torch.uint8) else None
+            if levels is not None:
+                pillow_cpu.preprocess_into(levels, sizes[i], config.pillow_order, rows, norm, config.patch_size,
+                                           config.merge_size, config.image_frames,
+                                           _pool() if parts > 1 else None, parts)
+                return
+        _process_torch(img[None], sizes[i], config, rows, False)
 
-    if cpu and len(batch.images) > 1:
+    if cpu and len(batch.images) > 1 and parts == 1:
         list(_pool().map(work, range(len(batch.images))))
     else:
         for i in range(len(batch.images)):
