@@ -1,0 +1,177 @@
+"""Triton kernels vs the pure-torch reference backend.
+
+On a machine without CUDA these run in Triton's CPU interpreter (``TRITON_INTERPRET=1``, set by
+conftest.py), so the kernels' exact arithmetic is checked on every CI run; on a GPU they run on CUDA.
+pil mode must be bit-exact (``torch.equal``); float mode is also bit-exact by construction (float64 sums
+of exact float32 products in the same tap order, see kernels.py), and tested so.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+import qwen_vis_prep as qvp
+from qwen_vis_prep.backends.triton import ops as triton_ops
+
+DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+pytestmark = pytest.mark.skipif(not triton_ops.can_run(DEVICE)[0],
+                                reason=f"Triton cannot run here: {triton_ops.can_run(DEVICE)[1]}")
+
+SMALL = dict(min_pixels=28 * 28 * 4, max_pixels=28 * 28 * 24)
+
+
+def _cfg(**kw) -> qvp.VisionPreprocessConfig:
+    return qvp.VisionPreprocessConfig.from_preset(kw.pop("preset", "qwen2-vl"), **{**SMALL, **kw})
+
+
+def _both(x, cfg, **kw):
+    a = qvp.preprocess(x, cfg, backend="triton", **kw)
+    b = qvp.preprocess(x, cfg, backend="torch", **kw)
+    assert torch.equal(a.grid_thw, b.grid_thw)
+    return a.pixel_values, b.pixel_values
+
+
+def _img(h, w, dtype=torch.uint8, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randint(0, 256, (3, h, w), generator=g, dtype=torch.uint8)
+    return x.to(DEVICE) if dtype == torch.uint8 else x.to(dtype).to(DEVICE)
+
+
+SIZES = [
+    pytest.param((60, 90), id="60x90-up"),
+    pytest.param((120, 40), id="120x40-mixed"),
+    pytest.param((57, 171), id="57x171-odd"),
+    pytest.param((201, 31), id="201x31-tall"),
+    pytest.param((56, 112), id="56x112-identity"),
+    pytest.param((56, 97), id="56x97-width-only"),
+    pytest.param((250, 60), id="250x60-vertical-first-in-pillow13"),
+]
+
+
+@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("order", ["pillow12", "pillow13"])
+def test_pil_mode_bit_exact(size, order):
+    a, b = _both(_img(*size), _cfg(pillow_order=order))
+    assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16], ids=str)
+@pytest.mark.parametrize("mode", ["pil", "float"])
+def test_output_dtypes_bit_exact(dtype, mode):
+    a, b = _both(_img(75, 130, seed=1), _cfg(output_dtype=dtype, resize_mode=mode))
+    assert a.dtype == dtype
+    assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("size", SIZES[:5])
+def test_float_mode_uint8_bit_exact(size):
+    a, b = _both(_img(*size, seed=2), _cfg(resize_mode="float"))
+    assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("in_dtype", [torch.float32, torch.bfloat16, torch.float16], ids=str)
+@pytest.mark.parametrize("mode", ["pil", "float"])
+def test_float_inputs(in_dtype, mode):
+    x = _img(70, 100, dtype=in_dtype, seed=3)
+    a, b = _both(x, _cfg(resize_mode=mode))
+    assert torch.equal(a, b)
+    # no resize needed: float values are normalised as they are
+    y = _img(56, 84, dtype=in_dtype, seed=4) * 0.5 + 0.25
+    a, b = _both(y, _cfg(resize_mode=mode))
+    assert torch.equal(a, b)
+
+
+def test_unit_range_float_input():
+    x = _img(64, 90, dtype=torch.float32, seed=5) / 255.0
+    for mode in ("pil", "float"):
+        a, b = _both(x, _cfg(resize_mode=mode, input_range="0-1"))
+        assert torch.equal(a, b)
+
+
+def test_layouts_without_copy_semantics():
+    chw = _img(66, 99, seed=6)
+    hwc = chw.permute(1, 2, 0).contiguous()
+    cl = chw[None].contiguous(memory_format=torch.channels_last)
+    cfg = _cfg()
+    ref = qvp.preprocess(chw, cfg, backend="torch").pixel_values
+    assert torch.equal(qvp.preprocess(hwc, cfg, backend="triton", layout="hwc").pixel_values, ref)
+    assert torch.equal(qvp.preprocess(cl, cfg, backend="triton").pixel_values, ref)
+    assert torch.equal(qvp.preprocess(chw[None], cfg, backend="triton").pixel_values, ref)
+    # a non-contiguous crop
+    big = _img(80, 120, seed=7)
+    crop = big[:, 5:71, 7:106]
+    a, b = _both(crop, cfg)
+    assert torch.equal(a, b)
+
+
+def test_ragged_list_and_batch():
+    imgs = [_img(60, 90, seed=8), _img(45, 130, seed=9), _img(60, 90, seed=10), _img(56, 56, seed=11)]
+    cfg = _cfg()
+    a, b = _both(imgs, cfg)
+    assert torch.equal(a, b)
+    one_by_one = torch.cat([qvp.preprocess(i, cfg, backend="triton").pixel_values for i in imgs])
+    assert torch.equal(a, one_by_one)
+    batch = torch.stack([imgs[0], imgs[2]])
+    a, b = _both(batch, cfg)
+    assert torch.equal(a, b)
+
+
+def test_gray_and_rgba():
+    g = torch.Generator().manual_seed(12)
+    gray = torch.randint(0, 256, (1, 50, 70), generator=g, dtype=torch.uint8).to(DEVICE)
+    rgba = torch.randint(0, 256, (4, 50, 70), generator=g, dtype=torch.uint8).to(DEVICE)
+    for x in (gray, rgba):
+        a, b = _both(x, _cfg())
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("preset", ["qwen2.5-vl", "qwen3-vl"])
+def test_presets_and_compact(preset):
+    kw = dict(min_pixels=32 * 32 * 4, max_pixels=32 * 32 * 20) if preset == "qwen3-vl" else {}
+    x = _img(90, 70, seed=13)
+    for compact in (False, True):
+        a, b = _both(x, _cfg(preset=preset, compact_images=compact, **kw))
+        assert torch.equal(a, b)
+
+
+def test_normalisation_switches():
+    x = _img(56, 84, seed=14)
+    for kw in (dict(do_normalize=False), dict(do_rescale=False), dict(do_rescale=False, do_normalize=False)):
+        a, b = _both(x, _cfg(**kw))
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("mode", ["pil", "float"])
+def test_resize_stage(mode):
+    x = _img(40, 61, seed=15)
+    for size in [(17, 90), (80, 30), (40, 61), (3, 450)]:
+        a = qvp.resize(x, size, mode=mode, backend="triton")
+        b = qvp.resize(x, size, mode=mode, backend="torch")
+        assert a.shape == (3, *size) and torch.equal(a, b)
+
+
+def test_input_not_modified_and_not_aliased():
+    x = _img(60, 90, seed=16)
+    before, version = x.clone(), x._version
+    out = qvp.preprocess(x, _cfg(), backend="triton").pixel_values
+    assert x._version == version and torch.equal(x, before)
+    assert out.untyped_storage().data_ptr() != x.untyped_storage().data_ptr()
+
+
+def test_triton_rejects_what_it_cannot_run():
+    x = _img(56, 56, dtype=torch.float64)
+    with pytest.raises(ValueError, match="float64"):
+        qvp.preprocess(x, _cfg(resize_mode="float"), backend="triton")
+    if DEVICE.type == "cpu" and os.environ.get("TRITON_INTERPRET") == "1":
+        return
+    with pytest.raises(ValueError, match="cannot run"):
+        qvp.preprocess(torch.zeros(3, 56, 56, dtype=torch.uint8), _cfg(), backend="triton")
+
+
+def test_requires_grad_is_refused():
+    x = _img(56, 56, dtype=torch.float32).requires_grad_()
+    with pytest.raises(ValueError, match="backward"):
+        qvp.preprocess(x, _cfg(resize_mode="float"), backend="triton")
