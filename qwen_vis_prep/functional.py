@@ -234,6 +234,8 @@ def preprocess(images: Any, config: VisionPreprocessConfig | str | None = None, 
         and ``grid_thw int64 [num_images, 3]`` (CPU).
     """
     config = resolve_config(config)
+    if torch.compiler.is_compiling() and isinstance(images, torch.Tensor) and images.dim() in (3, 4):
+        return _preprocess_traced(images, config, backend, layout)
     batch = prepare_images(images, layout=layout, do_convert_rgb=config.do_convert_rgb,
                            input_range=config.input_range, check_values=check_values)
     sizes, grid = plan(batch, config)
@@ -250,6 +252,20 @@ def preprocess(images: Any, config: VisionPreprocessConfig | str | None = None, 
     else:
         _run_torch(batch, sizes, row_counts, config, out)
     return VisionBatch(out, grid)
+
+
+def _preprocess_traced(images: torch.Tensor, config: VisionPreprocessConfig, backend: str, layout: str
+                       ) -> VisionBatch:
+    """Under ``torch.compile``: one registered op for the pixels, ``grid_thw`` from static shapes."""
+    from .custom_ops import config_key, preprocess_tensor
+
+    lay = "chw" if layout == "auto" else layout
+    x = images if images.dim() == 4 else images[None]
+    h, w = (int(x.shape[1]), int(x.shape[2])) if lay == "hwc" else (int(x.shape[2]), int(x.shape[3]))
+    th, tw = sizing.target_size(h, w, config)
+    p = config.patch_size
+    grid = torch.tensor([[1, th // p, tw // p]] * int(x.shape[0]), dtype=torch.int64)
+    return VisionBatch(preprocess_tensor(images, config_key(config), backend, lay), grid)
 
 
 def resize(images: Any, size: tuple[int, int] | Sequence[tuple[int, int]], mode: str = "pil", *,

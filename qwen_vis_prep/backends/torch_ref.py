@@ -79,16 +79,31 @@ def round_to_levels(x: torch.Tensor) -> torch.Tensor:
 
 def normalize(x: torch.Tensor, scale: float | None, mean: torch.Tensor | None, std: torch.Tensor | None
               ) -> torch.Tensor:
-    """``((x * scale) - mean) / std`` per channel in float32 (float64 stays float64); ``None`` skips a
-    step. ``x: [B, 3, H, W]``, ``mean``/``std``: ``[3]``. The Triton path gathers these exact values from a
-    256-entry table built with this same function, so uint8 levels normalise identically everywhere."""
-    y = x.to(torch.float64 if x.dtype == torch.float64 else torch.float32)
+    """``((x * scale) - mean) / std`` per channel; ``None`` skips a step. ``x: [B, 3, H, W]``,
+    ``mean``/``std``: ``[3]``. Returns float32 (float64 stays float64, without intermediate rounding).
+
+    Each float32 step is evaluated in float64 and rounded to float32, which is the float32 operation's
+    result (exact product of float32 values, exact difference, correctly rounded quotient up to a double
+    rounding that practically never occurs) but independent of how a device fuses or approximates float32
+    arithmetic, so CPU, CUDA and the Triton kernel (which does the same) agree bit for bit. uint8 levels
+    are normalised through a 256-entry table built with this function.
+    """
+    if x.dtype == torch.float64:
+        y = x
+        if scale is not None:
+            y = y * scale
+        if mean is not None:
+            y = y - mean.to(y.dtype).view(1, -1, 1, 1)
+        if std is not None:
+            y = y / std.to(y.dtype).view(1, -1, 1, 1)
+        return y
+    y = x.to(torch.float32)
     if scale is not None:
-        y = y * scale
+        y = (y.double() * float(torch.tensor(scale, dtype=torch.float32))).float()
     if mean is not None:
-        y = y - mean.to(y.dtype).view(1, -1, 1, 1)
+        y = (y.double() - mean.double().view(1, -1, 1, 1)).float()
     if std is not None:
-        y = y / std.to(y.dtype).view(1, -1, 1, 1)
+        y = (y.double() / std.double().view(1, -1, 1, 1)).float()
     return y
 
 
@@ -116,3 +131,32 @@ def patchify(x: torch.Tensor, patch_size: int, merge_size: int, temporal_patch_s
     view = x.reshape(b, c, gh // m, m, p, gw // m, m, p).permute(0, 2, 5, 3, 6, 1, 4, 7)
     view = view.unsqueeze(6).expand(b, gh // m, gw // m, m, m, c, t, p, p)
     return view.reshape(b * gh * gw, c * t * p * p).to(dtype)
+
+
+def patchify_video_into(out: torch.Tensor, x: torch.Tensor, patch_size: int, merge_size: int,
+                        temporal_patch_size: int) -> None:
+    """Write one clip ``x: [T, C, H, W]`` (float) into ``out: [ceil(T / Tp) * gh * gw, C * Tp * P * P]``.
+
+    Unlike :func:`patchify_into`, the ``Tp`` columns of a row hold ``Tp`` consecutive real frames: row block
+    ``g`` reads frames ``g * Tp .. g * Tp + Tp - 1``. A last, incomplete block repeats the clip's last frame
+    (transformers' video processors pad that way). Rows go frame block by frame block, then merge window by
+    merge window, as for images; cast to ``out.dtype`` once. Works through autograd (``copy_`` into views).
+    """
+    n, c, h, w = x.shape
+    p, m, tp = patch_size, merge_size, temporal_patch_size
+    gh, gw = h // p, w // p
+    rows = gh * gw
+    full = n // tp
+
+    def write(dst_rows: torch.Tensor, frames: torch.Tensor, blocks: int) -> None:
+        src = frames.reshape(blocks, tp, c, gh // m, m, p, gw // m, m, p).permute(0, 3, 6, 4, 7, 2, 1, 5, 8)
+        dst_rows.view(blocks, gh // m, gw // m, m, m, c, tp, p, p).copy_(src)
+
+    if full:
+        write(out[:full * rows], x[:full * tp], full)
+    rest = n - full * tp
+    if rest:
+        # Only the last block is padded, so only its <= Tp frames are gathered (the rest stays a view).
+        tail = x[full * tp:]
+        tail = torch.cat([tail, tail[-1:].expand(tp - rest, c, h, w)], 0)
+        write(out[full * rows:(full + 1) * rows], tail, 1)

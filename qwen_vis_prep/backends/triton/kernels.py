@@ -88,21 +88,24 @@ def _patchify_kernel(src_ptr, out_ptr, idx_ptr, w_ptr, lut_ptr, norm_ptr, rows_p
     b = tl.program_id(1).to(tl.int64)
     PP: tl.constexpr = P * P
     CPP: tl.constexpr = C * PP
-    e = pid.to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    # int32 index math (an image has < 2**31 output values; 64-bit division is slow on GPUs)
+    e = pid * BLOCK + tl.arange(0, BLOCK)
     mask = e < rows_per_image * CPP
     row = e // CPP
-    rem = e % CPP
+    rem = e - row * CPP
     c = rem // PP
-    pp = rem % PP
+    pp = rem - c * PP
     py = pp // P
-    px = pp % P
+    px = pp - py * P
     window = row // (M * M)
-    within = row % (M * M)
-    y = ((window // blocks_w) * M + within // M) * P + py
-    x = ((window % blocks_w) * M + within % M) * P + px
-    base = src_ptr + b * s_b + c * s_c
+    within = row - window * (M * M)
+    wy = window // blocks_w
+    wx = window - wy * blocks_w
+    y = (wy * M + within // M) * P + py
+    x = (wx * M + within % M) * P + px
+    base = src_ptr + b * s_b + c.to(tl.int64) * s_c
     if AXIS == 0:
-        v = tl.load(base + y * s_y + x * s_x, mask=mask, other=0)
+        v = tl.load(base + y.to(tl.int64) * s_y + x.to(tl.int64) * s_x, mask=mask, other=0)
         if SRC == 0:
             level = v.to(tl.int32)
         elif SRC == 1:
@@ -119,9 +122,9 @@ def _patchify_kernel(src_ptr, out_ptr, idx_ptr, w_ptr, lut_ptr, norm_ptr, rows_p
             src_i = tl.load(idx_ptr + o * taps + k, mask=mask, other=0).to(tl.int64)
             wk = tl.load(w_ptr + o * taps + k, mask=mask, other=0)
             if AXIS == 1:
-                v = tl.load(base + src_i * s_y + x * s_x, mask=mask, other=0)
+                v = tl.load(base + src_i * s_y + x.to(tl.int64) * s_x, mask=mask, other=0)
             else:
-                v = tl.load(base + y * s_y + src_i * s_x, mask=mask, other=0)
+                v = tl.load(base + y.to(tl.int64) * s_y + src_i * s_x, mask=mask, other=0)
             if SRC == 0:
                 acc += v.to(tl.int32) * wk
             else:
@@ -150,7 +153,7 @@ def _patchify_kernel(src_ptr, out_ptr, idx_ptr, w_ptr, lut_ptr, norm_ptr, rows_p
         out_row = tl.load(rows_ptr + b) + row
     else:
         out_row = first_row + b * rows_per_image + row
-    dst = out_ptr + out_row * (C * T * PP) + c * (T * PP) + pp
+    dst = out_ptr + out_row.to(tl.int64) * (C * T * PP) + c * (T * PP) + pp
     if out_ptr.dtype.element_ty == tl.bfloat16:
         # Round to nearest even on the bits, so the interpreter (which truncates) matches CUDA and torch.
         u = val.to(tl.int32, bitcast=True)

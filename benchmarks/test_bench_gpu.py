@@ -1,0 +1,100 @@
+"""GPU benchmarks (pytest-benchmark): ours (Triton), ours (torch backend) and HF's torchvision processor on
+CUDA, same run, same card. Skipped without CUDA. Run: ``bash benchmarks/gpu_check.sh``.
+
+Every timed call ends with ``torch.cuda.synchronize()``, so the figure is end-to-end device time as a
+caller sees it. ``extra_info`` carries the bytes each case must move (uint8 input + output), from which
+``gpu_report.py`` derives the memory-bandwidth floor with the copy bandwidth measured in the same run.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import qwen_vis_prep as qvp
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+MAX_PIXELS = 28 * 28 * 1280  # the setting of the issue's reference figures
+
+
+def _batch(n, h, w, seed):
+    g = torch.Generator(device="cuda").manual_seed(seed)
+    return torch.randint(0, 256, (n, 3, h, w), dtype=torch.uint8, device="cuda", generator=g)
+
+
+def _mixed():
+    sizes = [(480, 640), (720, 1280), (1080, 1920), (300, 400), (1200, 1600), (768, 1024), (2000, 1500),
+             (640, 480), (900, 1600), (512, 512), (1440, 2560), (350, 700), (1000, 1000), (600, 800),
+             (1536, 2048), (224, 224)]
+    return [_batch(1, h, w, i)[0] for i, (h, w) in enumerate(sizes)]
+
+
+CASES = {
+    "1x1080p": lambda: _batch(1, 1080, 1920, 0),
+    "32x1080p": lambda: _batch(32, 1080, 1920, 1),
+    "64x448": lambda: _batch(64, 448, 448, 2),
+    "8x4K": lambda: _batch(8, 2160, 3840, 3),
+    "16-mixed": _mixed,
+}
+
+
+def _as_list(x):
+    return list(x.unbind(0)) if isinstance(x, torch.Tensor) else x
+
+
+def _bytes(images, out):
+    n_in = sum(i.numel() for i in _as_list(images))
+    return n_in + out.numel() * out.element_size()
+
+
+def _run(benchmark, case, fn, images, rounds):
+    def timed():
+        r = fn(images)
+        torch.cuda.synchronize()
+        return r
+
+    out = timed()
+    benchmark.group = case
+    benchmark.extra_info["bytes"] = _bytes(images, out)
+    benchmark.extra_info["device"] = torch.cuda.get_device_name()
+    benchmark.pedantic(timed, rounds=rounds, iterations=1, warmup_rounds=2)
+
+
+@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_ours_triton(benchmark, case, dtype):
+    prep = qvp.QwenVisionPreprocessor("qwen2-vl", max_pixels=MAX_PIXELS, output_dtype=dtype, backend="triton")
+    images = CASES[case]()
+    _run(benchmark, case, lambda x: prep(x).pixel_values, images, rounds=50)
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_ours_torch_backend(benchmark, case):
+    prep = qvp.QwenVisionPreprocessor("qwen2-vl", max_pixels=MAX_PIXELS, backend="torch")
+    images = CASES[case]()
+    _run(benchmark, case, lambda x: prep(x).pixel_values, images, rounds=5)
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_hf_torchvision_cuda(benchmark, case):
+    from transformers import Qwen2VLImageProcessor
+
+    hf = Qwen2VLImageProcessor(min_pixels=3136, max_pixels=MAX_PIXELS)
+    images = CASES[case]()
+    _run(benchmark, case, lambda x: hf(_as_list(x), device="cuda", return_tensors="pt")["pixel_values"],
+         images, rounds=20)
+
+
+def test_copy_bandwidth(benchmark):
+    """Device-to-device copy of 1 GiB: the bandwidth the floor is computed with (read + write bytes)."""
+    src = torch.empty(1 << 30, dtype=torch.uint8, device="cuda")
+    dst = torch.empty_like(src)
+
+    def timed():
+        dst.copy_(src)
+        torch.cuda.synchronize()
+
+    benchmark.group = "copy"
+    benchmark.extra_info["bytes"] = 2 * src.numel()
+    benchmark.pedantic(timed, rounds=20, iterations=1, warmup_rounds=2)
