@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import warnings
 from dataclasses import dataclass
 from typing import Any, Literal, Sequence
 
@@ -63,12 +65,9 @@ def _pil_to_hwc(img) -> torch.Tensor:
 
 
 def _to_chw(x: torch.Tensor, layout: str, where: str) -> torch.Tensor:
-    """``[C, H, W]`` view of one image tensor given as CHW, HWC or HW."""
+    """``[C, H, W]`` view of one image tensor given as CHW, HWC or HW (the caller checked it has 2 or 3 dims)."""
     if x.dim() == 2:
         return x.unsqueeze(0)
-    if x.dim() != 3:
-        raise ValueError(f"{where}: expected an image with 2 (H, W) or 3 (C, H, W / H, W, C) dims, "
-                         f"got {x.dim()} dims: {describe(x)}")
     if layout == "hwc":
         if x.shape[-1] not in _CHANNELS:
             hint = " (it looks channels-first: pass layout='chw')" if x.shape[0] in _CHANNELS else ""
@@ -93,29 +92,36 @@ def _check_size(x: torch.Tensor, where: str) -> None:
 
 
 def _check_values(x: torch.Tensor, input_range: str, where: str) -> None:
-    """NaN/Inf and range check of a float image (costs a pass, and a sync on CUDA)."""
+    """NaN/Inf and range check of a float image: one read pass, no image-sized temporary, one sync on CUDA.
+
+    ``aminmax`` propagates NaN and keeps +-Inf, so non-finite values show up in the two extremes.
+    """
     if not x.is_floating_point() or x.numel() == 0:
         return
-    finite = torch.isfinite(x).all()
-    if not bool(finite):
-        raise ValueError(f"{where}: float image contains NaN or Inf")
+    lo_v, hi_v = torch.stack(torch.aminmax(x.detach())).tolist()
+    if not (math.isfinite(lo_v) and math.isfinite(hi_v)):
+        raise ValueError(f"{where}: expected finite float values, got NaN or Inf (min={lo_v}, max={hi_v}); "
+                         f"check_values=False skips this check")
     hi = 1.0 if input_range == "0-1" else 255.0
-    lo_v, hi_v = float(x.min()), float(x.max())
     if lo_v < 0.0 or hi_v > hi:
         raise ValueError(f"{where}: float values must lie in [0, {hi:g}] for input_range={input_range!r}, "
                          f"got [{lo_v:g}, {hi_v:g}]")
 
 
-def to_rgb(x: torch.Tensor) -> torch.Tensor:
+def to_rgb(x: torch.Tensor, input_range: str = "0-255") -> torch.Tensor:
     """``[..., C, H, W]`` -> ``[..., 3, H, W]``: gray is expanded (a view), RGBA is composited onto white
-    with transformers' array rule ``round(alpha * rgb + (1 - alpha) * 255)`` in float64 (a new tensor)."""
+    with transformers' array rule ``round(alpha * rgb + (1 - alpha) * 255)`` in float64 (a new tensor).
+
+    Float images with ``input_range="0-1"`` have alpha and white on that scale: ``alpha * rgb + (1 - alpha)``,
+    not rounded."""
     c = x.shape[-3]
     if c == 3:
         return x
     if c == 1:
         return x.expand(*x.shape[:-3], 3, *x.shape[-2:])
-    alpha = x[..., 3:4, :, :].to(torch.float64) / 255.0
-    rgb = alpha * x[..., :3, :, :].to(torch.float64) + (1.0 - alpha) * 255.0
+    white = 1.0 if (input_range == "0-1" and x.is_floating_point()) else 255.0
+    alpha = x[..., 3:4, :, :].to(torch.float64) / white
+    rgb = alpha * x[..., :3, :, :].to(torch.float64) + (1.0 - alpha) * white
     if x.dtype == torch.uint8:
         return rgb.round().to(torch.uint8)
     return rgb.to(x.dtype)
@@ -143,8 +149,9 @@ def prepare_images(images: Any, *, layout: Layout = "auto", do_convert_rgb: bool
         lay = "chw" if layout == "auto" else layout
         if lay == "hwc":
             if images.shape[-1] not in _CHANNELS:
+                hint = " (it looks channels-first: pass layout='chw')" if images.shape[1] in _CHANNELS else ""
                 raise ValueError(f"images: layout='hwc' expects [B, H, W, C] with C in (1, 3, 4), got "
-                                 f"shape {tuple(images.shape)}")
+                                 f"shape {tuple(images.shape)}{hint}")
             batch = images.permute(0, 3, 1, 2)
         else:
             if images.shape[1] not in _CHANNELS:
@@ -159,7 +166,7 @@ def prepare_images(images: Any, *, layout: Layout = "auto", do_convert_rgb: bool
             raise ValueError(f"images: do_convert_rgb=False needs 3 channels, got {batch.shape[1]}")
         if _want_value_check(check_values, batch):
             _check_values(batch, input_range, "images")
-        stacked = to_rgb(batch) if do_convert_rgb else batch
+        stacked = to_rgb(batch, input_range) if do_convert_rgb else batch
         return ImageBatch(images=list(stacked.unbind(0)), stacked=stacked, device=stacked.device)
 
     if isinstance(images, (torch.Tensor, np.ndarray)) or (pil_type and isinstance(images, pil_type)):
@@ -182,7 +189,9 @@ def prepare_images(images: Any, *, layout: Layout = "auto", do_convert_rgb: bool
         elif isinstance(item, np.ndarray):
             if item.dtype == np.bool_ or item.dtype.kind not in "uf" or item.dtype == np.uint16:
                 raise TypeError(f"{where}: expected a uint8 or float numpy array, got dtype {item.dtype}")
-            t = torch.from_numpy(np.ascontiguousarray(item))
+            with warnings.catch_warnings():  # read-only arrays (np.asarray(PIL image)) are only ever read
+                warnings.simplefilter("ignore", UserWarning)
+                t = torch.from_numpy(np.ascontiguousarray(item))
             lay = "hwc" if layout == "auto" else layout
         elif isinstance(item, torch.Tensor):
             t = item
@@ -190,9 +199,19 @@ def prepare_images(images: Any, *, layout: Layout = "auto", do_convert_rgb: bool
         else:
             raise TypeError(f"{where}: expected a torch.Tensor, numpy.ndarray or PIL.Image, got {describe(item)}")
         _check_dtype(t, where)
-        if t.dim() == 4:
-            raise ValueError(f"{where}: expected a single image (2 or 3 dims) inside a list, got 4 dims: "
-                             f"{describe(t)}; pass a batch as one tensor instead of a list")
+        if t.dim() not in (2, 3):
+            tip = ""
+            if isinstance(images, (list, tuple)):
+                expected = "a single image [H, W], [C, H, W] or [H, W, C] inside a list"
+                if t.dim() == 4:
+                    tip = "; pass a batch as one [B, C, H, W] tensor, not inside a list"
+            elif isinstance(item, np.ndarray):
+                expected = "a numpy image [H, W] or [H, W, C]"
+                if t.dim() == 4:
+                    tip = "; pass a batch as a list of images (or one torch tensor with layout='hwc')"
+            else:
+                expected = "a tensor [H, W], [C, H, W] / [H, W, C] or a batch [B, C, H, W]"
+            raise ValueError(f"{where}: expected {expected}, got {t.dim()} dims: {describe(item)}{tip}")
         chw = _to_chw(t, lay, where)
         _check_size(chw, where)
         if device is None:
@@ -203,7 +222,7 @@ def prepare_images(images: Any, *, layout: Layout = "auto", do_convert_rgb: bool
             raise ValueError(f"{where}: do_convert_rgb=False needs 3 channels, got {chw.shape[0]}")
         if _want_value_check(check_values, chw):
             _check_values(chw, input_range, where)
-        out.append(to_rgb(chw) if do_convert_rgb else chw)
+        out.append(to_rgb(chw, input_range) if do_convert_rgb else chw)
     return ImageBatch(images=out, stacked=None, device=device)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import weakref
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -17,6 +18,8 @@ PillowOrder = Literal["installed", "pillow12", "pillow13"]
 InputRange = Literal["0-255", "0-1"]
 
 _OUTPUT_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+# Configs by their op key; weak, so the registry never outlives the configs themselves.
+_BY_KEY: "weakref.WeakValueDictionary[str, VisionPreprocessConfig]" = weakref.WeakValueDictionary()
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,9 @@ class VisionPreprocessConfig:
         if self.min_pixels > self.max_pixels:
             raise ValueError(f"min_pixels must be <= max_pixels, got min_pixels={self.min_pixels} > "
                              f"max_pixels={self.max_pixels}")
+        if self.max_pixels < self.factor ** 2:  # the smallest output is one factor x factor block
+            raise ValueError(f"max_pixels must be at least (patch_size * merge_size)**2 = {self.factor ** 2}, "
+                             f"the smallest image the model takes, got max_pixels={self.max_pixels}")
         object.__setattr__(self, "image_mean", _three_floats("image_mean", self.image_mean))
         object.__setattr__(self, "image_std", _three_floats("image_std", self.image_std))
         if any(s == 0.0 for s in self.image_std):
@@ -84,6 +90,10 @@ class VisionPreprocessConfig:
         _check_choice("input_range", self.input_range, ("0-255", "0-1"))
         dtype = _parse_dtype(self.output_dtype)
         object.__setattr__(self, "output_dtype", dtype)
+        # A plain-string name for torch.library ops (custom ops take no dataclasses; see custom_ops.py).
+        key = repr(self)
+        object.__setattr__(self, "_op_key", key)
+        _BY_KEY.setdefault(key, self)
 
     @property
     def factor(self) -> int:
@@ -121,8 +131,10 @@ def _three_floats(name: str, value: Any) -> tuple[float, ...]:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         value = (value,) * 3
     try:
+        if isinstance(value, (str, bytes)):  # iterable, but "123" is not three numbers
+            raise TypeError
         out = tuple(float(v) for v in value)
-    except TypeError:
+    except (TypeError, ValueError):
         raise TypeError(f"{name} must be a float or a sequence of 3 floats, got {value!r}") from None
     if len(out) != 3:
         raise ValueError(f"{name} must have 3 values (one per RGB channel), got {len(out)}: {out}")

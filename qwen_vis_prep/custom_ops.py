@@ -3,23 +3,14 @@ the preprocessor: the whole preprocessing of one tensor batch is one opaque op w
 
 from __future__ import annotations
 
-import threading
-
 import torch
 
-from .config import VisionPreprocessConfig
+from .config import _BY_KEY, VisionPreprocessConfig
 
-_CONFIGS: dict[str, VisionPreprocessConfig] = {}
-_LOCK = threading.Lock()
-
-
-@torch.compiler.assume_constant_result
 def config_key(config: VisionPreprocessConfig) -> str:
-    """A string naming ``config`` in this process (custom-op arguments must be plain values)."""
-    key = repr(config)
-    with _LOCK:
-        _CONFIGS.setdefault(key, config)
-    return key
+    """The string naming ``config`` for the op (custom-op arguments must be plain values); set when the
+    config is built, so tracing only reads an attribute."""
+    return config._op_key
 
 
 def _rows(images: torch.Tensor, config: VisionPreprocessConfig, layout: str) -> int:
@@ -36,10 +27,10 @@ def preprocess_tensor(images: torch.Tensor, config: str, backend: str, layout: s
     """``pixel_values`` of one ``[3, H, W]`` / ``[B, 3, H, W]`` tensor (the opaque form of ``preprocess``)."""
     from .functional import preprocess
 
-    return preprocess(images, _CONFIGS[config], backend=backend, layout=layout, check_values=False).pixel_values
+    return preprocess(images, _BY_KEY[config], backend=backend, layout=layout, check_values=False).pixel_values
 
 
 @preprocess_tensor.register_fake
 def _(images: torch.Tensor, config: str, backend: str, layout: str) -> torch.Tensor:
-    cfg = _CONFIGS[config]
+    cfg = _BY_KEY[config]
     return images.new_empty((_rows(images, cfg, layout), cfg.patch_dim), dtype=cfg.output_dtype)

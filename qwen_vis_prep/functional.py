@@ -70,8 +70,8 @@ def to_levels(x: torch.Tensor, input_range: str) -> torch.Tensor:
     [0, 255] and rounded half to even."""
     if x.dtype == torch.uint8:
         return x
-    if input_range == "0-1":
-        x = x * 255.0
+    if input_range == "0-1":  # scale in float32 at least: half precision would misplace ~5% of levels
+        x = x.to(torch.float64 if x.dtype == torch.float64 else torch.float32) * 255.0
     return x.clamp(0, 255).round().to(torch.uint8)
 
 
@@ -306,6 +306,8 @@ def resize(images: Any, size: tuple[int, int] | Sequence[tuple[int, int]], mode:
     else:
         results = [_resized_levels(img[None], s, config, use_pillow=False)[0]
                    for img, s in zip(batch.images, sizes)]
+    # an unchanged size passes levels through: never hand the caller's own tensor back
+    results = [r.clone() if r.data_ptr() == img.data_ptr() else r for r, img in zip(results, batch.images)]
     if single:
         return torch.stack(results) if images.dim() == 4 else results[0]
     return results

@@ -99,7 +99,7 @@ def normalize(x: torch.Tensor, scale: float | None, mean: torch.Tensor | None, s
         return y
     y = x.to(torch.float32)
     if scale is not None:
-        y = (y.double() * float(torch.tensor(scale, dtype=torch.float32))).float()
+        y = (y.double() * float(torch.tensor(scale, dtype=torch.float32))).float()  # scale as float32
     if mean is not None:
         y = (y.double() - mean.double().view(1, -1, 1, 1)).float()
     if std is not None:

@@ -82,7 +82,7 @@ def _patchify_kernel(src_ptr, out_ptr, idx_ptr, w_ptr, lut_ptr, norm_ptr, rows_p
     Program ``(i, b)`` writes flat elements ``i * BLOCK ...`` of image ``b``'s ``rows_per_image`` rows of
     ``C * P * P`` distinct values, each stored ``T`` times (columns ``(c, t, py, px)``), straight into
     ``out``. ``AXIS`` picks the resampled side of ``src`` (or none), ``SRC`` the arithmetic (see module doc).
-    ``norm_ptr`` holds float32 ``[scale, mean0..2, std0..2]`` for ``SRC_FLOAT``.
+    ``norm_ptr`` holds float64 ``[scale, mean0..2, std0..2]`` (float32 values) for ``SRC_FLOAT``.
     """
     pid = tl.program_id(0)
     b = tl.program_id(1).to(tl.int64)
@@ -105,7 +105,7 @@ def _patchify_kernel(src_ptr, out_ptr, idx_ptr, w_ptr, lut_ptr, norm_ptr, rows_p
     x = (wx * M + within % M) * P + px
     base = src_ptr + b * s_b + c.to(tl.int64) * s_c
     if AXIS == 0:
-        v = tl.load(base + y.to(tl.int64) * s_y + x.to(tl.int64) * s_x, mask=mask, other=0)
+        v = tl.load(base + (y * s_y + x * s_x), mask=mask, other=0)
         if SRC == 0:
             level = v.to(tl.int32)
         elif SRC == 1:
@@ -119,12 +119,12 @@ def _patchify_kernel(src_ptr, out_ptr, idx_ptr, w_ptr, lut_ptr, norm_ptr, rows_p
             acc = tl.zeros((BLOCK,), tl.float64)
         o = y if AXIS == 1 else x
         for k in range(0, taps):
-            src_i = tl.load(idx_ptr + o * taps + k, mask=mask, other=0).to(tl.int64)
+            src_i = tl.load(idx_ptr + o * taps + k, mask=mask, other=0)
             wk = tl.load(w_ptr + o * taps + k, mask=mask, other=0)
             if AXIS == 1:
-                v = tl.load(base + src_i * s_y + x.to(tl.int64) * s_x, mask=mask, other=0)
+                v = tl.load(base + (src_i * s_y + x * s_x), mask=mask, other=0)
             else:
-                v = tl.load(base + y.to(tl.int64) * s_y + src_i * s_x, mask=mask, other=0)
+                v = tl.load(base + (y * s_y + src_i * s_x), mask=mask, other=0)
             if SRC == 0:
                 acc += v.to(tl.int32) * wk
             else:
@@ -141,9 +141,11 @@ def _patchify_kernel(src_ptr, out_ptr, idx_ptr, w_ptr, lut_ptr, norm_ptr, rows_p
         else:
             val = acc.to(tl.float32)
     if SRC == 2:
-        scale = tl.load(norm_ptr).to(tl.float64)
-        mean = tl.load(norm_ptr + 1 + c, mask=mask, other=0.0).to(tl.float64)
-        std = tl.load(norm_ptr + 4 + c, mask=mask, other=1.0).to(tl.float64)
+        # float64 constants loaded as such: the compiler cannot narrow these steps back to (possibly
+        # contracted or approximate) float32 arithmetic
+        scale = tl.load(norm_ptr)
+        mean = tl.load(norm_ptr + 1 + c, mask=mask, other=0.0)
+        std = tl.load(norm_ptr + 4 + c, mask=mask, other=1.0)
         val = (val.to(tl.float64) * scale).to(tl.float32)
         val = (val.to(tl.float64) - mean).to(tl.float32)
         val = (val.to(tl.float64) / std).to(tl.float32)

@@ -1,0 +1,288 @@
+"""A drop-in for transformers' Qwen-VL image processor, backed by this package.
+
+``HFQwenImageProcessor`` takes Hugging Face's calling convention (``images=..., videos=..., return_tensors=,
+device=``, per-call ``size``/``min_pixels``/... overrides) and returns a ``BatchFeature`` with HF's keys
+(``pixel_values``, ``image_grid_thw``, ``pixel_values_videos``, ``video_grid_thw``). It is an
+``ImageProcessingMixin``, so it can be the ``image_processor`` of ``Qwen2VLProcessor``,
+``Qwen2_5_VLProcessor`` and ``Qwen3VLProcessor``; the text side counts its placeholder tokens from
+``image_grid_thw`` and ``merge_size`` exactly as with the stock processor.
+
+Needs ``transformers`` (imported by this module only).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+from transformers.image_processing_base import BatchFeature, ImageProcessingMixin
+from transformers.models.qwen2_vl.image_processing_qwen2_vl import Qwen2VLImageProcessorKwargs
+
+from .config import VisionPreprocessConfig
+from .functional import Backend, preprocess, resolve_config
+from .pretrained import config_from_hf, to_hf_dict
+from .sizing import smart_resize
+
+# Config fields with no counterpart in preprocessor_config.json: kept from the adapter's config on every call.
+_OWN_FIELDS = ("resize_mode", "pillow_order", "input_range", "output_dtype", "compact_images")
+# Per-call keys that change the config, as HF's Qwen image processors accept them.
+_CONFIG_KWARGS = frozenset({"size", "min_pixels", "max_pixels", "patch_size", "temporal_patch_size", "merge_size",
+                            "do_resize", "do_rescale", "rescale_factor", "do_normalize", "image_mean", "image_std",
+                            "do_convert_rgb", "resample", "do_center_crop", "crop_size", "do_pad", "pad_size"})
+# Per-call keys HF accepts that do not change this output (grouping, batching and layout hints).
+_INERT_KWARGS = frozenset({"disable_grouping", "default_to_square", "image_seq_length", "return_metadata"})
+
+
+class HFQwenImageProcessor(ImageProcessingMixin):
+    """Qwen-VL image processor with transformers' interface, computed by :func:`qwen_vis_prep.preprocess`.
+
+    ``HFQwenImageProcessor(config_or_preset)``, ``.from_pretrained(model_dir | json | dict)`` or
+    ``.from_hf(stock_image_processor)``. HF-named attributes (``merge_size``, ``patch_size``, ``size``,
+    ``min_pixels``, ``max_pixels`` ...) read and write the underlying :attr:`config`.
+
+    Differences from the stock processor, on purpose: outputs are computed on ``device`` (or the input
+    tensors' device) by this package's backends; a path string is decoded with :func:`qwen_vis_prep.io.
+    load_images` (transparency composited onto white, as HF does for PIL images, where HF's own path loader
+    drops the alpha channel).
+    """
+
+    model_input_names = ["pixel_values", "image_grid_thw"]
+    valid_kwargs = Qwen2VLImageProcessorKwargs
+
+    def __init__(self, config: VisionPreprocessConfig | str | None = None, *, backend: Backend = "auto",
+                 video_config: Any = None, **hf_keys: Any) -> None:
+        super().__init__()
+        # videos=...: sized by qwen_vis_prep.video's VideoConfig (None: the preset of this config's family)
+        self.video_config = video_config
+        self.config = resolve_config(config)
+        if hf_keys:  # preprocessor_config.json keys on top (what AutoImageProcessor.from_dict would pass)
+            self.config = self._call_config(hf_keys)
+        if backend not in ("auto", "torch", "triton"):
+            raise ValueError(f"backend must be 'auto', 'torch' or 'triton', got {backend!r}")
+        self.backend = backend
+
+    # ------------------------------------------------------------------------------------ construction
+
+    @classmethod
+    def from_pretrained(cls, source: str | os.PathLike | Mapping[str, Any], *, backend: Backend = "auto",
+                        strict: bool = True, video_config: Any = None, **overrides: Any) -> "HFQwenImageProcessor":
+        """From a local model directory, a ``preprocessor_config.json`` path or its dict (never downloads);
+        ``overrides`` are :class:`VisionPreprocessConfig` fields."""
+        return cls(config_from_hf(source, strict=strict, **overrides), backend=backend, video_config=video_config)
+
+    @classmethod
+    def from_hf(cls, image_processor: Any, *, backend: Backend = "auto", **overrides: Any) -> "HFQwenImageProcessor":
+        """The same preprocessing as a stock HF Qwen-VL image processor (either backend)."""
+        return cls(config_from_hf(image_processor.to_dict(), **overrides), backend=backend)
+
+    # ---------------------------------------------------------------------------------- HF attributes
+
+    def _set(self, **changes: Any) -> None:
+        self.config = self.config.replace(**changes)
+
+    patch_size = property(lambda self: self.config.patch_size, lambda self, v: self._set(patch_size=v))
+    temporal_patch_size = property(lambda self: self.config.temporal_patch_size,
+                                   lambda self, v: self._set(temporal_patch_size=v))
+    merge_size = property(lambda self: self.config.merge_size, lambda self, v: self._set(merge_size=v))
+    min_pixels = property(lambda self: self.config.min_pixels, lambda self, v: self._set(min_pixels=v))
+    max_pixels = property(lambda self: self.config.max_pixels, lambda self, v: self._set(max_pixels=v))
+    image_mean = property(lambda self: list(self.config.image_mean), lambda self, v: self._set(image_mean=v))
+    image_std = property(lambda self: list(self.config.image_std), lambda self, v: self._set(image_std=v))
+    rescale_factor = property(lambda self: self.config.rescale_factor, lambda self, v: self._set(rescale_factor=v))
+    do_resize = property(lambda self: self.config.do_resize, lambda self, v: self._set(do_resize=v))
+    do_rescale = property(lambda self: self.config.do_rescale, lambda self, v: self._set(do_rescale=v))
+    do_normalize = property(lambda self: self.config.do_normalize, lambda self, v: self._set(do_normalize=v))
+    do_convert_rgb = property(lambda self: self.config.do_convert_rgb, lambda self, v: self._set(do_convert_rgb=v))
+    resample = 3  # PIL.Image.BICUBIC, the only filter
+
+    @property
+    def size(self) -> dict[str, int]:
+        return {"shortest_edge": self.config.min_pixels, "longest_edge": self.config.max_pixels}
+
+    @size.setter
+    def size(self, value: Mapping[str, int]) -> None:
+        self.config = self._call_config({"size": dict(value)})
+
+    def get_number_of_image_patches(self, height: int, width: int, images_kwargs: dict | None = None) -> int:
+        """Patches (``grid_h * grid_w``) of an image of this size, without the image (vLLM asks this)."""
+        config = self._call_config(dict(images_kwargs or {}))
+        h, w = smart_resize(height, width, config.factor, config.min_pixels, config.max_pixels) \
+            if config.do_resize else (height, width)
+        return (h // config.patch_size) * (w // config.patch_size)
+
+    def to_dict(self) -> dict[str, Any]:
+        """HF's ``preprocessor_config.json`` form; saved files load in stock transformers as
+        ``Qwen2VLImageProcessor`` (this package's own fields such as ``output_dtype`` are not saved)."""
+        return {**to_hf_dict(self.config), "image_processor_type": "Qwen2VLImageProcessor"}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(config={self.config!r}, backend={self.backend!r})"
+
+    # --------------------------------------------------------------------------------------- calling
+
+    def __call__(self, images: Any = None, videos: Any = None, *, return_tensors: str | None = None,
+                 device: str | torch.device | None = None, **kwargs: Any) -> BatchFeature:
+        """``images`` (a PIL image, array, tensor, path, or a possibly nested list of them) and/or ``videos``
+        -> ``BatchFeature`` with ``pixel_values`` + ``image_grid_thw`` and/or ``pixel_values_videos`` +
+        ``video_grid_thw``. ``device`` moves inputs there first (decoding JPEG paths with nvJPEG on CUDA);
+        other keywords are HF's per-call overrides (``size``, ``min_pixels``, ``do_normalize`` ...)."""
+        data_format = kwargs.pop("data_format", None)
+        if data_format not in (None, "channels_first") and str(data_format) != "ChannelDimension.FIRST":
+            raise ValueError(f"data_format={data_format!r}: Qwen-VL outputs are flat patches, only "
+                             f"'channels_first' (the default) applies")
+        input_data_format = kwargs.pop("input_data_format", None)
+        config_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in _CONFIG_KWARGS}
+        for k in list(kwargs):
+            if k in _INERT_KWARGS:
+                kwargs.pop(k)
+        if kwargs:
+            warnings.warn(f"{type(self).__name__}: ignoring unrecognised keyword(s) {sorted(kwargs)}",
+                          UserWarning, stacklevel=2)
+        config = self._call_config(config_kwargs)
+        data: dict[str, Any] = {}
+        if images is not None:
+            items = _prepare_images(images, device, input_data_format)
+            out = preprocess(items, config, backend=self.backend)
+            data["pixel_values"] = out.pixel_values
+            data["image_grid_thw"] = out.grid_thw
+        if videos is not None:
+            data.update(_preprocess_videos(videos, config, self.video_config, device))
+        if images is None and videos is None:
+            raise ValueError("pass images=... and/or videos=...")
+        return BatchFeature(data=data, tensor_type=return_tensors)
+
+    preprocess = __call__
+
+    def _call_config(self, call_kwargs: dict[str, Any]) -> VisionPreprocessConfig:
+        """The adapter's config with HF per-call keys applied (top-level min/max_pixels override ``size``,
+        as in transformers)."""
+        call_kwargs = {k: v for k, v in call_kwargs.items() if v is not None}
+        if not call_kwargs:
+            return self.config
+        merged = to_hf_dict(self.config)
+        size = dict(call_kwargs.pop("size", merged["size"]))
+        for key, edge in (("min_pixels", "shortest_edge"), ("max_pixels", "longest_edge")):
+            if key in call_kwargs:
+                size[edge] = call_kwargs.pop(key)
+                size.pop(key, None)
+        merged.update(call_kwargs, size=size)
+        return config_from_hf(merged, **{f: getattr(self.config, f) for f in _OWN_FIELDS})
+
+
+def patch_processor(processor: Any, *, backend: Backend = "auto", **overrides: Any) -> Any:
+    """Swap a loaded HF processor's ``image_processor`` for an :class:`HFQwenImageProcessor` with the same
+    settings (plus ``overrides``); returns ``processor``.
+
+    ``processor = patch_processor(AutoProcessor.from_pretrained(model_dir))``
+    """
+    processor.image_processor = HFQwenImageProcessor.from_hf(processor.image_processor, backend=backend,
+                                                             **overrides)
+    return processor
+
+
+# -------------------------------------------------------------------------------------------- helpers
+
+
+def _flatten(images: Any) -> list[Any]:
+    if isinstance(images, (list, tuple)):
+        out = []
+        for item in images:
+            out.extend(_flatten(item))
+        return out
+    if isinstance(images, (np.ndarray, torch.Tensor)) and images.ndim == 4:
+        return list(images)
+    return [images]
+
+
+def _channels_first(x: Any, input_data_format: Any) -> bool:
+    """HF's channel inference: explicit format, else channel-first when the first dim looks like channels."""
+    if input_data_format is not None:
+        fmt = str(getattr(input_data_format, "value", input_data_format))
+        if fmt not in ("channels_first", "channels_last"):
+            raise ValueError(f"input_data_format must be 'channels_first' or 'channels_last', got {fmt!r}")
+        return fmt == "channels_first"
+    if x.ndim == 2:
+        return True
+    if x.shape[0] in (1, 3):
+        return True
+    if x.shape[-1] in (1, 3, 4):
+        return False
+    return True  # let the core's check name the shape
+
+
+def _prepare_images(images: Any, device: Any, input_data_format: Any) -> list[Any]:
+    """HF-style inputs -> what :func:`qwen_vis_prep.preprocess` takes (``[C, H, W]`` tensors or PIL images)."""
+    from .checks import _pil_to_hwc
+    from .io import load_images
+
+    items = _flatten(images)
+    if not items:
+        raise ValueError("images: expected at least one image, got an empty list")
+    paths = [i for i, x in enumerate(items) if isinstance(x, (str, os.PathLike))]
+    if paths:
+        urls = [items[i] for i in paths if str(items[i]).startswith(("http://", "https://"))]
+        if urls:
+            from transformers.image_utils import load_image
+
+            for i in paths:
+                if str(items[i]).startswith(("http://", "https://")):
+                    items[i] = load_image(str(items[i]))
+            paths = [i for i in paths if isinstance(items[i], (str, os.PathLike))]
+        decoded = load_images([items[i] for i in paths], device) if paths else []
+        for i, img in zip(paths, decoded):
+            items[i] = img
+    out = []
+    for x in items:
+        if isinstance(x, np.ndarray):
+            x = torch.from_numpy(np.ascontiguousarray(x))
+        if isinstance(x, torch.Tensor):
+            if not _channels_first(x, input_data_format):
+                x = x.movedim(-1, 0)
+        elif device is not None and not isinstance(x, torch.Tensor):
+            try:
+                import PIL.Image
+
+                if isinstance(x, PIL.Image.Image):
+                    x = _pil_to_hwc(x).permute(2, 0, 1)
+            except ImportError:  # pragma: no cover
+                pass
+        if device is not None and isinstance(x, torch.Tensor):
+            x = x.to(device)
+        out.append(x)
+    return out
+
+
+def _videos_to(videos: Any, device: Any) -> Any:
+    """Clips (tensors, ``[T, H, W, C]`` arrays, lists of frames) with their pixels moved to ``device``."""
+    if isinstance(videos, (list, tuple)):
+        return [_videos_to(v, device) for v in videos]
+    if isinstance(videos, np.ndarray):
+        x = torch.from_numpy(np.ascontiguousarray(videos))
+        return (x.movedim(-1, -3) if x.ndim >= 3 and x.shape[-1] in (1, 3, 4) else x).to(device)
+    if isinstance(videos, torch.Tensor):
+        return videos.to(device)
+    try:
+        import PIL.Image
+
+        if isinstance(videos, PIL.Image.Image):
+            from .checks import _pil_to_hwc
+
+            return _pil_to_hwc(videos).permute(2, 0, 1).to(device)
+    except ImportError:  # pragma: no cover
+        pass
+    return videos
+
+
+def _preprocess_videos(videos: Any, config: VisionPreprocessConfig, video_config: Any, device: Any) -> dict:
+    try:
+        from .video import preprocess_videos
+    except ImportError:
+        raise NotImplementedError("videos=... needs qwen_vis_prep.video, which this install does not have; "
+                                  "process videos with transformers' Qwen2VLVideoProcessor meanwhile") from None
+    if device is not None:
+        videos = _videos_to(videos, device)
+    pixel_values, grid = preprocess_videos(videos, config, video_config)
+    return {"pixel_values_videos": pixel_values, "video_grid_thw": grid}

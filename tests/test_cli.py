@@ -1,0 +1,205 @@
+"""The qwen-vis-prep command line, run in-process through ``main(argv)``: outputs checked against the library
+calls they stand for, per-file errors, exit codes, and the messages for missing optional packages."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import PIL.Image
+import pytest
+import torch
+
+from qwen_vis_prep import PRESETS, preprocess
+from qwen_vis_prep.cli import main
+from qwen_vis_prep.io import load_image, sample_images
+
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.fixture
+def image_tree(tmp_path):
+    """samples in nested folders, plus a broken PNG found by the walk and a text file."""
+    root = tmp_path / "imgs"
+    (root / "sub" / "deeper").mkdir(parents=True)
+    for p in sample_images():
+        dest = root / ("sub/deeper" if p.suffix == ".png" else "") / p.name
+        shutil.copy(p, dest)
+    (root / "sub" / "broken.png").write_bytes(b"definitely not a png")
+    (root / "sub" / "notes.txt").write_text("skipped by the directory walk")
+    return root
+
+
+def test_preprocess_writes_safetensors_matching_library(image_tree, tmp_path, capsys):
+    safetensors = pytest.importorskip("safetensors.torch")
+    out = tmp_path / "out.safetensors"
+    code = main(["preprocess", str(image_tree), "-o", str(out), "--preset", "qwen3-vl", "--no-progress",
+                 "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert code == 1  # the broken PNG
+    assert [line for line in err.splitlines() if line.startswith("error:")] == [
+        f"error: {image_tree / 'sub' / 'broken.png'}: unsupported or unrecognised image format"]
+    tensors = safetensors.load_file(out)
+    with safetensors.safe_open(out, "pt") as f:
+        meta = f.metadata()
+    files = json.loads(meta["files"])
+    assert len(files) == len(sample_images()) and all(Path(f).exists() for f in files)
+    assert files == sorted(files)  # the recursive walk is sorted
+    expected = preprocess([load_image(f) for f in files], PRESETS["qwen3-vl"])
+    assert torch.equal(tensors["pixel_values"], expected.pixel_values)
+    assert torch.equal(tensors["grid_thw"], expected.grid_thw)
+    assert tensors["image_sizes"].tolist() == [list(load_image(f).shape[-2:]) for f in files]
+    assert json.loads(meta["config"])["patch_size"] == 16
+
+
+def test_preprocess_bad_paths_go_on_and_exit_nonzero(tmp_path, capsys):
+    pytest.importorskip("safetensors")
+    good = sample_images()[1]
+    (tmp_path / "bad.jpg").write_bytes(good.read_bytes()[:1000])
+    out = tmp_path / "o.safetensors"
+    code = main(["preprocess", str(good), str(tmp_path / "missing.png"), str(tmp_path / "bad.jpg"),
+                 "-o", str(out), "--dtype", "bfloat16", "--no-progress", "--batch-size", "2", "--device", "cpu"])
+    captured = capsys.readouterr()
+    assert code == 1 and out.exists()
+    lines = [line for line in captured.err.splitlines() if line.startswith("error:")]
+    assert lines == [f"error: {tmp_path / 'missing.png'}: no such file or directory",
+                     f"error: {tmp_path / 'bad.jpg'}: corrupt or unsupported JPEG: Image is incomplete or truncated"]
+    assert "2 file(s) failed, 1 processed" in captured.err
+    assert "bfloat16" in captured.out
+
+
+def test_preprocess_rejected_image_is_reported_alone(tmp_path, capsys):
+    """An image the core refuses (aspect ratio above 200) fails alone; its batch neighbours go through."""
+    PIL.Image.new("RGB", (1000, 4), "red").save(tmp_path / "sliver.png")
+    shutil.copy(sample_images()[0], tmp_path / "ok.jpg")
+    code = main(["preprocess", str(tmp_path), "--no-progress"])
+    captured = capsys.readouterr()
+    assert code == 1
+    assert "sliver.png: absolute aspect ratio" in captured.err and "ok.jpg" in captured.out
+
+
+def test_preprocess_without_arguments_uses_samples(capsys):
+    assert main(["preprocess", "--no-progress"]) == 0
+    captured = capsys.readouterr()
+    assert "bundled sample images" in captured.err
+    for p in sample_images():
+        assert p.name in captured.out
+    assert "pass -o out.safetensors" in captured.out
+
+
+def test_preprocess_progress_bar(capsys):
+    pytest.importorskip("tqdm")
+    assert main(["preprocess", str(sample_images()[0])]) == 0
+    err = capsys.readouterr().err
+    assert "preprocess: 100%" in err and "1/1" in err
+
+
+def test_missing_safetensors_gives_clear_message(monkeypatch, tmp_path, capsys):
+    monkeypatch.setitem(sys.modules, "safetensors", None)
+    code = main(["preprocess", str(sample_images()[0]), "-o", str(tmp_path / "x.safetensors")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.strip() == ("qwen-vis-prep preprocess: error: writing -o/--output needs the 'safetensors' package, "
+                           "which is not installed: pip install 'qwen_vis_prep[cli]'")
+
+
+def test_missing_tqdm_only_drops_the_bar(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "tqdm", None)
+    assert main(["preprocess", str(sample_images()[0])]) == 0
+    assert "no progress bar ('tqdm' is not installed" in capsys.readouterr().err
+
+
+def test_missing_matplotlib_for_plot(monkeypatch, tmp_path, capsys):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    assert main(["bench", "--quick", "--plot", str(tmp_path / "p.png")]) == 2
+    assert "needs the 'matplotlib' package" in capsys.readouterr().err
+
+
+def test_bench_quick_with_plot(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    plot = tmp_path / "bench.png"
+    assert main(["bench", "--quick", "--repeat", "1", "--sizes", "64", "--plot", str(plot)]) == 0
+    out = capsys.readouterr().out
+    assert "qwen_vis_prep cpu" in out and "img/s" in out
+    if "transformers" in sys.modules or _has("transformers"):
+        assert "HF PIL" in out and "HF torchvision cpu" in out
+    with PIL.Image.open(plot) as im:
+        assert im.width > 300 and im.height > 200
+
+
+def test_check_reports_parity_on_samples(capsys):
+    mod = pytest.importorskip("transformers.models.qwen2_vl.image_processing_pil_qwen2_vl")
+    clear_black = PIL.Image.new("RGBA", (56, 56), (0, 0, 0, 0))
+    if mod.Qwen2VLImageProcessorPil()(clear_black, return_tensors="pt")["pixel_values"][0, 0] > 0:
+        assert main(["check"]) == 0
+        n = len(sample_images())
+    else:  # this transformers does not composite RGBA onto white (5.17 does not, 5.24 does): check reports it
+        assert main(["check"]) == 1
+        n = len(sample_images()) - 1
+    assert f"{n}/{len(sample_images())} match" in capsys.readouterr().out
+
+
+def test_check_with_model_dir_and_bad_file(tmp_path, capsys):
+    pytest.importorskip("transformers")
+    (tmp_path / "x.png").write_text("nope")
+    code = main(["check", str(sample_images()[2]), str(tmp_path / "x.png"), "--config",
+                 str(DATA / "Qwen3-VL-8B-Instruct"), "--decoder", "cpu"])
+    captured = capsys.readouterr()
+    assert code == 1
+    assert "1/1 match" in captured.out and f"error: {tmp_path / 'x.png'}: unsupported" in captured.err
+
+
+def test_show_writes_patch_picture(tmp_path, capsys):
+    out = tmp_path / "patches.png"
+    src = sample_images()[1]
+    assert main(["show", str(src), "-o", str(out), "--scale", "1", "--max-pixels", "100000"]) == 0
+    assert "wrote" in capsys.readouterr().out
+    config = PRESETS["qwen2-vl"].replace(max_pixels=100000)
+    batch = preprocess(load_image(src), config)
+    _, gh, gw = batch.grid_thw[0].tolist()
+    with PIL.Image.open(out) as im:
+        assert im.mode == "RGB"
+        assert im.width >= gw * config.patch_size and im.height > gh * config.patch_size  # + the title bar
+
+
+def test_show_without_arguments(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["show"]) == 0
+    assert (tmp_path / "chelsea_patches.png").exists()
+
+
+def test_show_bad_file_one_line(tmp_path, capsys):
+    (tmp_path / "x.jpg").write_bytes(b"\xff\xd8\xff\xe0 nope")
+    assert main(["show", str(tmp_path / "x.jpg"), "-o", str(tmp_path / "o.png")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: {tmp_path / 'x.jpg'}: corrupt or unsupported JPEG") and "\n" not in err
+
+
+def test_usage_errors(capsys):
+    assert main([]) == 0 and "preprocess" in capsys.readouterr().out
+    assert main(["preprocess", "--device", "cuda:7"] if not torch.cuda.is_available() else
+                ["preprocess", "--device", "nonsense"]) == 2
+    assert "error:" in capsys.readouterr().err
+    assert main(["preprocess", "--config", "/nonexistent/model"]) == 2
+    assert "/nonexistent/model" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        assert main(["check", "--decoder", "nvjpeg"]) == 2
+        assert "--decoder nvjpeg cannot run" in capsys.readouterr().err
+
+
+def test_console_script_entry_point():
+    """``python -m qwen_vis_prep.cli`` (what the qwen-vis-prep script runs) answers --version."""
+    result = subprocess.run([sys.executable, "-m", "qwen_vis_prep.cli", "--version"], capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0 and result.stdout.startswith("qwen-vis-prep ")
+
+
+def _has(module: str) -> bool:
+    try:
+        __import__(module)
+        return True
+    except ImportError:
+        return False

@@ -1,0 +1,253 @@
+"""HFQwenImageProcessor as transformers' image processor: same keys, grids and values as the stock PIL
+processor, and, inside Qwen2VLProcessor / Qwen2_5_VLProcessor / Qwen3VLProcessor, the same input_ids (so the
+placeholder token counts agree). The tokenizer is built offline from a tiny word-level vocabulary."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("transformers")
+
+import PIL.Image  # noqa: E402
+from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil  # noqa: E402
+
+from qwen_vis_prep import PRESETS  # noqa: E402
+from qwen_vis_prep.hf_adapter import HFQwenImageProcessor, patch_processor  # noqa: E402
+from qwen_vis_prep.io import sample_images  # noqa: E402
+
+DATA = Path(__file__).parent / "data"
+RELEASED = {"qwen2-vl": DATA / "Qwen2-VL-7B-Instruct", "qwen2.5-vl": DATA / "Qwen2.5-VL-7B-Instruct",
+            "qwen3-vl": DATA / "Qwen3-VL-8B-Instruct"}
+# float32 rounding of the normalisation: transformers' PIL backend and ours order the float ops differently,
+# which moves results (|values| < 2.2) by at most a couple of ulps (2 * 2**-22 ~ 4.8e-7).
+NORM_ATOL = 1e-6
+SPECIAL = ["<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>"]
+WORDS = "describe the picture and compare it with this one a cat what is in".split()
+
+
+def _released(preset):
+    return json.loads((RELEASED[preset] / "preprocessor_config.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {"[UNK]": 0, "<|endoftext|>": 1, **{t: i + 2 for i, t in enumerate(SPECIAL + WORDS)}}
+    tk = Tokenizer(models.WordLevel(vocab=vocab, unk_token="[UNK]"))
+    tk.pre_tokenizer = pre_tokenizers.Whitespace()
+    return PreTrainedTokenizerFast(tokenizer_object=tk, unk_token="[UNK]", pad_token="<|endoftext|>",
+                                   additional_special_tokens=SPECIAL)
+
+
+@pytest.fixture(scope="module")
+def pil_images():
+    """The bundled samples as PIL images (JPEG RGB, grayscale PNG, RGBA PNG), odd sizes included."""
+    out = []
+    for f in sample_images():
+        with PIL.Image.open(f) as im:
+            im.load()
+            out.append(im.copy())
+    return out
+
+
+@pytest.fixture(scope="module")
+def hf_composites_alpha():
+    """Whether the installed transformers composites a PIL RGBA image onto white, as qwen_vis_prep does (5.24
+    does; 5.17 does not). Where it does not, pixel values of images with alpha are left out of comparisons."""
+    clear_black = PIL.Image.new("RGBA", (56, 56), (0, 0, 0, 0))
+    return bool(Qwen2VLImageProcessorPil()(clear_black, return_tensors="pt")["pixel_values"][0, 0] > 0)
+
+
+def _assert_pixels_match(ours, stock, grid, images, composites_alpha):
+    """Row blocks of each image within NORM_ATOL, skipping images with alpha if HF handles alpha otherwise."""
+    start = 0
+    for img, rows in zip(images, grid.prod(-1).tolist()):
+        if composites_alpha or "A" not in img.getbands():
+            torch.testing.assert_close(ours[start:start + rows], stock[start:start + rows], rtol=0, atol=NORM_ATOL)
+        start += rows
+    assert start == len(ours) == len(stock)
+
+
+def _processor(cls_name, preset, image_processor, tokenizer):
+    import transformers
+
+    cls = getattr(transformers, cls_name)
+    video_cls = (transformers.Qwen3VLVideoProcessor if preset == "qwen3-vl" else transformers.Qwen2VLVideoProcessor)
+    return cls(image_processor=image_processor, tokenizer=tokenizer, video_processor=video_cls())
+
+
+@pytest.mark.parametrize("cls_name,preset", [("Qwen2VLProcessor", "qwen2-vl"),
+                                             ("Qwen2_5_VLProcessor", "qwen2.5-vl"),
+                                             ("Qwen3VLProcessor", "qwen3-vl")])
+def test_processor_input_ids_identical_to_stock(cls_name, preset, tokenizer, pil_images, hf_composites_alpha):
+    stock = _processor(cls_name, preset, Qwen2VLImageProcessorPil(**_released(preset)), tokenizer)
+    ours = _processor(cls_name, preset, HFQwenImageProcessor.from_pretrained(RELEASED[preset]), tokenizer)
+    text = ["<|vision_start|><|image_pad|><|vision_end|> describe the picture",
+            "compare <|vision_start|><|image_pad|><|vision_end|> with <|vision_start|><|image_pad|><|vision_end|>",
+            "what is in <|vision_start|><|image_pad|><|vision_end|> <|vision_start|><|image_pad|><|vision_end|>"]
+    a = stock(text=text, images=pil_images, return_tensors="pt", padding=True)
+    b = ours(text=text, images=pil_images, return_tensors="pt", padding=True)
+    assert sorted(a.keys()) == sorted(b.keys())
+    for key in a:
+        if key == "pixel_values":
+            _assert_pixels_match(b[key], a[key], a["image_grid_thw"], pil_images, hf_composites_alpha)
+        else:
+            assert torch.equal(a[key], b[key]), key
+    image_pad = tokenizer.convert_tokens_to_ids("<|image_pad|>")
+    merge = ours.image_processor.merge_size
+    assert int((b["input_ids"] == image_pad).sum()) == int(b["image_grid_thw"].prod(-1).sum()) // merge ** 2
+
+
+def test_standalone_call_matches_stock(pil_images, hf_composites_alpha):
+    ours = HFQwenImageProcessor.from_pretrained(RELEASED["qwen2-vl"])
+    stock = Qwen2VLImageProcessorPil(**_released("qwen2-vl"))
+    a, b = stock(pil_images, return_tensors="pt"), ours(images=pil_images, return_tensors="pt")
+    assert list(b.keys()) == ["pixel_values", "image_grid_thw"]
+    assert torch.equal(a["image_grid_thw"], b["image_grid_thw"])
+    _assert_pixels_match(b["pixel_values"], a["pixel_values"], a["image_grid_thw"], pil_images, hf_composites_alpha)
+
+
+@pytest.mark.parametrize("kwargs", [
+    pytest.param({"min_pixels": 100_000, "max_pixels": 150_000}, id="min-max-pixels"),
+    pytest.param({"size": {"shortest_edge": 20_000, "longest_edge": 40_000}}, id="size"),
+    pytest.param({"do_normalize": False}, id="no-normalize"),
+    pytest.param({"image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5], "patch_size": 16}, id="qwen3-ish"),
+])
+def test_per_call_overrides_match_stock(kwargs, pil_images):
+    ours = HFQwenImageProcessor("qwen2-vl")
+    stock = Qwen2VLImageProcessorPil(**ours.to_dict())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # HF deprecates per-call min/max_pixels
+        a = stock(pil_images[:2], return_tensors="pt", **kwargs)
+    b = ours(pil_images[:2], return_tensors="pt", **kwargs)
+    assert torch.equal(a["image_grid_thw"], b["image_grid_thw"])
+    torch.testing.assert_close(b["pixel_values"], a["pixel_values"], rtol=0, atol=NORM_ATOL)
+    assert ours.config == PRESETS["qwen2-vl"]  # a per-call override does not stick
+
+
+def test_input_forms_numpy_chw_hwc_tensor_nested(pil_images):
+    ours = HFQwenImageProcessor("qwen2-vl")
+    hwc = np.asarray(pil_images[0])
+    chw = np.ascontiguousarray(hwc.transpose(2, 0, 1))
+    ref = ours(pil_images[0], return_tensors="pt")
+    for images in ([hwc], [chw], torch.from_numpy(chw), [[torch.from_numpy(hwc)]], np.stack([hwc, hwc])):
+        out = ours(images, return_tensors="pt")
+        n = len(out["image_grid_thw"])
+        assert torch.equal(out["image_grid_thw"], ref["image_grid_thw"].repeat(n, 1))
+        assert torch.equal(out["pixel_values"], ref["pixel_values"].repeat(n, 1))
+    explicit = ours([hwc], input_data_format="channels_last", return_tensors="pt")
+    assert torch.equal(explicit["pixel_values"], ref["pixel_values"])
+
+
+def test_paths_are_decoded_like_pil_images(pil_images):
+    ours = HFQwenImageProcessor("qwen3-vl")
+    files = [str(f) for f in sample_images()]
+    a, b = ours(files, return_tensors="pt"), ours(pil_images, return_tensors="pt")
+    assert torch.equal(a["image_grid_thw"], b["image_grid_thw"])
+    assert torch.equal(a["pixel_values"], b["pixel_values"])
+
+
+def test_return_tensors_np_and_device_kwarg(pil_images):
+    ours = HFQwenImageProcessor("qwen2-vl")
+    out = ours(pil_images[:1], return_tensors="np", device="cpu")
+    assert isinstance(out["pixel_values"], np.ndarray) and out["pixel_values"].dtype == np.float32
+    out = ours(pil_images[:1], return_tensors="pt", device="cpu")
+    assert out["pixel_values"].device.type == "cpu" and out["image_grid_thw"].dtype == torch.int64
+
+
+@pytest.mark.cuda
+def test_device_cuda_keeps_pixels_on_gpu_and_matches_cpu(pil_images):
+    ours = HFQwenImageProcessor("qwen2-vl")
+    gpu = ours(pil_images, return_tensors="pt", device="cuda")
+    cpu = ours(pil_images, return_tensors="pt")
+    assert gpu["pixel_values"].is_cuda and not gpu["image_grid_thw"].is_cuda
+    assert torch.equal(gpu["image_grid_thw"], cpu["image_grid_thw"])
+    torch.testing.assert_close(gpu["pixel_values"].cpu(), cpu["pixel_values"], rtol=0, atol=NORM_ATOL)
+
+
+def test_hf_attributes_read_and_write_config():
+    ours = HFQwenImageProcessor.from_pretrained(RELEASED["qwen3-vl"])
+    assert (ours.patch_size, ours.merge_size, ours.temporal_patch_size) == (16, 2, 2)
+    assert ours.size == {"shortest_edge": 65536, "longest_edge": 16777216}
+    ours.max_pixels = 1_000_000  # the usual way to cap the token budget on a loaded processor
+    assert ours.config.max_pixels == 1_000_000 and ours.size["longest_edge"] == 1_000_000
+    ours.size = {"shortest_edge": 4096, "longest_edge": 500_000}
+    assert (ours.min_pixels, ours.max_pixels) == (4096, 500_000)
+    with pytest.raises(ValueError, match="min_pixels must be <= max_pixels"):
+        ours.min_pixels = 10**9
+
+
+def test_get_number_of_image_patches_matches_stock():
+    ours = HFQwenImageProcessor.from_pretrained(RELEASED["qwen2.5-vl"])
+    stock = Qwen2VLImageProcessorPil(**_released("qwen2.5-vl"))
+    for h, w in [(10, 10), (480, 640), (2000, 3000), (6000, 6000)]:
+        assert ours.get_number_of_image_patches(h, w) == stock.get_number_of_image_patches(h, w, {})
+    kw = {"max_pixels": 200_000}
+    assert ours.get_number_of_image_patches(2000, 3000, kw) == stock.get_number_of_image_patches(2000, 3000, kw)
+
+
+def test_to_dict_is_loadable_by_stock_transformers(tmp_path, tokenizer):
+    ours = HFQwenImageProcessor("qwen3-vl")
+    ours.save_pretrained(tmp_path)
+    from transformers import AutoImageProcessor
+
+    loaded = AutoImageProcessor.from_pretrained(tmp_path)
+    assert loaded.patch_size == 16 and loaded.size["longest_edge"] == 16777216
+    assert HFQwenImageProcessor.from_hf(loaded).config == PRESETS["qwen3-vl"]
+    # the processor's repr serialises every sub-processor
+    assert "HFQwenImageProcessor" in repr(_processor("Qwen3VLProcessor", "qwen3-vl", ours, tokenizer))
+
+
+def test_patch_processor_swaps_in_adapter(tokenizer, pil_images):
+    stock = _processor("Qwen2VLProcessor", "qwen2-vl", Qwen2VLImageProcessorPil(**_released("qwen2-vl")), tokenizer)
+    text = ["describe <|vision_start|><|image_pad|><|vision_end|>"]
+    a = stock(text=text, images=pil_images[1:2], return_tensors="pt")
+    patched = patch_processor(stock)
+    assert isinstance(patched.image_processor, HFQwenImageProcessor)
+    b = patched(text=text, images=pil_images[1:2], return_tensors="pt")
+    assert torch.equal(a["input_ids"], b["input_ids"])
+
+
+def test_unknown_kwarg_warns_and_bad_values_raise(pil_images):
+    ours = HFQwenImageProcessor("qwen2-vl")
+    with pytest.warns(UserWarning, match="frobnicate"):
+        ours(pil_images[:1], frobnicate=True)
+    with pytest.raises(ValueError, match="resample"):
+        ours(pil_images[:1], resample=2)
+    with pytest.raises(ValueError, match="data_format"):
+        ours(pil_images[:1], data_format="channels_last")
+    with pytest.raises(ValueError, match="images=... and/or videos="):
+        ours()
+
+
+def test_videos_go_through_qwen_vis_prep_video():
+    video = pytest.importorskip("qwen_vis_prep.video")
+    ours = HFQwenImageProcessor("qwen2-vl")
+    clip = torch.randint(0, 256, (4, 3, 60, 90), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    out = ours(videos=[clip], return_tensors="pt")
+    assert list(out.keys()) == ["pixel_values_videos", "video_grid_thw"]
+    pv, grid = video.preprocess_videos([clip], ours.config)
+    assert torch.equal(out["video_grid_thw"], grid) and torch.equal(out["pixel_values_videos"], pv)
+    from transformers import Qwen2VLVideoProcessor
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        hf = Qwen2VLVideoProcessor(**_released("qwen2-vl"))(videos=[clip], return_tensors="pt",
+                                                            do_sample_frames=False)
+    assert torch.equal(out["video_grid_thw"], hf["video_grid_thw"])
+
+
+def test_videos_without_video_module_raise_not_implemented(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "qwen_vis_prep.video", None)  # import of it now fails
+    with pytest.raises(NotImplementedError, match="qwen_vis_prep.video"):
+        HFQwenImageProcessor("qwen2-vl")(videos=[torch.zeros(2, 3, 56, 56, dtype=torch.uint8)])
