@@ -245,7 +245,8 @@ def test_device_caches_stay_bounded_over_a_thousand_sizes_on_cuda(backend):
     torch.cuda.synchronize()
     assert torch.cuda.memory_allocated() - warm_bytes < 16 << 20
     if backend == "triton" and warm_kernels is not None:
-        assert _compiled_kernels() <= max(64, 2 * warm_kernels), (warm_kernels, _compiled_kernels())
+        # a cache keyed on sizes would compile once per size (800 more here); divisibility variants are few
+        assert _compiled_kernels() - warm_kernels < 100, (warm_kernels, _compiled_kernels())
 
 
 # ---------------------------------------------------------------------------------------------- memory
