@@ -50,7 +50,7 @@ def check_layout(layout: Any) -> None:
         raise ValueError(f"layout must be 'auto', 'chw' or 'hwc', got {layout!r}")
 
 
-def _pil_to_hwc(img) -> torch.Tensor:
+def pil_to_hwc(img) -> torch.Tensor:
     """PIL image -> ``[H, W, C]`` uint8 tensor, compositing transparency onto white like transformers."""
     import PIL.Image
 
@@ -184,7 +184,7 @@ def prepare_images(images: Any, *, layout: Layout = "auto", do_convert_rgb: bool
     for i, item in enumerate(items):
         where = f"images[{i}]" if len(items) > 1 or isinstance(images, (list, tuple)) else "images"
         if pil_type and isinstance(item, pil_type):
-            t = _pil_to_hwc(item)
+            t = pil_to_hwc(item)
             lay = "hwc"
         elif isinstance(item, np.ndarray):
             if item.dtype == np.bool_ or item.dtype.kind not in "uf" or item.dtype == np.uint16:

@@ -62,15 +62,9 @@ class VisionPreprocessConfig:
     compact_images: bool = False
 
     def __post_init__(self) -> None:
-        for name in ("patch_size", "temporal_patch_size", "merge_size", "min_pixels", "max_pixels"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise TypeError(f"{name} must be an int, got {type(value).__name__} ({value!r})")
-            if value <= 0:
-                raise ValueError(f"{name} must be positive, got {value}")
-        if self.min_pixels > self.max_pixels:
-            raise ValueError(f"min_pixels must be <= max_pixels, got min_pixels={self.min_pixels} > "
-                             f"max_pixels={self.max_pixels}")
+        for name in ("patch_size", "temporal_patch_size", "merge_size"):
+            check_positive_int(name, getattr(self, name))
+        check_pixel_bounds(self.min_pixels, self.max_pixels)
         if self.max_pixels < self.factor ** 2:  # the smallest output is one factor x factor block
             raise ValueError(f"max_pixels must be at least (patch_size * merge_size)**2 = {self.factor ** 2}, "
                              f"the smallest image the model takes, got max_pixels={self.max_pixels}")
@@ -112,19 +106,47 @@ class VisionPreprocessConfig:
 
     def replace(self, **changes: Any) -> "VisionPreprocessConfig":
         """A copy with some fields changed (validated again)."""
-        unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
-        if unknown:
-            raise TypeError(f"unknown config field(s) {sorted(unknown)}; expected some of "
-                            f"{[f.name for f in dataclasses.fields(self)]}")
-        return dataclasses.replace(self, **changes)
+        return replace_fields(self, changes, "config")
 
     @classmethod
     def from_preset(cls, name: str, **overrides: Any) -> "VisionPreprocessConfig":
         """The config of a released checkpoint family: ``"qwen2-vl"``, ``"qwen2.5-vl"`` or ``"qwen3-vl"``."""
-        key = name.lower().replace("_", "-").replace("qwen2-5", "qwen2.5")
-        if key not in PRESETS:
-            raise ValueError(f"unknown preset {name!r}; expected one of {sorted(PRESETS)}")
-        return PRESETS[key].replace(**overrides) if overrides else PRESETS[key]
+        preset = PRESETS[preset_key(name)]
+        return preset.replace(**overrides) if overrides else preset
+
+
+def preset_key(name: str) -> str:
+    """The :data:`PRESETS` key of a preset name (case, ``_`` and ``qwen2-5`` spellings accepted)."""
+    key = name.lower().replace("_", "-").replace("qwen2-5", "qwen2.5")
+    if key not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; expected one of {sorted(PRESETS)}")
+    return key
+
+
+def check_positive_int(name: str, value: Any) -> None:
+    """``TypeError`` unless ``value`` is an int (not a bool), ``ValueError`` unless it is positive."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} ({value!r})")
+    if value <= 0:
+        raise ValueError(f"{name} must be positive, got {value}")
+
+
+def check_pixel_bounds(min_pixels: Any, max_pixels: Any) -> None:
+    """Both positive ints and ``min_pixels <= max_pixels``."""
+    check_positive_int("min_pixels", min_pixels)
+    check_positive_int("max_pixels", max_pixels)
+    if min_pixels > max_pixels:
+        raise ValueError(f"min_pixels must be <= max_pixels, got min_pixels={min_pixels} > "
+                         f"max_pixels={max_pixels}")
+
+
+def replace_fields(obj: Any, changes: dict[str, Any], what: str) -> Any:
+    """``dataclasses.replace`` that names unknown fields (a ``TypeError`` listing the valid ones)."""
+    names = [f.name for f in dataclasses.fields(obj)]
+    unknown = set(changes) - set(names)
+    if unknown:
+        raise TypeError(f"unknown {what} field(s) {sorted(unknown)}; expected some of {names}")
+    return dataclasses.replace(obj, **changes)
 
 
 def _three_floats(name: str, value: Any) -> tuple[float, ...]:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import torch
 
 from .config import _BY_KEY, VisionPreprocessConfig
+from .sizing import target_size
+
 
 def config_key(config: VisionPreprocessConfig) -> str:
     """The string naming ``config`` for the op (custom-op arguments must be plain values); set when the
@@ -13,13 +15,13 @@ def config_key(config: VisionPreprocessConfig) -> str:
     return config._op_key
 
 
-def _rows(images: torch.Tensor, config: VisionPreprocessConfig, layout: str) -> int:
-    from .sizing import target_size
-
+def tensor_grid(images: torch.Tensor, config: VisionPreprocessConfig, layout: str) -> tuple[int, int, int]:
+    """``(num_images, grid_h, grid_w)`` of a ``[3, H, W]`` / ``[B, 3, H, W]`` tensor (HWC for
+    ``layout="hwc"``) from its static shape: plain ints, usable while tracing and in the fake kernel."""
     x = images if images.dim() == 4 else images[None]
     h, w = (x.shape[1], x.shape[2]) if layout == "hwc" else (x.shape[2], x.shape[3])
     th, tw = target_size(int(h), int(w), config)
-    return int(x.shape[0]) * (th // config.patch_size) * (tw // config.patch_size)
+    return int(x.shape[0]), th // config.patch_size, tw // config.patch_size
 
 
 @torch.library.custom_op("qwen_vis_prep::preprocess_tensor", mutates_args=())
@@ -33,4 +35,5 @@ def preprocess_tensor(images: torch.Tensor, config: str, backend: str, layout: s
 @preprocess_tensor.register_fake
 def _(images: torch.Tensor, config: str, backend: str, layout: str) -> torch.Tensor:
     cfg = _BY_KEY[config]
-    return images.new_empty((_rows(images, cfg, layout), cfg.patch_dim), dtype=cfg.output_dtype)
+    n, gh, gw = tensor_grid(images, cfg, layout)
+    return images.new_empty((n * gh * gw, cfg.patch_dim), dtype=cfg.output_dtype)

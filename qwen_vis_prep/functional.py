@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-import os
+import functools
+import threading
 from concurrent.futures import ThreadPoolExecutor
+from itertools import accumulate
 from typing import Any, Literal, Sequence
 
 import torch
@@ -13,19 +15,23 @@ from .backends import pillow_cpu, torch_ref
 from .checks import ImageBatch, Layout, describe, prepare_images
 from .config import VisionPreprocessConfig
 from .outputs import VisionBatch
-from .resample_tables import DEVICE_TABLES
+from .resample_tables import DEVICE_TABLES, to_device
 
 Backend = Literal["auto", "torch", "triton"]
 
 _POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
 
 
-def _pool() -> ThreadPoolExecutor:
+def thread_pool() -> ThreadPoolExecutor:
+    """The shared CPU worker pool (one thread per torch intra-op thread), created once on first use.
+    Tasks submitted to it must not wait on further tasks of the same pool."""
     global _POOL
-    if _POOL is None:
-        _POOL = ThreadPoolExecutor(max_workers=max(1, torch.get_num_threads()),
-                                   thread_name_prefix="qwen_vis_prep")
-    return _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(max_workers=max(1, torch.get_num_threads()),
+                                       thread_name_prefix="qwen_vis_prep")
+        return _POOL
 
 
 def resolve_config(config: VisionPreprocessConfig | str | None = None, **overrides: Any) -> VisionPreprocessConfig:
@@ -44,9 +50,10 @@ def normalize_constants(config: VisionPreprocessConfig, device: torch.device
                         ) -> tuple[float | None, torch.Tensor | None, torch.Tensor | None]:
     """``(scale, mean, std)`` of :func:`torch_ref.normalize` for ``config``, cached on ``device``."""
     def make():
-        mean = torch.tensor(config.image_mean, dtype=torch.float32).to(device) if config.do_normalize else None
-        std = torch.tensor(config.image_std, dtype=torch.float32).to(device) if config.do_normalize else None
-        return mean, std
+        if not config.do_normalize:
+            return None, None
+        return (to_device(torch.tensor(config.image_mean, dtype=torch.float32), device),
+                to_device(torch.tensor(config.image_std, dtype=torch.float32), device))
 
     mean, std = DEVICE_TABLES.get(("norm", config.image_mean, config.image_std, config.do_normalize,
                                    str(device)), make)
@@ -59,7 +66,7 @@ def level_table(config: VisionPreprocessConfig, device: torch.device) -> torch.T
     def make():
         scale, mean, std = normalize_constants(config, torch.device("cpu"))
         levels = torch.arange(256, dtype=torch.uint8).view(1, 1, 1, 256).expand(1, 3, 1, 256)
-        return torch_ref.normalize(levels, scale, mean, std).reshape(3, 256).contiguous().to(device)
+        return to_device(torch_ref.normalize(levels, scale, mean, std).reshape(3, 256).contiguous(), device)
 
     return DEVICE_TABLES.get(("lut", config.rescale_factor, config.do_rescale, config.image_mean,
                               config.image_std, config.do_normalize, str(device)), make)
@@ -81,16 +88,25 @@ def to_float_scale(x: torch.Tensor, input_range: str) -> torch.Tensor:
     return y * 255.0 if (input_range == "0-1" and x.is_floating_point()) else y
 
 
-def _resized_levels(img: torch.Tensor, size: tuple[int, int], config: VisionPreprocessConfig,
-                    use_pillow: bool) -> torch.Tensor:
-    """``[B, 3, H, W]`` -> resized uint8 levels ``[B, 3, h, w]`` (pil mode, or float mode on uint8)."""
+def resized_levels(img: torch.Tensor, size: tuple[int, int], config: VisionPreprocessConfig,
+                   use_pillow: bool = False) -> torch.Tensor:
+    """``[B, 3, H, W]`` -> resized uint8 levels ``[B, 3, h, w]`` (pil mode, or float mode on uint8).
+
+    ``use_pillow`` (CPU, pil mode) resizes each image with Pillow itself, several on :func:`thread_pool`;
+    otherwise the pure-torch implementation runs. An unchanged size passes the levels through.
+    """
     in_h, in_w = img.shape[-2:]
     if config.resize_mode == "pil":
         levels = to_levels(img, config.input_range)
         if (in_h, in_w) == tuple(size):
             return levels
-        if use_pillow and levels.shape[0] == 1:
-            return pillow_cpu.resize_chw(levels[0], size, config.pillow_order)[None]
+        if use_pillow:
+            def one(x: torch.Tensor) -> torch.Tensor:
+                return pillow_cpu.resize_chw(x, size, config.pillow_order)
+
+            if levels.shape[0] == 1:
+                return one(levels[0])[None]
+            return torch.stack(list(thread_pool().map(one, levels.unbind(0))))
         vf = sizing.pillow_vertical_first(in_h, in_w, size[0], size[1], config.pillow_order)
         return torch_ref.resize_pil(levels, size, vf)
     if (in_h, in_w) == tuple(size):
@@ -98,19 +114,20 @@ def _resized_levels(img: torch.Tensor, size: tuple[int, int], config: VisionPrep
     return torch_ref.round_to_levels(torch_ref.resize_float(img.to(torch.float32), size))
 
 
-def _process_torch(img: torch.Tensor, size: tuple[int, int], config: VisionPreprocessConfig,
-                   out: torch.Tensor, use_pillow: bool) -> None:
-    """Resize + normalise + patchify ``img [B, 3, H, W]`` into ``out [B * rows, patch_dim]`` (torch backend)."""
-    scale, mean, std = normalize_constants(config, img.device)
-    if img.dtype == torch.uint8 or config.resize_mode == "pil" and config.do_resize and \
-            tuple(img.shape[-2:]) != tuple(size):
-        x = _resized_levels(img, size, config, use_pillow)
-    else:  # float input: float resize (or none) keeps the float values
+def normalized_pixels(img: torch.Tensor, size: tuple[int, int], config: VisionPreprocessConfig,
+                      use_pillow: bool = False) -> torch.Tensor:
+    """Resize and normalise ``img [B, 3, H, W]`` -> float ``[B, 3, h, w]`` (torch backend; images and video
+    frames alike). uint8 input, and float input that pil mode resizes, become uint8 levels first; other float
+    input keeps its values (float resize or none), which is also the differentiable path."""
+    resizing = tuple(img.shape[-2:]) != tuple(size)
+    if img.dtype == torch.uint8 or (config.resize_mode == "pil" and resizing):
+        x = resized_levels(img, size, config, use_pillow)
+    else:
         x = to_float_scale(img, config.input_range)
-        if tuple(x.shape[-2:]) != tuple(size):
+        if resizing:
             x = torch_ref.resize_float(x, size)
-    y = torch_ref.normalize(x, scale, mean, std)
-    torch_ref.patchify_into(out, y, config.patch_size, config.merge_size, config.image_frames)
+    scale, mean, std = normalize_constants(config, img.device)
+    return torch_ref.normalize(x, scale, mean, std)
 
 
 def _differentiable(images: list[torch.Tensor], sizes: list[tuple[int, int]],
@@ -119,23 +136,24 @@ def _differentiable(images: list[torch.Tensor], sizes: list[tuple[int, int]],
     if config.resize_mode != "float":
         raise ValueError("gradients flow only through resize_mode='float'; resize_mode='pil' rounds to uint8 "
                          "levels. Pass resize_mode='float' or detach the input")
-    parts = []
-    for img, size in zip(images, sizes):
-        scale, mean, std = normalize_constants(config, img.device)
-        x = to_float_scale(img[None], config.input_range)
-        if tuple(x.shape[-2:]) != tuple(size):
-            x = torch_ref.resize_float(x, size)
-        y = torch_ref.normalize(x, scale, mean, std)
-        parts.append(torch_ref.patchify(y, config.patch_size, config.merge_size, config.image_frames,
-                                        config.output_dtype))
+    parts = [torch_ref.patchify(normalized_pixels(img[None], size, config), config.patch_size, config.merge_size,
+                                config.image_frames, config.output_dtype)
+             for img, size in zip(images, sizes)]
     return torch.cat(parts, 0)
 
 
+@functools.lru_cache(maxsize=64)
 def _cpu_normalizer(config: VisionPreprocessConfig):
-    """``uint8 [..., 3, K] -> float32`` with :func:`torch_ref.normalize`'s arithmetic, channel on dim -2."""
-    scale, mean, std = normalize_constants(config, torch.device("cpu"))
+    """``uint8 [..., 3, K] -> float32`` equal to :func:`level_table`, channel on dim -2.
 
-    def fn(u8: torch.Tensor) -> torch.Tensor:
+    In-place float32 ``mul/sub/div`` is several times faster on the CPU than gathering from the table; it
+    gives the same bits whenever those float32 operations are correctly rounded, which is checked here on
+    all 768 (channel, level) pairs once per config. Should a config ever disagree, the table is gathered.
+    """
+    scale, mean, std = normalize_constants(config, torch.device("cpu"))
+    lut = level_table(config, torch.device("cpu"))
+
+    def arithmetic(u8: torch.Tensor) -> torch.Tensor:
         y = u8.to(torch.float32)
         if scale is not None:
             y.mul_(scale)
@@ -144,17 +162,19 @@ def _cpu_normalizer(config: VisionPreprocessConfig):
             y.div_(std.view(3, 1))
         return y
 
-    return fn
+    def gather(u8: torch.Tensor) -> torch.Tensor:
+        offsets = torch.arange(0, 3 * 256, 256, dtype=torch.int64).view(3, 1)
+        return lut.view(-1).take(u8.to(torch.int64) + offsets)
+
+    levels = torch.arange(256, dtype=torch.uint8).expand(3, 256)
+    return arithmetic if torch.equal(arithmetic(levels), lut) else gather
 
 
-def _run_torch(batch: ImageBatch, sizes: list[tuple[int, int]], row_counts: list[int],
+def _run_torch(batch: ImageBatch, sizes: list[tuple[int, int]], row_offsets: list[int],
                config: VisionPreprocessConfig, out: torch.Tensor) -> None:
     cpu = batch.device.type == "cpu"
-    offsets = [0]
-    for n in row_counts:
-        offsets.append(offsets[-1] + n)
     if not cpu and batch.stacked is not None:
-        _process_torch(batch.stacked, sizes[0], config, out, False)
+        _process_torch(batch.stacked, sizes[0], config, out)
         return
     fast = cpu and config.resize_mode == "pil" and pillow_cpu.available()
     threads = max(1, torch.get_num_threads())
@@ -163,30 +183,39 @@ def _run_torch(batch: ImageBatch, sizes: list[tuple[int, int]], row_counts: list
     norm = _cpu_normalizer(config) if fast else None
 
     def work(i: int) -> None:
-        rows = out[offsets[i]:offsets[i + 1]]
+        rows = out[row_offsets[i]:row_offsets[i + 1]]
         img = batch.images[i]
-        if fast:
-            resizing = tuple(img.shape[-2:]) != tuple(sizes[i])
-            levels = to_levels(img, config.input_range) if (resizing or img.dtype == torch.uint8) else None
-            if levels is not None:
-                pillow_cpu.preprocess_into(levels, sizes[i], config.pillow_order, rows, norm, config.patch_size,
-                                           config.merge_size, config.image_frames,
-                                           _pool() if parts > 1 else None, parts)
-                return
-        _process_torch(img[None], sizes[i], config, rows, False)
+        if fast and (img.dtype == torch.uint8 or tuple(img.shape[-2:]) != tuple(sizes[i])):
+            pillow_cpu.preprocess_into(to_levels(img, config.input_range), sizes[i], config.pillow_order, rows,
+                                       norm, config.patch_size, config.merge_size, config.image_frames,
+                                       thread_pool() if parts > 1 else None, parts)
+        else:
+            _process_torch(img[None], sizes[i], config, rows)
 
     if cpu and len(batch.images) > 1 and parts == 1:
-        list(_pool().map(work, range(len(batch.images))))
+        list(thread_pool().map(work, range(len(batch.images))))
     else:
         for i in range(len(batch.images)):
             work(i)
 
 
+def _process_torch(img: torch.Tensor, size: tuple[int, int], config: VisionPreprocessConfig,
+                   out: torch.Tensor) -> None:
+    """Resize + normalise + patchify ``img [B, 3, H, W]`` into ``out [B * rows, patch_dim]`` (torch backend)."""
+    torch_ref.patchify_into(out, normalized_pixels(img, size, config), config.patch_size, config.merge_size,
+                            config.image_frames)
+
+
+def check_backend(backend: Any) -> None:
+    """``ValueError`` unless ``backend`` is ``"auto"``, ``"torch"`` or ``"triton"``."""
+    if backend not in ("auto", "torch", "triton"):
+        raise ValueError(f"backend must be 'auto', 'torch' or 'triton', got {backend!r}")
+
+
 def select_backend(backend: str, device: torch.device, needs_grad: bool) -> str:
     """Resolve ``"auto"``: Triton for CUDA tensors when it can run and no gradient is needed, else torch.
     A backend requested by name that cannot run raises ``ValueError``."""
-    if backend not in ("auto", "torch", "triton"):
-        raise ValueError(f"backend must be 'auto', 'torch' or 'triton', got {backend!r}")
+    check_backend(backend)
     if backend == "torch":
         return "torch"
     from .backends.triton import ops as triton_ops
@@ -239,32 +268,30 @@ def preprocess(images: Any, config: VisionPreprocessConfig | str | None = None, 
     batch = prepare_images(images, layout=layout, do_convert_rgb=config.do_convert_rgb,
                            input_range=config.input_range, check_values=check_values)
     sizes, grid = plan(batch, config)
-    row_counts = [int(g[1]) * int(g[2]) for g in grid.tolist()]
+    p = config.patch_size
+    row_offsets = list(accumulate(((h // p) * (w // p) for h, w in sizes), initial=0))
     needs_grad = torch.is_grad_enabled() and any(img.requires_grad for img in batch.images)
     chosen = select_backend(backend, batch.device, needs_grad)
     if needs_grad:
         return VisionBatch(_differentiable(batch.images, sizes, config), grid)
-    out = torch.empty(sum(row_counts), config.patch_dim, dtype=config.output_dtype, device=batch.device)
+    out = torch.empty(row_offsets[-1], config.patch_dim, dtype=config.output_dtype, device=batch.device)
     if chosen == "triton":
         from .backends.triton import ops as triton_ops
 
-        triton_ops.preprocess_into(batch, sizes, row_counts, config, out)
+        triton_ops.preprocess_into(batch, sizes, row_offsets, config, out)
     else:
-        _run_torch(batch, sizes, row_counts, config, out)
+        _run_torch(batch, sizes, row_offsets, config, out)
     return VisionBatch(out, grid)
 
 
 def _preprocess_traced(images: torch.Tensor, config: VisionPreprocessConfig, backend: str, layout: str
                        ) -> VisionBatch:
     """Under ``torch.compile``: one registered op for the pixels, ``grid_thw`` from static shapes."""
-    from .custom_ops import config_key, preprocess_tensor
+    from .custom_ops import config_key, preprocess_tensor, tensor_grid
 
     lay = "chw" if layout == "auto" else layout
-    x = images if images.dim() == 4 else images[None]
-    h, w = (int(x.shape[1]), int(x.shape[2])) if lay == "hwc" else (int(x.shape[2]), int(x.shape[3]))
-    th, tw = sizing.target_size(h, w, config)
-    p = config.patch_size
-    grid = torch.tensor([[1, th // p, tw // p]] * int(x.shape[0]), dtype=torch.int64)
+    n, gh, gw = tensor_grid(images, config, lay)
+    grid = torch.tensor([[1, gh, gw]] * n, dtype=torch.int64)
     return VisionBatch(preprocess_tensor(images, config_key(config), backend, lay), grid)
 
 
@@ -302,17 +329,12 @@ def resize(images: Any, size: tuple[int, int] | Sequence[tuple[int, int]], mode:
 
         results = triton_ops.resize_levels(batch, sizes, config)
     elif batch.stacked is not None and len(set(sizes)) == 1:
-        results = list(_resized_levels(batch.stacked, sizes[0], config, use_pillow=False).unbind(0))
+        results = list(resized_levels(batch.stacked, sizes[0], config).unbind(0))
     else:
-        results = [_resized_levels(img[None], s, config, use_pillow=False)[0]
+        results = [resized_levels(img[None], s, config)[0]
                    for img, s in zip(batch.images, sizes)]
     # an unchanged size passes levels through: never hand the caller's own tensor back
     results = [r.clone() if r.data_ptr() == img.data_ptr() else r for r, img in zip(results, batch.images)]
     if single:
         return torch.stack(results) if images.dim() == 4 else results[0]
     return results
-
-
-def interpret_mode() -> bool:
-    """Whether Triton runs in its CPU interpreter (``TRITON_INTERPRET=1``)."""
-    return os.environ.get("TRITON_INTERPRET", "0") == "1"

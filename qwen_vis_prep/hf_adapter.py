@@ -215,7 +215,7 @@ def _channels_first(x: Any, input_data_format: Any) -> bool:
 
 def _prepare_images(images: Any, device: Any, input_data_format: Any) -> list[Any]:
     """HF-style inputs -> what :func:`qwen_vis_prep.preprocess` takes (``[C, H, W]`` tensors or PIL images)."""
-    from .checks import _pil_to_hwc
+    from .checks import pil_to_hwc
     from .io import load_images
 
     items = _flatten(images)
@@ -246,7 +246,7 @@ def _prepare_images(images: Any, device: Any, input_data_format: Any) -> list[An
                 import PIL.Image
 
                 if isinstance(x, PIL.Image.Image):
-                    x = _pil_to_hwc(x).permute(2, 0, 1)
+                    x = pil_to_hwc(x).permute(2, 0, 1)
             except ImportError:  # pragma: no cover
                 pass
         if device is not None and isinstance(x, torch.Tensor):
@@ -268,9 +268,9 @@ def _videos_to(videos: Any, device: Any) -> Any:
         import PIL.Image
 
         if isinstance(videos, PIL.Image.Image):
-            from .checks import _pil_to_hwc
+            from .checks import pil_to_hwc
 
-            return _pil_to_hwc(videos).permute(2, 0, 1).to(device)
+            return pil_to_hwc(videos).permute(2, 0, 1).to(device)
     except ImportError:  # pragma: no cover
         pass
     return videos

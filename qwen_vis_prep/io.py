@@ -21,7 +21,7 @@ from typing import Any, Iterable, Literal, Sequence, Union
 
 import torch
 
-from .checks import _pil_to_hwc
+from .checks import pil_to_hwc
 from .config import VisionPreprocessConfig
 
 ImageSource = Union[str, os.PathLike, bytes, bytearray, memoryview]
@@ -410,7 +410,7 @@ def _decode_pillow(data: bytes, exif: bool) -> torch.Tensor:
         img.load()
         if exif:
             img = PIL.ImageOps.exif_transpose(img)
-        return _pil_to_hwc(img).permute(2, 0, 1).contiguous()
+        return pil_to_hwc(img).permute(2, 0, 1).contiguous()
 
 
 def _pillow_reason(e: Exception) -> str:

@@ -8,10 +8,11 @@ import torch
 from torch import nn
 
 from .config import VisionPreprocessConfig
-from .functional import Backend, preprocess, resolve_config
+from .functional import Backend, check_backend, preprocess, resolve_config
 from .outputs import VisionBatch
 from .tower import vision_tower_inputs
-from .video import VideoConfig, default_video_config, preprocess_videos, preset_key
+from .config import preset_key
+from .video import VideoConfig, preprocess_videos, resolve_video_config
 
 # Qwen2_5_VLVisionConfig.window_size (transformers default and the released Qwen2.5-VL config.json).
 QWEN25_WINDOW_SIZE = 112
@@ -44,22 +45,14 @@ class QwenVisionPreprocessor(nn.Module):
         if preset is not None and config is not None:
             raise ValueError("pass either a preset name or config=..., not both")
         self.config = resolve_config(config if config is not None else preset, **overrides)
-        source = preset if isinstance(preset, str) else self.config
-        if video_config is None:
-            video_config = default_video_config(source)
-        elif isinstance(video_config, str):
-            video_config = VideoConfig.from_preset(video_config)
-        elif not isinstance(video_config, VideoConfig):
-            raise TypeError(f"video_config must be a VideoConfig or a preset name, got {type(video_config).__name__}")
-        self.video_config = video_config
+        self.video_config = resolve_video_config(video_config, preset if isinstance(preset, str) else self.config)
         if window_size is None and isinstance(preset, str) and _is_preset(preset, "qwen2.5-vl"):
             window_size = QWEN25_WINDOW_SIZE
         if window_size is not None and (isinstance(window_size, bool) or not isinstance(window_size, int)
                                         or window_size <= 0):
             raise ValueError(f"window_size must be a positive int or None, got {window_size!r}")
         self.window_size = window_size
-        if backend not in ("auto", "torch", "triton"):
-            raise ValueError(f"backend must be 'auto', 'torch' or 'triton', got {backend!r}")
+        check_backend(backend)
         self.backend = backend
         self.register_buffer("mean", torch.tensor(self.config.image_mean, dtype=torch.float32), persistent=False)
         self.register_buffer("std", torch.tensor(self.config.image_std, dtype=torch.float32), persistent=False)

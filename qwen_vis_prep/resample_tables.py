@@ -118,6 +118,15 @@ class DeviceTableCache:
 DEVICE_TABLES = DeviceTableCache()
 
 
+def to_device(t: torch.Tensor, device: torch.device | str) -> torch.Tensor:
+    """A host tensor on ``device``: through pinned memory without blocking on CUDA (no host sync), as is
+    elsewhere."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return (t if t.is_pinned() else t.pin_memory()).to(device, non_blocking=True)
+    return t.to(device)
+
+
 def device_taps(in_size: int, out_size: int, mode: str, device: torch.device
                 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(index int32 [out, taps], weight [out, taps])`` on ``device`` (int32 for "pil", float32 for
@@ -126,7 +135,6 @@ def device_taps(in_size: int, out_size: int, mode: str, device: torch.device
 
     def make():
         idx, w = (pil_taps if mode == "pil" else float_taps)(in_size, out_size)
-        return (torch.from_numpy(idx).to(device, non_blocking=True),
-                torch.from_numpy(w).to(device, non_blocking=True))
+        return to_device(torch.from_numpy(idx), device), to_device(torch.from_numpy(w), device)
 
     return DEVICE_TABLES.get((in_size, out_size, mode, str(device)), make)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+from .config import check_positive_int
+
 MAX_ASPECT_RATIO = 200
 
 
@@ -16,22 +18,28 @@ def smart_resize(height: int, width: int, factor: int = 28, min_pixels: int = 56
     the ``min_pixels`` branch); an aspect ratio above 200 raises ``ValueError``.
     """
     for name, v in (("height", height), ("width", width), ("factor", factor)):
-        if isinstance(v, bool) or not isinstance(v, int):
-            raise TypeError(f"{name} must be an int, got {type(v).__name__} ({v!r})")
-        if v <= 0:
-            raise ValueError(f"{name} must be positive, got {v}")
+        check_positive_int(name, v)
     ratio = max(height, width) / min(height, width)
     if ratio > MAX_ASPECT_RATIO:
         raise ValueError(f"absolute aspect ratio must be at most {MAX_ASPECT_RATIO}, got {ratio} "
                          f"for an image of height {height} and width {width}")
+    return fit_pixel_budget(height, width, factor, min_pixels, max_pixels)
+
+
+def fit_pixel_budget(height: int, width: int, factor: int, min_pixels: int, max_pixels: int,
+                     frames: int = 1, rounded_frames: int = 1) -> tuple[int, int]:
+    """The rounding core of transformers' ``smart_resize`` (images: one frame) and of Qwen3-VL's video
+    sizing (``frames`` real frames, ``rounded_frames`` after rounding to the temporal factor): sides to
+    multiples of ``factor``, then scaled so ``rounded_frames * h * w`` lands in ``[min_pixels, max_pixels]``.
+    Same float expressions as transformers, so the truncations agree."""
     h_bar = round(height / factor) * factor
     w_bar = round(width / factor) * factor
-    if h_bar * w_bar > max_pixels:
-        beta = math.sqrt((height * width) / max_pixels)
+    if rounded_frames * h_bar * w_bar > max_pixels:
+        beta = math.sqrt(frames * height * width / max_pixels)
         h_bar = max(factor, math.floor(height / beta / factor) * factor)
         w_bar = max(factor, math.floor(width / beta / factor) * factor)
-    elif h_bar * w_bar < min_pixels:
-        beta = math.sqrt(min_pixels / (height * width))
+    elif rounded_frames * h_bar * w_bar < min_pixels:
+        beta = math.sqrt(min_pixels / (frames * height * width))
         h_bar = math.ceil(height * beta / factor) * factor
         w_bar = math.ceil(width * beta / factor) * factor
     return h_bar, w_bar
@@ -68,6 +76,14 @@ def pillow_vertical_first(in_h: int, in_w: int, out_h: int, out_w: int, order: s
         return False
     dy, dx = in_h - out_h, in_w - out_w
     return dy > 0 and dy > 2 * dx
+
+
+def separable_passes(in_h: int, in_w: int, out_h: int, out_w: int, vertical_first: bool
+                     ) -> list[tuple[bool, int]]:
+    """The passes of a separable resize, in order, as ``(vertical, new_size)``; a side that keeps its size
+    gets no pass (as in Pillow). Every backend walks this one list."""
+    order = [(True, out_h), (False, out_w)] if vertical_first else [(False, out_w), (True, out_h)]
+    return [(vertical, n) for vertical, n in order if (in_h if vertical else in_w) != n]
 
 
 def installed_pillow_order() -> str:

@@ -20,6 +20,7 @@ from torch import nn
 
 from .checks import describe
 from .outputs import VisionBatch
+from .resample_tables import to_device
 
 GridLike = torch.Tensor | Sequence[Sequence[int]]
 
@@ -51,14 +52,7 @@ def _grid_list(grid_thw: GridLike) -> list[tuple[int, int, int]]:
 
 def _place(x: torch.Tensor, device: torch.device | str | None) -> torch.Tensor:
     """Move a host tensor to ``device`` without blocking the host (pinned first when the target is CUDA)."""
-    if device is None:
-        return x
-    device = torch.device(device)
-    if device.type == "cpu":
-        return x
-    if device.type == "cuda" and not x.is_pinned():
-        x = x.pin_memory()
-    return x.to(device, non_blocking=True)
+    return x if device is None else to_device(x, device)
 
 
 def _concat(parts: list[torch.Tensor], shape_tail: tuple[int, ...], dtype: torch.dtype,

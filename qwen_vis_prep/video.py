@@ -9,7 +9,6 @@ out. Everything about sizes is host integer math on shapes; no device sync.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import warnings
 from dataclasses import dataclass
@@ -21,8 +20,9 @@ import torch
 from . import sizing
 from .backends import pillow_cpu, torch_ref
 from .checks import Layout, describe, prepare_images
-from .config import PRESETS, VisionPreprocessConfig
-from .functional import _pool, _resized_levels, normalize_constants, resolve_config, to_float_scale
+from .config import (VisionPreprocessConfig, check_pixel_bounds, check_positive_int, preset_key,
+                     replace_fields)
+from .functional import normalized_pixels, resolve_config
 
 VideoSizing = Literal["qwen2-vl", "qwen3-vl"]
 SamplingRule = Literal["qwen2-vl", "qwen3-vl", "qwen-vl-utils"]
@@ -53,15 +53,9 @@ class VideoConfig:
     max_frames: int = 768
 
     def __post_init__(self) -> None:
-        for name in ("min_pixels", "max_pixels", "max_video_tokens", "min_frames", "max_frames"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise TypeError(f"{name} must be an int, got {type(value).__name__} ({value!r})")
-            if value <= 0:
-                raise ValueError(f"{name} must be positive, got {value}")
-        if self.min_pixels > self.max_pixels:
-            raise ValueError(f"min_pixels must be <= max_pixels, got min_pixels={self.min_pixels} > "
-                             f"max_pixels={self.max_pixels}")
+        for name in ("max_video_tokens", "min_frames", "max_frames"):
+            check_positive_int(name, getattr(self, name))
+        check_pixel_bounds(self.min_pixels, self.max_pixels)
         if self.sizing not in ("qwen2-vl", "qwen3-vl"):
             raise ValueError(f"sizing must be 'qwen2-vl' or 'qwen3-vl', got {self.sizing!r}")
         if not isinstance(self.cap_pixels_per_frame, bool):
@@ -72,11 +66,7 @@ class VideoConfig:
 
     def replace(self, **changes: Any) -> "VideoConfig":
         """A copy with some fields changed (validated again)."""
-        unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
-        if unknown:
-            raise TypeError(f"unknown video config field(s) {sorted(unknown)}; expected some of "
-                            f"{[f.name for f in dataclasses.fields(self)]}")
-        return dataclasses.replace(self, **changes)
+        return replace_fields(self, changes, "video config")
 
     @classmethod
     def from_preset(cls, name: str, **overrides: Any) -> "VideoConfig":
@@ -110,12 +100,6 @@ VIDEO_PRESETS: dict[str, VideoConfig] = {
 }
 
 
-def preset_key(name: str) -> str:
-    """The ``PRESETS`` key of a preset name, spelled any way ``VisionPreprocessConfig.from_preset`` takes."""
-    preset = VisionPreprocessConfig.from_preset(name)  # raises on an unknown name
-    return next(k for k, v in PRESETS.items() if v is preset)
-
-
 def default_video_config(config: VisionPreprocessConfig | str | None) -> VideoConfig:
     """The :data:`VIDEO_PRESETS` entry for an image preset name; for a config instance, the preset of its
     family by patch size (16: Qwen3-VL, otherwise Qwen2-VL / Qwen2.5-VL, which size videos alike)."""
@@ -126,14 +110,20 @@ def default_video_config(config: VisionPreprocessConfig | str | None) -> VideoCo
     return VIDEO_PRESETS["qwen3-vl" if config.patch_size == 16 else "qwen2-vl"]
 
 
+def resolve_video_config(video_config: VideoConfig | str | None,
+                         image_config: VisionPreprocessConfig | str | None) -> VideoConfig:
+    """A :class:`VideoConfig` from an instance, a preset name, or ``None`` (the default of the image
+    preset / config, :func:`default_video_config`)."""
+    if video_config is None:
+        return default_video_config(image_config)
+    if isinstance(video_config, str):
+        return VideoConfig.from_preset(video_config)
+    if not isinstance(video_config, VideoConfig):
+        raise TypeError(f"video_config must be a VideoConfig or a preset name, got {describe(video_config)}")
+    return video_config
+
+
 # --------------------------------------------------------------------------------------------- sizing
-
-def _check_int(name: str, v: Any) -> None:
-    if isinstance(v, bool) or not isinstance(v, int):
-        raise TypeError(f"{name} must be an int, got {type(v).__name__} ({v!r})")
-    if v <= 0:
-        raise ValueError(f"{name} must be positive, got {v}")
-
 
 def smart_resize_video(num_frames: int, height: int, width: int, temporal_factor: int = 2, factor: int = 32,
                        min_pixels: int = 128 * 32 * 32, max_pixels: int = 768 * 32 * 32) -> tuple[int, int]:
@@ -146,7 +136,7 @@ def smart_resize_video(num_frames: int, height: int, width: int, temporal_factor
     """
     for name, v in (("num_frames", num_frames), ("height", height), ("width", width),
                     ("temporal_factor", temporal_factor), ("factor", factor)):
-        _check_int(name, v)
+        check_positive_int(name, v)
     if num_frames < temporal_factor:
         raise ValueError(f"Qwen3-VL video sizing needs at least temporal_factor={temporal_factor} frames, got "
                          f"num_frames={num_frames}; pass a single frame as an image instead")
@@ -157,25 +147,16 @@ def smart_resize_video(num_frames: int, height: int, width: int, temporal_factor
     if ratio > sizing.MAX_ASPECT_RATIO:
         raise ValueError(f"absolute aspect ratio must be at most {sizing.MAX_ASPECT_RATIO}, got {ratio} for a "
                          f"clip of height {height} and width {width}")
-    h_bar = round(height / factor) * factor
-    w_bar = round(width / factor) * factor
     t_bar = round(num_frames / temporal_factor) * temporal_factor
-    if t_bar * h_bar * w_bar > max_pixels:
-        beta = math.sqrt(num_frames * height * width / max_pixels)
-        h_bar = max(factor, math.floor(height / beta / factor) * factor)
-        w_bar = max(factor, math.floor(width / beta / factor) * factor)
-    elif t_bar * h_bar * w_bar < min_pixels:
-        beta = math.sqrt(min_pixels / (num_frames * height * width))
-        h_bar = math.ceil(height * beta / factor) * factor
-        w_bar = math.ceil(width * beta / factor) * factor
-    return h_bar, w_bar
+    return sizing.fit_pixel_budget(height, width, factor, min_pixels, max_pixels, frames=num_frames,
+                                   rounded_frames=t_bar)
 
 
 def video_target_size(num_frames: int, height: int, width: int, config: VisionPreprocessConfig,
                       video_config: VideoConfig) -> tuple[int, int]:
     """The ``(h, w)`` every frame of a ``num_frames``-frame clip is resized to (the input size when
     ``config.do_resize`` is off, which must then be a multiple of ``patch_size * merge_size``)."""
-    _check_int("num_frames", num_frames)
+    check_positive_int("num_frames", num_frames)
     if not config.do_resize:
         return sizing.target_size(height, width, config)
     factor, tf, vc = config.factor, config.temporal_patch_size, video_config
@@ -222,12 +203,12 @@ def sample_frame_indices(total_frames: int, video_fps: float | None = None, *, f
 
     Returns host ints (indices may repeat when more frames are asked for than exist, as in transformers).
     """
-    _check_int("total_frames", total_frames)
-    _check_int("temporal_patch_size", temporal_patch_size)
+    check_positive_int("total_frames", total_frames)
+    check_positive_int("temporal_patch_size", temporal_patch_size)
     if fps is not None and num_frames is not None:
         raise ValueError("fps and num_frames are mutually exclusive; pass one of them")
     if num_frames is not None:
-        _check_int("num_frames", num_frames)
+        check_positive_int("num_frames", num_frames)
     if fps is not None and not (fps > 0 and math.isfinite(fps)):
         raise ValueError(f"fps must be positive, got {fps!r}")
     if video_fps is not None and not (video_fps > 0 and math.isfinite(video_fps)):
@@ -388,25 +369,6 @@ def plan_videos(batch: VideoBatch, config: VisionPreprocessConfig, video_config:
     return sizes, torch.tensor(grids, dtype=torch.int64).reshape(-1, 3)
 
 
-def _normalized_frames(frames: torch.Tensor, size: tuple[int, int], config: VisionPreprocessConfig,
-                       use_pillow: bool) -> torch.Tensor:
-    """Resize (the images' code path) and normalise ``frames [N, 3, H, W]`` -> float ``[N, 3, h, w]``."""
-    resizing = tuple(frames.shape[-2:]) != tuple(size)
-    if frames.dtype == torch.uint8 or (config.resize_mode == "pil" and resizing):
-        if use_pillow and config.resize_mode == "pil" and resizing:
-            # Pillow releases the GIL: frames run on the shared pool, one Pillow call each.
-            x = torch.stack(list(_pool().map(
-                lambda f: _resized_levels(f[None], size, config, use_pillow=True)[0], frames.unbind(0))))
-        else:
-            x = _resized_levels(frames, size, config, use_pillow=False)
-    else:  # float input: float resize (or none) keeps the float values, as for images
-        x = to_float_scale(frames, config.input_range)
-        if resizing:
-            x = torch_ref.resize_float(x, size)
-    scale, mean, std = normalize_constants(config, frames.device)
-    return torch_ref.normalize(x, scale, mean, std)
-
-
 def preprocess_videos(videos: Any, config: VisionPreprocessConfig | str | None = None,
                       video_config: VideoConfig | str | None = None, *, layout: Layout = "auto",
                       check_values: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -425,12 +387,7 @@ def preprocess_videos(videos: Any, config: VisionPreprocessConfig | str | None =
         ``resize_mode="float"``; ``config.compact_images`` does not apply to videos.
     """
     preset, config = config, resolve_config(config)
-    if video_config is None:
-        video_config = default_video_config(preset if isinstance(preset, str) else config)
-    elif isinstance(video_config, str):
-        video_config = VideoConfig.from_preset(video_config)
-    elif not isinstance(video_config, VideoConfig):
-        raise TypeError(f"video_config must be a VideoConfig or a preset name, got {describe(video_config)}")
+    video_config = resolve_video_config(video_config, preset if isinstance(preset, str) else config)
     batch = prepare_videos(videos, layout=layout, do_convert_rgb=config.do_convert_rgb,
                            input_range=config.input_range, check_values=check_values)
     sizes, grid = plan_videos(batch, config, video_config)
@@ -445,10 +402,10 @@ def preprocess_videos(videos: Any, config: VisionPreprocessConfig | str | None =
     use_pillow = batch.device.type == "cpu" and pillow_cpu.available() and not needs_grad
     offsets = np.cumsum([0] + rows).tolist()
     if batch.stacked is not None and not use_pillow:  # one resize call for a whole [B, T, C, H, W] batch
-        frames = _normalized_frames(batch.stacked, sizes[0], config, use_pillow)
+        frames = normalized_pixels(batch.stacked, sizes[0], config, use_pillow)
         normalized = iter(frames.unflatten(0, (len(batch.clips), -1)).unbind(0))
     else:  # clip by clip, so only one clip's float frames live at a time
-        normalized = (_normalized_frames(c, s, config, use_pillow) for c, s in zip(batch.clips, sizes))
+        normalized = (normalized_pixels(c, s, config, use_pillow) for c, s in zip(batch.clips, sizes))
     for i, y in enumerate(normalized):
         torch_ref.patchify_video_into(out[offsets[i]:offsets[i + 1]], y, p, m, tp)
     return out, grid

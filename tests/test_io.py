@@ -37,11 +37,11 @@ def _encode(arr: np.ndarray, fmt: str = "JPEG", **kw) -> bytes:
 
 def _pillow_rgb(data: bytes, exif: bool = True) -> torch.Tensor:
     """What the core path sees from ``PIL.Image.open``: upright, transparency composited onto white."""
-    from qwen_vis_prep.checks import _pil_to_hwc
+    from qwen_vis_prep.checks import pil_to_hwc
 
     with PIL.Image.open(io.BytesIO(data)) as im:
         im = PIL.ImageOps.exif_transpose(im) if exif else im
-        return _pil_to_hwc(im).permute(2, 0, 1)
+        return pil_to_hwc(im).permute(2, 0, 1)
 
 
 def _jpeg_variants(load_image_fixture):

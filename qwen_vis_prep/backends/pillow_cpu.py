@@ -12,7 +12,7 @@ import warnings
 import numpy as np
 import torch
 
-from ..sizing import installed_pillow_order, pillow_vertical_first
+from ..sizing import installed_pillow_order, pillow_vertical_first, separable_passes
 
 
 def available() -> bool:
@@ -23,42 +23,38 @@ def available() -> bool:
     return True
 
 
-def resize_hwc(hwc: np.ndarray, size: tuple[int, int], order: str) -> np.ndarray:
-    """``[H, W, 3] uint8 -> [h, w, 3] uint8`` with Pillow BICUBIC in the pass order of ``order``."""
+def _pillow_resize(arr: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
+    """Pillow BICUBIC on ``[H, W, 3] uint8`` (read-only result). When only one side changes this is exactly
+    one Pillow pass."""
     from PIL import Image
 
+    im = Image.fromarray(np.ascontiguousarray(arr), "RGB").resize((out_w, out_h), Image.Resampling.BICUBIC)
+    return np.asarray(im)
+
+
+def _tensor(arr: np.ndarray) -> torch.Tensor:
+    """``torch.from_numpy`` of a read-only array from Pillow, without torch's warning (we only read it)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return torch.from_numpy(arr)
+
+
+def resize_hwc(hwc: np.ndarray, size: tuple[int, int], order: str) -> np.ndarray:
+    """``[H, W, 3] uint8 -> [h, w, 3] uint8`` with Pillow BICUBIC in the pass order of ``order``."""
     in_h, in_w = hwc.shape[:2]
     h, w = size
-    im = Image.fromarray(hwc, "RGB")
-    same_as_installed = (pillow_vertical_first(in_h, in_w, h, w, order)
-                         == pillow_vertical_first(in_h, in_w, h, w, installed_pillow_order()))
-    if same_as_installed or in_h == h or in_w == w:
-        im = im.resize((w, h), Image.Resampling.BICUBIC)
-    elif pillow_vertical_first(in_h, in_w, h, w, order):
-        im = im.resize((in_w, h), Image.Resampling.BICUBIC).resize((w, h), Image.Resampling.BICUBIC)
-    else:
-        im = im.resize((w, in_h), Image.Resampling.BICUBIC).resize((w, h), Image.Resampling.BICUBIC)
-    with warnings.catch_warnings():  # the array is read-only; we never write to it
-        warnings.simplefilter("ignore")
-        return np.asarray(im)
+    vertical_first = pillow_vertical_first(in_h, in_w, h, w, order)
+    if vertical_first == pillow_vertical_first(in_h, in_w, h, w, installed_pillow_order()):
+        return _pillow_resize(hwc, h, w)  # Pillow's own two passes run in this very order
+    for vertical, n in separable_passes(in_h, in_w, h, w, vertical_first):
+        hwc = _pillow_resize(hwc, n, hwc.shape[1]) if vertical else _pillow_resize(hwc, hwc.shape[0], n)
+    return hwc
 
 
 def resize_chw(x: torch.Tensor, size: tuple[int, int], order: str) -> torch.Tensor:
     """``[3, H, W] uint8`` CPU tensor (any strides) -> ``[3, h, w]`` view of a new HWC uint8 tensor."""
     hwc = np.ascontiguousarray(x.permute(1, 2, 0).numpy())
-    with warnings.catch_warnings():  # read-only numpy array from Pillow; only ever read
-        warnings.simplefilter("ignore")
-        return torch.from_numpy(resize_hwc(hwc, size, order)).permute(2, 0, 1)
-
-
-def _one_pass(arr: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
-    """Pillow BICUBIC on ``[H, W, 3] uint8`` where only one side changes: exactly one Pillow pass."""
-    from PIL import Image
-
-    im = Image.fromarray(np.ascontiguousarray(arr), "RGB").resize((out_w, out_h), Image.Resampling.BICUBIC)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return np.asarray(im)
+    return _tensor(resize_hwc(hwc, size, order)).permute(2, 0, 1)
 
 
 def _split(n: int, parts: int, align: int = 1) -> list[tuple[int, int]]:
@@ -80,45 +76,37 @@ def preprocess_into(x: torch.Tensor, size: tuple[int, int], order: str, out: tor
     """
     in_h, in_w = x.shape[-2:]
     h, w = size
-    hwc = np.ascontiguousarray(x.permute(1, 2, 0).numpy())
-    vertical_first = pillow_vertical_first(in_h, in_w, h, w, order)
-    passes = [("v", h), ("h", w)] if vertical_first else [("h", w), ("v", h)]
-    passes = [(a, n) for a, n in passes if (in_h if a == "v" else in_w) != n]
+    passes = separable_passes(in_h, in_w, h, w, pillow_vertical_first(in_h, in_w, h, w, order))
     run = pool.map if pool is not None and parts > 1 else map
-    cur = hwc
-    for axis, n in passes[:-1]:  # first of two passes: strips along the side it does not resample
-        out_shape = (n, cur.shape[1], 3) if axis == "v" else (cur.shape[0], n, 3)
-        mid = np.empty(out_shape, dtype=np.uint8)
+    cur = np.ascontiguousarray(x.permute(1, 2, 0).numpy())
+    for vertical, n in passes[:-1]:  # first of two passes: strips along the side it does not resample
+        mid = np.empty((n, cur.shape[1], 3) if vertical else (cur.shape[0], n, 3), dtype=np.uint8)
 
-        def first(r, axis=axis, n=n, src=cur, dst=mid):
-            if axis == "h":
-                dst[r[0]:r[1]] = _one_pass(src[r[0]:r[1]], r[1] - r[0], n)
+        def first(r, vertical=vertical, n=n, src=cur, dst=mid):
+            if vertical:
+                dst[:, r[0]:r[1]] = _pillow_resize(src[:, r[0]:r[1]], n, r[1] - r[0])
             else:
-                dst[:, r[0]:r[1]] = _one_pass(src[:, r[0]:r[1]], n, r[1] - r[0])
+                dst[r[0]:r[1]] = _pillow_resize(src[r[0]:r[1]], r[1] - r[0], n)
 
-        list(run(first, _split(cur.shape[0] if axis == "h" else cur.shape[1], parts)))
+        list(run(first, _split(cur.shape[1] if vertical else cur.shape[0], parts)))
         cur = mid
-    last = passes[-1] if passes else None
+    # The last pass (if any) runs in strips of whole merge windows: rows of windows when it is horizontal
+    # (or absent), columns when vertical; each strip is patchified straight into its own rows of ``out``.
+    last_vertical = bool(passes) and passes[-1][0]
     p, m, t = patch_size, merge_size, temporal_patch_size
     block = p * m
-    nbh, nbw = h // block, w // block
-    out_blocks = out.view(nbh, nbw, m * m, -1)
+    out_blocks = out.view(h // block, w // block, m * m, -1)
 
     def final(r):
-        # Strips of whole merge windows: rows of windows for a horizontal (or no) last pass, else columns.
-        if last is None or last[0] == "h":
-            src = cur[r[0]:r[1]]
-            region = src if last is None else _one_pass(src, r[1] - r[0], w)
-            dst = out_blocks[r[0] // block:r[1] // block]
-        else:
-            region = _one_pass(cur[:, r[0]:r[1]], h, r[1] - r[0])
+        if last_vertical:
+            region = _pillow_resize(cur[:, r[0]:r[1]], h, r[1] - r[0])
             dst = out_blocks[:, r[0] // block:r[1] // block]
+        else:
+            region = _pillow_resize(cur[r[0]:r[1]], r[1] - r[0], w) if passes else cur[r[0]:r[1]]
+            dst = out_blocks[r[0] // block:r[1] // block]
         bh, bw = region.shape[0] // block, region.shape[1] // block
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            u8 = torch.from_numpy(region).view(bh, m, p, bw, m, p, 3).permute(0, 3, 1, 4, 6, 2, 5)
+        u8 = _tensor(region).view(bh, m, p, bw, m, p, 3).permute(0, 3, 1, 4, 6, 2, 5)
         y = normalize_fn(u8.contiguous().view(bh, bw, m, m, 3, p * p))  # float32 [bh, bw, m, m, 3, p*p]
         dst.view(bh, bw, m, m, 3, t, p * p).copy_(y.unsqueeze(5).expand(bh, bw, m, m, 3, t, p * p))
 
-    along = h if (last is None or last[0] == "h") else w
-    list(run(final, _split(along, parts, block)))
+    list(run(final, _split(w if last_vertical else h, parts, block)))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 
 from ..resample_tables import PRECISION_BITS, device_taps
+from ..sizing import separable_passes
 
 _ROUND_HALF = 1 << (PRECISION_BITS - 1)
 
@@ -53,22 +54,16 @@ def resample_axis_float(x: torch.Tensor, out_size: int, axis: int) -> torch.Tens
 def resize_pil(x: torch.Tensor, size: tuple[int, int], vertical_first: bool) -> torch.Tensor:
     """Pillow BICUBIC resize of ``[B, C, H, W] uint8`` to ``size = (h, w)``: two separable fixed-point passes
     with a uint8 intermediate, in the given order; a side that keeps its size is not resampled."""
-    h, w = size
-    passes = [(-2, h), (-1, w)] if vertical_first else [(-1, w), (-2, h)]
-    for axis, n in passes:
-        if x.shape[axis] != n:
-            x = resample_axis_pil(x, n, axis)
+    for vertical, n in separable_passes(x.shape[-2], x.shape[-1], *size, vertical_first):
+        x = resample_axis_pil(x, n, -2 if vertical else -1)
     return x
 
 
 def resize_float(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Float antialiased bicubic resize (``F.interpolate(mode="bicubic", antialias=True)`` semantics),
     horizontal pass first with a float32 intermediate. Float in, float out (float64 stays float64)."""
-    h, w = size
-    if x.shape[-1] != w:
-        x = resample_axis_float(x, w, -1)
-    if x.shape[-2] != h:
-        x = resample_axis_float(x, h, -2)
+    for vertical, n in separable_passes(x.shape[-2], x.shape[-1], *size, vertical_first=False):
+        x = resample_axis_float(x, n, -2 if vertical else -1)
     return x
 
 
