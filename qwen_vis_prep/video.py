@@ -337,11 +337,13 @@ def prepare_videos(videos: Any, *, layout: Layout = "auto", do_convert_rgb: bool
     elif isinstance(videos, (list, tuple)):
         if len(videos) == 0:
             raise ValueError("videos: expected at least one clip, got an empty list")
-        if all(not isinstance(v, (list, tuple)) and getattr(v, "ndim", 4) == 3 for v in videos) or \
-                not all(isinstance(v, (list, tuple, torch.Tensor, np.ndarray)) for v in videos):
+        frames_given = all(not isinstance(v, (list, tuple)) and getattr(v, "ndim", 4) == 3 for v in videos)
+        bad = 0 if frames_given else next(
+            (i for i, v in enumerate(videos) if not isinstance(v, (list, tuple, torch.Tensor, np.ndarray))), None)
+        if bad is not None:
             raise ValueError(f"videos: a list must hold clips (4-dim tensors / arrays, or lists of frames), got "
-                             f"{describe(videos[0])} at videos[0]; to pass the frames of one clip, nest them: "
-                             f"videos=[[frame0, frame1, ...]] or stack them into [T, C, H, W]")
+                             f"{describe(videos[bad])} at videos[{bad}]; to pass the frames of one clip, nest "
+                             f"them: videos=[[frame0, frame1, ...]] or stack them into [T, C, H, W]")
         clips = [_as_frames(v, where=f"videos[{i}]", **kw) for i, v in enumerate(videos)]
     else:
         raise TypeError(f"videos: expected a torch.Tensor, a numpy array or a list of clips, got {describe(videos)}")

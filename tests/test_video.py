@@ -342,3 +342,10 @@ def test_cuda_equals_cpu():
     assert torch.equal(gpu.cpu(), cpu) and torch.equal(grid, grid_gpu)
     batch = preprocess_videos(torch.stack([clips[0], clips[0]]).cuda(), "qwen2-vl")[0]
     assert torch.equal(batch.cpu(), torch.cat([cpu[:120], cpu[:120]]))
+
+
+def test_bad_item_in_a_clip_list_is_named_by_its_index():
+    """Regression: the error used to name videos[0] (a good clip) for garbage at videos[1]."""
+    clip = torch.zeros(4, 3, 56, 56, dtype=torch.uint8)
+    with pytest.raises(ValueError, match=r"str at videos\[1\]"):
+        preprocess_videos([clip, "clip.mp4"])
