@@ -1,7 +1,14 @@
-"""Where the time goes on a GPU: host overhead per call vs device time, and each launch on its own."""
+"""Where the time goes on a GPU: host time per call (direct and regular kernel launches), device time of the
+whole call and of each launch, and a cProfile of the host path of one 1080p image.
+
+Run on a GPU: ``python benchmarks/gpu_profile.py`` (``benchmarks/gpu_check.sh`` does).
+"""
 
 from __future__ import annotations
 
+import cProfile
+import io
+import pstats
 import time
 
 import torch
@@ -11,25 +18,64 @@ import qwen_vis_prep as qvp
 from qwen_vis_prep.backends.triton import ops
 
 
+def _host_us(fn, n: int = 200) -> float:
+    fn()
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(n):
+        fn()
+    host = (time.perf_counter() - t0) / n
+    torch.cuda.synchronize()
+    return host * 1e6
+
+
+def _device_us(fn) -> float:
+    return triton.testing.do_bench(fn, warmup=10, rep=60, return_mode="median") * 1e3
+
+
 def main() -> None:
     cfg = qvp.VisionPreprocessConfig.from_preset("qwen2-vl", max_pixels=28 * 28 * 1280)
     prep = qvp.QwenVisionPreprocessor(config=cfg, backend="triton")
+    print("| case | host/call direct launch | host/call regular launch | device total | first pass | "
+          "fused pass | bytes in+out | fused-pass bandwidth |")
+    print("|---|---|---|---|---|---|---|---|")
     for n, h, w in [(1, 1080, 1920), (32, 1080, 1920), (64, 448, 448), (8, 2160, 3840)]:
         x = torch.randint(0, 256, (n, 3, h, w), dtype=torch.uint8, device="cuda")
-        prep(x)
-        torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        for _ in range(50):
-            prep(x)
-        host = (time.perf_counter() - t0) / 50
-        torch.cuda.synchronize()
-        total = triton.testing.do_bench(lambda: prep(x), warmup=5, rep=50) * 1e-3
+        host_direct = _host_us(lambda: prep(x))
+        ops._Launcher.enabled = False
+        ops.PLANS.clear()
+        host_regular = _host_us(lambda: prep(x))
+        ops._Launcher.enabled = True
+        ops.PLANS.clear()
+        total = _device_us(lambda: prep(x))
         th, tw = qvp.smart_resize(h, w, 28, cfg.min_pixels, cfg.max_pixels)
-        vf = qvp.sizing.pillow_vertical_first(h, w, th, tw, cfg.pillow_order)
-        first = (True, th) if vf else (False, tw)
-        p1 = triton.testing.do_bench(lambda: ops.resample_pass(x, first[1], first[0], True), warmup=5, rep=50) * 1e-3
-        print(f"{n}x{h}x{w} -> {th}x{tw}: host/call {host * 1e6:.0f} us, device total {total * 1e6:.0f} us, "
-              f"first pass {p1 * 1e6:.0f} us, rest {(total - p1) * 1e6:.0f} us")
+        out = prep(x).pixel_values
+        plan = ops._GroupPlan(tuple(x.shape), x.stride(), 0, (th, tw), cfg, 0, None, x.device)
+        if plan.first is not None:
+            first = _device_us(lambda: plan.first.run(x))
+            scratch = plan.first.run(x)
+            fused = _device_us(lambda: plan.launch(scratch, out, *plan.args))
+            fused_bytes = scratch.numel() + out.numel() * out.element_size()
+        else:
+            first = 0.0
+            fused = _device_us(lambda: plan.launch(x, out, *plan.args))
+            fused_bytes = x.numel() + out.numel() * out.element_size()
+        io_bytes = x.numel() + out.numel() * out.element_size()
+        print(f"| {n}x{h}x{w} -> {th}x{tw} | {host_direct:.0f} us | {host_regular:.0f} us | {total:.0f} us | "
+              f"{first:.0f} us | {fused:.0f} us | {io_bytes / 1e6:.0f} MB | {fused_bytes / fused / 1e6:.2f} TB/s |")
+
+    x = torch.randint(0, 256, (1, 3, 1080, 1920), dtype=torch.uint8, device="cuda")
+    prep(x)
+    torch.cuda.synchronize()
+    prof = cProfile.Profile()
+    prof.enable()
+    for _ in range(300):
+        prep(x)
+    prof.disable()
+    torch.cuda.synchronize()
+    buf = io.StringIO()
+    pstats.Stats(prof, stream=buf).sort_stats("tottime").print_stats(14)
+    print("\nhost path of 1x1080p, 300 calls, by own time:\n" + "\n".join(buf.getvalue().splitlines()[6:]))
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ resident, so it counts the output plus every temporary. It is reported next to `
 Usage::
 
     python benchmarks/memory_bounds.py                  # the table of docs/reliability.md
+    python benchmarks/memory_bounds.py --cuda-only      # its GPU rows
     python benchmarks/memory_bounds.py --device cpu --side 8192 --dtype uint8 --json
 
 ``tests/test_reliability.py`` calls :func:`measure` for its bounds.
@@ -125,6 +126,7 @@ def main() -> None:
     ap.add_argument("--preset", default="qwen2-vl")
     ap.add_argument("--backend", default="auto")
     ap.add_argument("--json", action="store_true", help="print one JSON object per measurement")
+    ap.add_argument("--cuda-only", action="store_true", help="only the CUDA rows of the table")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -133,7 +135,8 @@ def main() -> None:
     if args.device:
         runs = [(args.device, args.side, args.dtype, args.preset, args.backend)]
     else:
-        runs = [("cpu", 8192, "uint8", "qwen2-vl", "auto"), ("cpu", 8192, "float32", "qwen2-vl", "auto")]
+        runs = [] if args.cuda_only else [("cpu", 8192, "uint8", "qwen2-vl", "auto"),
+                                          ("cpu", 8192, "float32", "qwen2-vl", "auto")]
         if torch.cuda.is_available():
             runs += [("cuda", s, "uint8", p, b) for s in (8192, 16384) for p in ("qwen2-vl", "qwen3-vl")
                      for b in ("torch", "auto")]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass
 from typing import Any, Literal, Sequence
 
 import numpy as np
@@ -16,17 +15,38 @@ SUPPORTED_DTYPES = (torch.uint8, torch.float32, torch.float16, torch.bfloat16, t
 _CHANNELS = (1, 3, 4)
 
 
-@dataclass
 class ImageBatch:
     """Images ready for a backend: each ``[3, H, W]`` (a view where possible), all on one device.
 
     ``stacked`` is the original ``[B, 3, H, W]`` tensor when the input was one batched tensor (every image
-    the same shape), so backends can process it without gathering.
+    the same shape), so backends can process it without gathering; its per-image views in ``images`` are
+    then made only when asked for (a batch of 64 would otherwise pay 64 views per call).
     """
 
-    images: list[torch.Tensor]
-    stacked: torch.Tensor | None
-    device: torch.device
+    __slots__ = ("_images", "stacked", "device")
+
+    def __init__(self, images: list[torch.Tensor] | None, stacked: torch.Tensor | None,
+                 device: torch.device) -> None:
+        if images is None and stacked is None:
+            raise ValueError("ImageBatch needs images or a stacked batch")
+        self._images = images
+        self.stacked = stacked
+        self.device = device
+
+    @property
+    def images(self) -> list[torch.Tensor]:
+        if self._images is None:
+            self._images = list(self.stacked.unbind(0))
+        return self._images
+
+    def __len__(self) -> int:
+        return self.stacked.shape[0] if self.stacked is not None else len(self._images)
+
+    @property
+    def requires_grad(self) -> bool:
+        if self.stacked is not None:
+            return self.stacked.requires_grad
+        return any(img.requires_grad for img in self._images)
 
 
 def describe(x: Any) -> str:
@@ -167,7 +187,7 @@ def prepare_images(images: Any, *, layout: Layout = "auto", do_convert_rgb: bool
         if _want_value_check(check_values, batch):
             _check_values(batch, input_range, "images")
         stacked = to_rgb(batch, input_range) if do_convert_rgb else batch
-        return ImageBatch(images=list(stacked.unbind(0)), stacked=stacked, device=stacked.device)
+        return ImageBatch(images=None, stacked=stacked, device=stacked.device)
 
     if isinstance(images, (torch.Tensor, np.ndarray)) or (pil_type and isinstance(images, pil_type)):
         items: Sequence[Any] = [images]

@@ -15,7 +15,7 @@ from .backends import pillow_cpu, torch_ref
 from .checks import ImageBatch, Layout, describe, prepare_images
 from .config import VisionPreprocessConfig
 from .outputs import VisionBatch
-from .resample_tables import DEVICE_TABLES, to_device
+from .resample_tables import DEVICE_TABLES, upload_table
 
 Backend = Literal["auto", "torch", "triton"]
 
@@ -52,8 +52,8 @@ def normalize_constants(config: VisionPreprocessConfig, device: torch.device
     def make():
         if not config.do_normalize:
             return None, None
-        return (to_device(torch.tensor(config.image_mean, dtype=torch.float32), device),
-                to_device(torch.tensor(config.image_std, dtype=torch.float32), device))
+        return (upload_table(torch.tensor(config.image_mean, dtype=torch.float32), device),
+                upload_table(torch.tensor(config.image_std, dtype=torch.float32), device))
 
     mean, std = DEVICE_TABLES.get(("norm", config.image_mean, config.image_std, config.do_normalize,
                                    str(device)), make)
@@ -66,7 +66,7 @@ def level_table(config: VisionPreprocessConfig, device: torch.device) -> torch.T
     def make():
         scale, mean, std = normalize_constants(config, torch.device("cpu"))
         levels = torch.arange(256, dtype=torch.uint8).view(1, 1, 1, 256).expand(1, 3, 1, 256)
-        return to_device(torch_ref.normalize(levels, scale, mean, std).reshape(3, 256).contiguous(), device)
+        return upload_table(torch_ref.normalize(levels, scale, mean, std).reshape(3, 256).contiguous(), device)
 
     return DEVICE_TABLES.get(("lut", config.rescale_factor, config.do_rescale, config.image_mean,
                               config.image_std, config.do_normalize, str(device)), make)
@@ -232,16 +232,24 @@ def select_backend(backend: str, device: torch.device, needs_grad: bool) -> str:
 
 
 def plan(batch: ImageBatch, config: VisionPreprocessConfig) -> tuple[list[tuple[int, int]], torch.Tensor]:
-    """Target sizes and ``grid_thw`` (int64, CPU) from the images' shapes alone."""
+    """Target sizes and ``grid_thw`` (int64, CPU) from the images' shapes alone (a stacked batch is sized
+    once)."""
+    shapes = ([tuple(batch.stacked.shape[-2:])] if batch.stacked is not None
+              else [tuple(img.shape[-2:]) for img in batch.images])
     sizes = []
-    for i, img in enumerate(batch.images):
-        h, w = int(img.shape[-2]), int(img.shape[-1])
+    for i, (h, w) in enumerate(shapes):
         try:
-            sizes.append(sizing.target_size(h, w, config))
+            sizes.append(sizing.target_size(int(h), int(w), config))
         except ValueError as e:
-            raise ValueError(f"images[{i}]: {e}") from None
+            raise ValueError(f"images[{i}]: {e}" if batch.stacked is None else f"images: {e}") from None
     p = config.patch_size
-    grid = torch.tensor([[1, h // p, w // p] for h, w in sizes], dtype=torch.int64)
+    if batch.stacked is not None:
+        h, w = sizes[0]
+        n = len(batch)
+        sizes = sizes * n
+        grid = torch.tensor([1, h // p, w // p], dtype=torch.int64).expand(n, 3).contiguous()
+    else:
+        grid = torch.tensor([[1, h // p, w // p] for h, w in sizes], dtype=torch.int64)
     return sizes, grid
 
 
@@ -270,7 +278,7 @@ def preprocess(images: Any, config: VisionPreprocessConfig | str | None = None, 
     sizes, grid = plan(batch, config)
     p = config.patch_size
     row_offsets = list(accumulate(((h // p) * (w // p) for h, w in sizes), initial=0))
-    needs_grad = torch.is_grad_enabled() and any(img.requires_grad for img in batch.images)
+    needs_grad = torch.is_grad_enabled() and batch.requires_grad
     chosen = select_backend(backend, batch.device, needs_grad)
     if needs_grad:
         return VisionBatch(_differentiable(batch.images, sizes, config), grid)

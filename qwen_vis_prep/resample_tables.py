@@ -119,11 +119,28 @@ DEVICE_TABLES = DeviceTableCache()
 
 
 def to_device(t: torch.Tensor, device: torch.device | str) -> torch.Tensor:
-    """A host tensor on ``device``: through pinned memory without blocking on CUDA (no host sync), as is
-    elsewhere."""
+    """Per-call host data on ``device`` without blocking the host: pinned, then a non-blocking copy ordered
+    on the current stream (which is where the caller uses it). Shared, cached tables use
+    :func:`upload_table` instead."""
     device = torch.device(device)
     if device.type == "cuda":
         return (t if t.is_pinned() else t.pin_memory()).to(device, non_blocking=True)
+    return t.to(device)
+
+
+def upload_table(t: torch.Tensor, device: torch.device | str) -> torch.Tensor:
+    """A host table on ``device``, complete when this returns.
+
+    Tables are uploaded once per size (cold path) and then shared by every stream, so the upload must not
+    be stream-ordered: a non-blocking copy queued behind other work on one stream could still be pending
+    when another stream reads the cached table. A plain copy from pageable memory returns only once the data
+    is on the device. Warm calls never come here, so the hot path stays free of host syncs.
+    """
+    device = torch.device(device)
+    if device.type == "cuda" and torch.cuda.is_current_stream_capturing():
+        raise RuntimeError("qwen_vis_prep: a new image size reached the GPU during CUDA-graph capture; its "
+                           "filter tables must be uploaded first. Run the same call once before capturing "
+                           "(the usual warm-up), then capture")
     return t.to(device)
 
 
@@ -135,6 +152,6 @@ def device_taps(in_size: int, out_size: int, mode: str, device: torch.device
 
     def make():
         idx, w = (pil_taps if mode == "pil" else float_taps)(in_size, out_size)
-        return to_device(torch.from_numpy(idx), device), to_device(torch.from_numpy(w), device)
+        return upload_table(torch.from_numpy(idx), device), upload_table(torch.from_numpy(w), device)
 
     return DEVICE_TABLES.get((in_size, out_size, mode, str(device)), make)

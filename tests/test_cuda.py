@@ -98,3 +98,43 @@ def test_two_streams_do_not_interfere():
         out_b = prep(b).pixel_values
     torch.cuda.synchronize()
     assert torch.equal(out_a, ref_a) and torch.equal(out_b, ref_b)
+
+
+def test_direct_launch_equals_regular_launch():
+    """Warm calls launch the compiled kernels directly (ops._Launcher); they must give the same bits as
+    Triton's regular launch path and as the torch backend, for a batch, a ragged list and bf16."""
+    from qwen_vis_prep.backends.triton import ops
+
+    batch = torch.randint(0, 256, (3, 3, 500, 700), dtype=torch.uint8, device="cuda")
+    for cfg in (CFG, CFG.replace(output_dtype=torch.bfloat16)):
+        for x in (batch, _imgs()):
+            ref = qvp.preprocess(x, cfg, backend="torch").pixel_values
+            first = qvp.preprocess(x, cfg, backend="triton").pixel_values   # regular launch, plan built
+            warm = qvp.preprocess(x, cfg, backend="triton").pixel_values    # direct launch
+            enabled = ops._Launcher.enabled
+            ops._Launcher.enabled = False
+            ops.PLANS.clear()
+            try:
+                regular = qvp.preprocess(x, cfg, backend="triton").pixel_values
+            finally:
+                ops._Launcher.enabled = enabled
+                ops.PLANS.clear()
+            assert torch.equal(first, ref) and torch.equal(warm, ref) and torch.equal(regular, ref)
+
+
+def test_cold_call_inside_graph_capture_is_refused_clearly():
+    """A size never seen before needs its tables uploaded, which cannot happen inside a capture."""
+    from qwen_vis_prep.backends.triton import ops
+    from qwen_vis_prep.resample_tables import DEVICE_TABLES
+
+    x = torch.randint(0, 256, (1, 3, 333, 444), dtype=torch.uint8, device="cuda")
+    DEVICE_TABLES.clear()
+    ops.PLANS.clear()
+    s = torch.cuda.Stream()
+    graph = torch.cuda.CUDAGraph()
+    with pytest.raises(RuntimeError, match="warm-up"):
+        with torch.cuda.stream(s), torch.cuda.graph(graph, stream=s):
+            qvp.preprocess(x, CFG, backend="triton")
+    torch.cuda.synchronize()
+    assert torch.equal(qvp.preprocess(x, CFG, backend="triton").pixel_values,
+                       qvp.preprocess(x, CFG, backend="torch").pixel_values)

@@ -21,7 +21,7 @@ from qwen_vis_prep import resample_tables
 from qwen_vis_prep.backends import pillow_cpu
 from qwen_vis_prep.resample_tables import DEVICE_TABLES
 
-from test_errors import DEVICE_BACKENDS, HAS_CUDA, NEEDS_CUDA, _u8, triton_runs
+from test_errors import DEVICE_BACKENDS, HAS_CUDA, NEEDS_CUDA, _u8, triton_runs  # noqa: F401
 
 SMALL = qvp.VisionPreprocessConfig.from_preset("qwen2-vl", max_pixels=28 * 28 * 200)
 
@@ -138,6 +138,7 @@ def test_two_cuda_streams_do_not_interfere(backend):
     s1, s2 = torch.cuda.Stream(), torch.cuda.Stream()
     for _ in range(3):
         DEVICE_TABLES.clear()  # the first stream builds the tables, the second finds them in the cache
+        triton_plans().clear()
         with torch.cuda.stream(s1):
             torch.cuda._sleep(50_000_000)  # ~tens of ms: s1's work (and its table uploads) land late
             o1 = qvp.preprocess(x1, SMALL, backend=backend).pixel_values
@@ -149,10 +150,38 @@ def test_two_cuda_streams_do_not_interfere(backend):
 
 
 # ---------------------------------------------------------------------------------------------- caches
+def triton_plans() -> resample_tables.DeviceTableCache:
+    """The Triton backend's cache of launch plans (one per shape, strides, alignment, config, rows)."""
+    from qwen_vis_prep.backends.triton import ops
+
+    return ops.PLANS
+
+
+@pytest.mark.skipif(not triton_runs("cuda" if HAS_CUDA else "cpu"), reason="Triton cannot run here")
+def test_triton_launch_plans_stay_bounded(monkeypatch):
+    """Plans are an LRU like the tables: over more distinct sizes than it holds, it stays at its bound and an
+    evicted plan is rebuilt with the same result."""
+    from qwen_vis_prep.backends.triton import ops
+
+    device = "cuda" if HAS_CUDA else "cpu"
+    monkeypatch.setattr(ops, "PLANS", resample_tables.DeviceTableCache(maxsize=6))
+    cfg = SMALL.replace(min_pixels=28 * 28, max_pixels=28 * 28 * 4)
+    first = _u8(3, 30, 41, device=device, seed=1)
+    early = qvp.preprocess(first, cfg, backend="triton").pixel_values
+    for i in range(20):
+        qvp.preprocess(_u8(3, 30 + i, 40 + 2 * i, device=device, seed=i), cfg, backend="triton")
+        assert len(ops.PLANS) <= 6
+    assert len(ops.PLANS) == 6
+    again = qvp.preprocess(first, cfg, backend="triton").pixel_values
+    assert torch.equal(again, early)
+    assert torch.equal(again, qvp.preprocess(first.cpu(), cfg, backend="torch").pixel_values.to(device))
+
+
 def _cache_sizes() -> dict[str, int]:
     sizes = {name: getattr(resample_tables, name).cache_info().currsize
              for name in ("filter_weights", "pil_taps", "float_taps")}
     sizes["DEVICE_TABLES"] = len(DEVICE_TABLES)
+    sizes["PLANS"] = len(triton_plans())
     return sizes
 
 
@@ -172,6 +201,7 @@ def test_caches_stay_bounded_over_a_thousand_sizes():
     limits = {name: getattr(resample_tables, name).cache_info().maxsize
               for name in ("filter_weights", "pil_taps", "float_taps")}
     limits["DEVICE_TABLES"] = DEVICE_TABLES.maxsize
+    limits["PLANS"] = triton_plans().maxsize
     pairs = _thousand_sizes()
     first_in, first_out = pairs[0]
     x0 = _u8(3, *first_in, seed=99)

@@ -175,3 +175,63 @@ def test_requires_grad_is_refused():
     x = _img(56, 56, dtype=torch.float32).requires_grad_()
     with pytest.raises(ValueError, match="backward"):
         qvp.preprocess(x, _cfg(resize_mode="float"), backend="triton")
+
+
+# ------------------------------------------------------------------------------------ launch plans
+def test_same_shape_different_alignment():
+    """Regression guard for the launch plans: Triton specialises on 16-byte pointer alignment, so a view
+    with the same shape and strides at an odd address must get its own plan (and the same pixels)."""
+    cfg = _cfg()
+    flat = torch.randint(0, 256, (3 * 61 * 95 + 1,), generator=torch.Generator().manual_seed(17),
+                         dtype=torch.uint8).to(DEVICE)
+    aligned = flat[:-1].view(3, 61, 95)
+    odd = flat[1:].view(3, 61, 95)
+    assert aligned.data_ptr() % 16 == 0 and odd.data_ptr() % 16 == 1
+    for x in (aligned, odd, aligned, odd):  # twice each: the second call runs from the cached plan
+        a, b = _both(x, cfg)
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("tuning", [
+    pytest.param(dict(pass_block_r=1, pass_block_q=64, patch_block=16, patch_warps=1), id="small-blocks"),
+    pytest.param(dict(pass_block_r=32, pass_block_q=32, pass_warps=8, patch_block=512, patch_warps=8),
+                 id="large-blocks"),
+])
+def test_launch_shapes_do_not_change_results(monkeypatch, tuning):
+    """Every launch shape the GPU sweep may pick gives the same bits (edge tiles are clamped and masked)."""
+    monkeypatch.setattr(triton_ops, "TUNING", {**triton_ops.TUNING, **tuning})
+    imgs = [_img(57, 121, seed=18), _img(131, 31, seed=19), _img(56, 84, seed=20)]
+    for order in ("pillow12", "pillow13"):
+        a, b = _both(imgs, _cfg(pillow_order=order))
+        assert torch.equal(a, b)
+
+
+def test_batches_beyond_the_grid_limit_are_split(monkeypatch):
+    """Images ride on grid dim 2 (at most 65535); larger groups go in slices (limit shrunk here to 2)."""
+    monkeypatch.setattr(triton_ops, "_MAX_GRID_YZ", 2)
+    batch = torch.stack([_img(60, 90, seed=21 + i) for i in range(5)])
+    ragged = [_img(60, 90, seed=30 + i) for i in range(3)] + [_img(40, 50, seed=40)]
+    for x in (batch, ragged):
+        a, b = _both(x, _cfg())
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("raw, match", [
+    ("not json", "JSON object"),
+    ('{"patch_block": 1000}', "power of two"),
+    ('{"patch_block": true}', "power of two"),
+    ('{"block": 64}', "takes keys"),
+    ('[1, 2]', "takes keys"),
+])
+def test_tuning_override_is_validated(monkeypatch, raw, match):
+    monkeypatch.setenv(triton_ops.TUNING_ENV, raw)
+    monkeypatch.setattr(triton_ops, "TUNING", dict(triton_ops.TUNING))
+    with pytest.raises(ValueError, match=match):
+        triton_ops._apply_tuning_override()
+
+
+def test_tuning_override_applies(monkeypatch):
+    monkeypatch.setenv(triton_ops.TUNING_ENV, '{"patch_block": 512, "pass_warps": 2}')
+    monkeypatch.setattr(triton_ops, "TUNING", dict(triton_ops.TUNING))
+    triton_ops._apply_tuning_override()
+    assert triton_ops.TUNING["patch_block"] == 512 and triton_ops.TUNING["pass_warps"] == 2

@@ -24,46 +24,50 @@ AXIS_COLS = 2       # resample along x
 
 @triton.jit
 def _resample_pass_kernel(src_ptr, dst_ptr, idx_ptr, w_ptr,
-                          n_r, n_q, taps,
+                          n_r, n_q, n_in, n_qb,
                           s_b, s_c, s_r, s_q,
-                          d_b, d_c,
-                          VERTICAL: tl.constexpr, PIL: tl.constexpr,
+                          TAPS: tl.constexpr, VERTICAL: tl.constexpr, PIL: tl.constexpr,
                           BLOCK_R: tl.constexpr, BLOCK_Q: tl.constexpr):
-    """First separable pass: ``dst[b, c, r, q]`` (contiguous planes) from ``src`` (any strides).
+    """First separable pass: ``dst[b, c, r, q]`` (contiguous ``[B, C, n_r, n_q]``) from ``src`` (any strides).
 
-    VERTICAL: ``r`` is resampled through the taps, ``q`` copied; else ``q`` is resampled.
-    PIL: uint8 -> uint8 fixed point; else float -> float32 with a float64 sum.
+    VERTICAL: ``r`` is resampled through the taps (``n_in`` source rows), ``q`` copied; else ``q`` is.
+    PIL: uint8 -> uint8 fixed point; else float -> float32 with a float64 sum. The ``TAPS`` taps are unrolled
+    so their loads are all in flight at once; out-of-range lanes are clamped (not masked) so every load is
+    in bounds and only the store is masked. Offsets inside one image are int32 (the launcher checks).
     """
     pid = tl.program_id(0)
-    c = tl.program_id(1).to(tl.int64)
-    b = tl.program_id(2).to(tl.int64)
-    n_qb = tl.cdiv(n_q, BLOCK_Q)
-    r = (pid // n_qb) * BLOCK_R + tl.arange(0, BLOCK_R)
-    q = (pid % n_qb) * BLOCK_Q + tl.arange(0, BLOCK_Q)
+    c = tl.program_id(1)
+    b = tl.program_id(2)
+    rb = pid // n_qb
+    r = rb * BLOCK_R + tl.arange(0, BLOCK_R)
+    q = (pid - rb * n_qb) * BLOCK_Q + tl.arange(0, BLOCK_Q)
     mask = (r[:, None] < n_r) & (q[None, :] < n_q)
-    base = src_ptr + b * s_b + c * s_c
+    r = tl.minimum(r, n_r - 1)
+    q = tl.minimum(q, n_q - 1)
+    base = src_ptr + b.to(tl.int64) * s_b + c.to(tl.int64) * s_c
     if PIL:
         acc = tl.full((BLOCK_R, BLOCK_Q), 1 << 21, tl.int32)
     else:
         acc = tl.zeros((BLOCK_R, BLOCK_Q), tl.float64)
-    for k in range(0, taps):
+    if VERTICAL:
+        start = tl.load(idx_ptr + r * TAPS)
+        col = q * s_q
+    else:
+        start = tl.load(idx_ptr + q * TAPS)
+        row = r * s_r
+    for k in tl.static_range(TAPS):
+        src_i = tl.minimum(start + k, n_in - 1)  # == the table's clamped index of tap k
         if VERTICAL:
-            tap_mask = r < n_r
-            src_i = tl.load(idx_ptr + r * taps + k, mask=tap_mask, other=0).to(tl.int64)
-            wk = tl.load(w_ptr + r * taps + k, mask=tap_mask, other=0)
-            v = tl.load(base + src_i[:, None] * s_r + q[None, :].to(tl.int64) * s_q, mask=mask, other=0)
-            wk = wk[:, None]
+            wk = tl.load(w_ptr + r * TAPS + k)[:, None]
+            v = tl.load(base + ((src_i * s_r)[:, None] + col[None, :]))
         else:
-            tap_mask = q < n_q
-            src_i = tl.load(idx_ptr + q * taps + k, mask=tap_mask, other=0).to(tl.int64)
-            wk = tl.load(w_ptr + q * taps + k, mask=tap_mask, other=0)
-            v = tl.load(base + r[:, None].to(tl.int64) * s_r + src_i[None, :] * s_q, mask=mask, other=0)
-            wk = wk[None, :]
+            wk = tl.load(w_ptr + q * TAPS + k)[None, :]
+            v = tl.load(base + (row[:, None] + (src_i * s_q)[None, :]))
         if PIL:
             acc += v.to(tl.int32) * wk
         else:
             acc += v.to(tl.float32).to(tl.float64) * wk.to(tl.float64)
-    dst = dst_ptr + b * d_b + c * d_c + r[:, None].to(tl.int64) * n_q + q[None, :]
+    dst = dst_ptr + (b * tl.num_programs(1) + c).to(tl.int64) * n_r * n_q + (r[:, None] * n_q + q[None, :])
     if PIL:
         tl.store(dst, tl.minimum(tl.maximum(acc >> 22, 0), 255).to(tl.uint8), mask=mask)
     else:
@@ -72,59 +76,75 @@ def _resample_pass_kernel(src_ptr, dst_ptr, idx_ptr, w_ptr,
 
 @triton.jit
 def _patchify_kernel(src_ptr, out_ptr, idx_ptr, w_ptr, lut_ptr, norm_ptr, rows_ptr,
-                     rows_per_image, first_row, blocks_w, taps,
+                     rows_per_image, first_row, blocks_w, n_in,
                      s_b, s_c, s_y, s_x,
                      SRC: tl.constexpr, AXIS: tl.constexpr, HAS_ROW_TABLE: tl.constexpr,
                      C: tl.constexpr, P: tl.constexpr, M: tl.constexpr, T: tl.constexpr,
-                     BLOCK: tl.constexpr):
+                     TAPS: tl.constexpr, P_PAD: tl.constexpr, BLOCK: tl.constexpr):
     """Last pass fused with normalisation, the patch permute, the temporal repeat and the output cast.
 
-    Program ``(i, b)`` writes flat elements ``i * BLOCK ...`` of image ``b``'s ``rows_per_image`` rows of
-    ``C * P * P`` distinct values, each stored ``T`` times (columns ``(c, t, py, px)``), straight into
-    ``out``. ``AXIS`` picks the resampled side of ``src`` (or none), ``SRC`` the arithmetic (see module doc).
-    ``norm_ptr`` holds float64 ``[scale, mean0..2, std0..2]`` (float32 values) for ``SRC_FLOAT``.
+    Program ``(i, band, b)`` works on one band of ``P`` output rows of image ``b`` (the ``band``-th row of
+    patches) as a ``[P_PAD, BLOCK]`` tile: dim 0 is the row ``py`` inside the patch, dim 1 runs over the
+    band's ``blocks_w * M * C * P`` columns ordered ``(window x, patch x in window, channel, px)``. Each value
+    is stored ``T`` times (columns ``(c, t, py, px)`` of its patch row) straight into ``out``. What depends
+    only on the row (filter taps of a vertical pass) or only on the column (taps of a horizontal pass, source
+    column, channel) is computed once per tile row or column, and every divisor is a compile-time constant.
+    ``AXIS`` picks the resampled side of ``src`` (none, rows or columns; ``n_in`` source samples), ``SRC``
+    the arithmetic (see the module doc), ``TAPS`` the unrolled filter length. ``norm_ptr`` holds float64
+    ``[scale, mean0..2, std0..2]`` (float32 values) for ``SRC_FLOAT``.
     """
     pid = tl.program_id(0)
-    b = tl.program_id(1).to(tl.int64)
+    band = tl.program_id(1)
+    b = tl.program_id(2)
     PP: tl.constexpr = P * P
-    CPP: tl.constexpr = C * PP
-    # int32 index math (an image has < 2**31 output values; 64-bit division is slow on GPUs)
-    e = pid * BLOCK + tl.arange(0, BLOCK)
-    mask = e < rows_per_image * CPP
-    row = e // CPP
-    rem = e - row * CPP
-    c = rem // PP
-    pp = rem - c * PP
-    py = pp // P
-    px = pp - py * P
-    window = row // (M * M)
-    within = row - window * (M * M)
-    wy = window // blocks_w
-    wx = window - wy * blocks_w
-    y = (wy * M + within // M) * P + py
-    x = (wx * M + within % M) * P + px
-    base = src_ptr + b * s_b + c.to(tl.int64) * s_c
+    CP: tl.constexpr = C * P
+    MCP: tl.constexpr = M * C * P
+    n_cols = blocks_w * MCP
+    # dim 0: row inside the patch; clamped lanes read in bounds, only the store is masked
+    py = tl.arange(0, P_PAD)
+    row_ok = py < P
+    py = tl.minimum(py, P - 1)
+    # dim 1: column of the band
+    col = pid * BLOCK + tl.arange(0, BLOCK)
+    col_ok = col < n_cols
+    col = tl.minimum(col, n_cols - 1)
+    wx = col // MCP
+    r1 = col - wx * MCP
+    ix = r1 // CP
+    r2 = r1 - ix * CP
+    c = r2 // P
+    px = r2 - c * P
+    wy = band // M
+    iy = band - wy * M
+    y = band * P + py                       # [P_PAD]
+    x = (wx * M + ix) * P + px              # [BLOCK]
+    base = src_ptr + b.to(tl.int64) * s_b
+    chan = c * s_c                          # [BLOCK]
     if AXIS == 0:
-        v = tl.load(base + (y * s_y + x * s_x), mask=mask, other=0)
-        if SRC == 0:
-            level = v.to(tl.int32)
-        elif SRC == 1:
-            level = v.to(tl.int32)
-        else:
+        v = tl.load(base + ((y * s_y)[:, None] + (chan + x * s_x)[None, :]))
+        if SRC == 2:
             val = v.to(tl.float32)
+        else:
+            level = v.to(tl.int32)
     else:
         if SRC == 0:
-            acc = tl.full((BLOCK,), 1 << 21, tl.int32)
+            acc = tl.full((P_PAD, BLOCK), 1 << 21, tl.int32)
         else:
-            acc = tl.zeros((BLOCK,), tl.float64)
-        o = y if AXIS == 1 else x
-        for k in range(0, taps):
-            src_i = tl.load(idx_ptr + o * taps + k, mask=mask, other=0)
-            wk = tl.load(w_ptr + o * taps + k, mask=mask, other=0)
+            acc = tl.zeros((P_PAD, BLOCK), tl.float64)
+        if AXIS == 1:
+            start = tl.load(idx_ptr + y * TAPS)             # [P_PAD]
+            col_off = (chan + x * s_x)[None, :]
+        else:
+            start = tl.load(idx_ptr + x * TAPS)             # [BLOCK]
+            row_off = (y * s_y)[:, None]
+        for k in tl.static_range(TAPS):
+            src_i = tl.minimum(start + k, n_in - 1)
             if AXIS == 1:
-                v = tl.load(base + (src_i * s_y + x * s_x), mask=mask, other=0)
+                wk = tl.load(w_ptr + y * TAPS + k)[:, None]
+                v = tl.load(base + ((src_i * s_y)[:, None] + col_off))
             else:
-                v = tl.load(base + (y * s_y + src_i * s_x), mask=mask, other=0)
+                wk = tl.load(w_ptr + x * TAPS + k)[None, :]
+                v = tl.load(base + (row_off + (chan + src_i * s_x)[None, :]))
             if SRC == 0:
                 acc += v.to(tl.int32) * wk
             else:
@@ -144,23 +164,25 @@ def _patchify_kernel(src_ptr, out_ptr, idx_ptr, w_ptr, lut_ptr, norm_ptr, rows_p
         # float64 constants loaded as such: the compiler cannot narrow these steps back to (possibly
         # contracted or approximate) float32 arithmetic
         scale = tl.load(norm_ptr)
-        mean = tl.load(norm_ptr + 1 + c, mask=mask, other=0.0)
-        std = tl.load(norm_ptr + 4 + c, mask=mask, other=1.0)
+        mean = tl.load(norm_ptr + 1 + c)[None, :]
+        std = tl.load(norm_ptr + 4 + c)[None, :]
         val = (val.to(tl.float64) * scale).to(tl.float32)
         val = (val.to(tl.float64) - mean).to(tl.float32)
         val = (val.to(tl.float64) / std).to(tl.float32)
     else:
-        val = tl.load(lut_ptr + c * 256 + level, mask=mask, other=0.0)
+        val = tl.load(lut_ptr + ((c * 256)[None, :] + level))
     if HAS_ROW_TABLE:
-        out_row = tl.load(rows_ptr + b) + row
+        img_row = tl.load(rows_ptr + b)
     else:
-        out_row = first_row + b * rows_per_image + row
-    dst = out_ptr + out_row.to(tl.int64) * (C * T * PP) + c * (T * PP) + pp
+        img_row = first_row + b.to(tl.int64) * rows_per_image
+    out_row = img_row + (wy * blocks_w * (M * M) + iy * M) + (wx * (M * M) + ix)   # [BLOCK]
+    dst = out_ptr + (out_row.to(tl.int64) * (C * T * PP) + (c * (T * PP) + px))[None, :] + (py * P)[:, None]
     if out_ptr.dtype.element_ty == tl.bfloat16:
         # Round to nearest even on the bits, so the interpreter (which truncates) matches CUDA and torch.
         u = val.to(tl.int32, bitcast=True)
         u = (u + 0x7FFF + ((u >> 16) & 1)) & -65536
         val = u.to(tl.float32, bitcast=True)
     val = val.to(out_ptr.dtype.element_ty)
+    mask = row_ok[:, None] & col_ok[None, :]
     for t in tl.static_range(T):
         tl.store(dst + t * PP, val, mask=mask)

@@ -10,18 +10,79 @@ no host<->device copy and no sync, and can be captured in a CUDA graph.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 
 import torch
 
 from ...checks import ImageBatch
 from ...config import VisionPreprocessConfig
-from ...resample_tables import DEVICE_TABLES, device_taps, to_device
+from ...resample_tables import DEVICE_TABLES, DeviceTableCache, device_taps, upload_table
 from ...sizing import pillow_vertical_first, separable_passes
 from .. import torch_ref
 
-_PASS_BLOCK_R, _PASS_BLOCK_Q = 8, 128  # 16 rows measured 1.7x slower (H200)
-_PATCH_BLOCK = 1024
+# Launch shapes; benchmarks/gpu_sweep.py times alternatives on a GPU (plans are keyed by these values).
+TUNING = {"pass_block_r": 8, "pass_block_q": 128, "pass_warps": 4, "patch_block": 128, "patch_warps": 4}
+TUNING_ENV = "QWEN_VIS_PREP_TRITON_TUNING"      # JSON object overriding TUNING entries (experts, sweeps)
+FAST_LAUNCH_ENV = "QWEN_VIS_PREP_FAST_LAUNCH"   # "0" turns off the direct launch of compiled kernels
+_MAX_GRID_YZ = 65535  # CUDA's limit on grid dims 1 and 2 (images per launch ride on dim 2)
+PLANS = DeviceTableCache(maxsize=256)
+
+
+def _apply_tuning_override() -> None:
+    raw = os.environ.get(TUNING_ENV)
+    if not raw:
+        return
+    try:
+        values = json.loads(raw)
+    except ValueError as e:
+        raise ValueError(f"{TUNING_ENV} must be a JSON object, got {raw!r} ({e})") from None
+    if not isinstance(values, dict) or set(values) - set(TUNING):
+        raise ValueError(f"{TUNING_ENV} takes keys {sorted(TUNING)}, got {raw!r}")
+    for key, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0 or value & (value - 1):
+            raise ValueError(f"{TUNING_ENV}: {key} must be a positive power of two, got {value!r}")
+    TUNING.update(values)
+
+
+_apply_tuning_override()
+
+
+class _Launcher:
+    """Launches one kernel with a fixed grid and fixed constexprs, as cheaply as Triton allows.
+
+    The first launch goes through ``kernel[grid](...)``, which specialises, compiles if needed and returns
+    the compiled kernel. Later launches call that compiled kernel directly with the same argument list
+    Triton's own launch path builds (all parameters in signature order), skipping the per-call binding and
+    cache lookup. This is only valid while every specialisation input stays the same: the caller keys its
+    plan on all integer arguments and on the 16-byte alignment of every pointer it passes. Any failure of
+    the direct path turns it off for the process and falls back to the regular launch.
+    """
+
+    __slots__ = ("kernel", "grid", "meta", "tail", "compiled")
+    enabled = os.environ.get(FAST_LAUNCH_ENV, "1") != "0"
+
+    def __init__(self, kernel, grid: tuple[int, int, int], meta: dict) -> None:
+        self.kernel = kernel
+        self.grid = grid
+        self.meta = meta
+        names = list(getattr(kernel, "arg_names", ()))
+        consts = [n for n in meta if n not in ("num_warps", "num_stages")]
+        self.tail = tuple(meta[n] for n in consts) if names[-len(consts):] == consts else None
+        self.compiled = None
+
+    def __call__(self, *args) -> None:
+        compiled = self.compiled
+        if compiled is not None:
+            try:
+                compiled[self.grid](*args, *self.tail)
+                return
+            except Exception:  # pragma: no cover - depends on the Triton version
+                _Launcher.enabled = False
+                self.compiled = None
+        result = self.kernel[self.grid](*args, **self.meta)
+        if _Launcher.enabled and self.tail is not None and hasattr(result, "run") and hasattr(result, "__getitem__"):
+            self.compiled = result
 
 
 def _triton_importable() -> tuple[bool, str]:
@@ -49,8 +110,10 @@ def can_run(device: torch.device) -> tuple[bool, str]:
 
 
 def _device_guard(t: torch.Tensor):
-    """Launch on ``t``'s GPU (the current device may be another one)."""
-    return torch.cuda.device(t.device) if t.is_cuda else contextlib.nullcontext()
+    """Launch on ``t``'s GPU (the current device may be another one); free when it already is current."""
+    if t.is_cuda and t.device.index != torch.cuda.current_device():
+        return torch.cuda.device(t.device)
+    return contextlib.nullcontext()
 
 
 def _norm_vector(config: VisionPreprocessConfig, device: torch.device) -> torch.Tensor:
@@ -61,7 +124,7 @@ def _norm_vector(config: VisionPreprocessConfig, device: torch.device) -> torch.
         mean = config.image_mean if config.do_normalize else (0.0, 0.0, 0.0)
         std = config.image_std if config.do_normalize else (1.0, 1.0, 1.0)
         vec = torch.tensor([scale, *mean, *std], dtype=torch.float32).double()
-        return to_device(vec, device)
+        return upload_table(vec, device)
 
     return DEVICE_TABLES.get(("normvec", config.rescale_factor, config.do_rescale, config.image_mean,
                               config.image_std, config.do_normalize, str(device)), make)
@@ -69,19 +132,50 @@ def _norm_vector(config: VisionPreprocessConfig, device: torch.device) -> torch.
 
 def _row_table(offsets: tuple[int, ...], device: torch.device) -> torch.Tensor:
     return DEVICE_TABLES.get(("rows", offsets, str(device)),
-                             lambda: to_device(torch.tensor(offsets, dtype=torch.int64), device))
+                             lambda: upload_table(torch.tensor(offsets, dtype=torch.int64), device))
 
 
-def _check_int32_extent(src: torch.Tensor) -> None:
+def _check_int32_extent(shape: tuple[int, ...], strides: tuple[int, ...]) -> None:
     """The kernels address inside one image with int32 offsets."""
-    span = sum((n - 1) * abs(st) for n, st in zip(src.shape[1:], src.stride()[1:])) + 1
+    span = sum((n - 1) * abs(st) for n, st in zip(shape[1:], strides[1:])) + 1
     if span >= 2**31:
         raise ValueError(f"backend='triton' needs each image to span < 2**31 elements, got {span} for shape "
-                         f"{tuple(src.shape)}; use backend='torch'")
+                         f"{tuple(shape)}; use backend='torch'")
 
 
-def _grid_pass(n_r: int, n_q: int, c: int, b: int) -> tuple[int, int, int]:
-    return (-(-n_r // _PASS_BLOCK_R) * -(-n_q // _PASS_BLOCK_Q), c, b)
+def _tuning() -> tuple:
+    return tuple(TUNING.values())
+
+
+class _Pass:
+    """One prepared launch of ``_resample_pass_kernel``: tables, grid and scalars for a fixed
+    (input shape, strides, output length, axis, arithmetic); ``run`` only allocates and launches."""
+
+    __slots__ = ("launch", "args", "dst_shape", "dst_dtype")
+
+    def __init__(self, shape: tuple[int, ...], strides: tuple[int, ...], n: int, vertical: bool, pil: bool,
+                 device: torch.device) -> None:
+        b, c, h, w = shape
+        _check_int32_extent(shape, strides)
+        n_in = h if vertical else w
+        idx, wts = device_taps(n_in, n, "pil" if pil else "float", device)
+        n_r, n_q = (n, w) if vertical else (h, n)
+        _check_int32_extent((b, c, n_r, n_q), (c * n_r * n_q, n_r * n_q, n_q, 1))
+        block_r, block_q = TUNING["pass_block_r"], TUNING["pass_block_q"]
+        n_qb = -(-n_q // block_q)
+        from .kernels import _resample_pass_kernel
+
+        self.launch = _Launcher(_resample_pass_kernel, (-(-n_r // block_r) * n_qb, c, b),
+                                dict(TAPS=idx.shape[1], VERTICAL=vertical, PIL=pil, BLOCK_R=block_r,
+                                     BLOCK_Q=block_q, num_warps=TUNING["pass_warps"]))
+        self.args = (idx, wts, n_r, n_q, n_in, n_qb, *strides)
+        self.dst_shape = (b, c, n_r, n_q)
+        self.dst_dtype = torch.uint8 if pil else torch.float32
+
+    def run(self, src: torch.Tensor) -> torch.Tensor:
+        dst = torch.empty(self.dst_shape, dtype=self.dst_dtype, device=src.device)
+        self.launch(src, dst, *self.args)
+        return dst
 
 
 def resample_pass(src: torch.Tensor, n: int, vertical: bool, pil: bool) -> torch.Tensor:
@@ -89,23 +183,9 @@ def resample_pass(src: torch.Tensor, n: int, vertical: bool, pil: bool) -> torch
 
     ``pil``: uint8 -> uint8 fixed point; else uint8/float -> float32 (float64 sum).
     """
-    from .kernels import _resample_pass_kernel
-
-    b, c, h, w = src.shape
-    _check_int32_extent(src)
-    axis_in = h if vertical else w
-    idx, wts = device_taps(axis_in, n, "pil" if pil else "float", src.device)
-    n_r, n_q = (n, w) if vertical else (h, n)
-    dst = torch.empty((b, c, n_r, n_q), dtype=torch.uint8 if pil else torch.float32, device=src.device)
-    if dst.numel() == 0:
-        return dst
+    step = _Pass(tuple(src.shape), src.stride(), n, vertical, pil, src.device)
     with _device_guard(src):
-        _resample_pass_kernel[_grid_pass(n_r, n_q, c, b)](
-            src, dst, idx, wts, n_r, n_q, idx.shape[1],
-            src.stride(0), src.stride(1), src.stride(2), src.stride(3),
-            c * n_r * n_q, n_r * n_q,
-            VERTICAL=vertical, PIL=pil, BLOCK_R=_PASS_BLOCK_R, BLOCK_Q=_PASS_BLOCK_Q)
-    return dst
+        return step.run(src)
 
 
 def _src_kind(src: torch.Tensor, config: VisionPreprocessConfig, resizing: bool) -> tuple[torch.Tensor, int]:
@@ -124,48 +204,82 @@ def _src_kind(src: torch.Tensor, config: VisionPreprocessConfig, resizing: bool)
     return src, 2
 
 
+class _GroupPlan:
+    """Everything about preprocessing one same-shape group that depends only on shapes, strides, dtypes,
+    the config and the output rows: built once, cached in ``PLANS``, so a warm call only allocates the
+    scratch and launches (no host work per image, no table lookups, no host<->device traffic)."""
+
+    __slots__ = ("first", "launch", "args")
+
+    def __init__(self, shape: tuple[int, ...], strides: tuple[int, ...], kind: int, size: tuple[int, int],
+                 config: VisionPreprocessConfig, first_row: int, row_offsets: tuple[int, ...] | None,
+                 device: torch.device) -> None:
+        from ...functional import level_table
+
+        b, c, in_h, in_w = shape
+        h, w = size
+        pil = kind == 0
+        _check_int32_extent(shape, strides)
+        # float resizing goes width first, as torch_ref.resize_float does
+        vertical_first = pil and pillow_vertical_first(in_h, in_w, h, w, config.pillow_order)
+        passes = separable_passes(in_h, in_w, h, w, vertical_first)
+        self.first = None
+        if len(passes) == 2:
+            self.first = _Pass(shape, strides, passes[0][1], passes[0][0], pil, device)
+            shape = self.first.dst_shape
+            strides = (shape[1] * shape[2] * shape[3], shape[2] * shape[3], shape[3], 1)
+            passes = passes[1:]
+        norm = _norm_vector(config, device)
+        if passes:
+            vertical, n = passes[0]
+            axis = 1 if vertical else 2
+            n_in = shape[2] if vertical else shape[3]
+            idx, wts = device_taps(n_in, n, "pil" if pil else "float", device)
+            taps = idx.shape[1]
+        else:
+            axis, n_in, idx, wts, taps = 0, 1, norm, norm, 1  # unused placeholders
+        p, m, t = config.patch_size, config.merge_size, config.image_frames
+        rows = (h // p) * (w // p)
+        blocks_w = w // (p * m)
+        rows_t = _row_table(row_offsets, device) if row_offsets is not None else norm
+        block = TUNING["patch_block"]
+        from .kernels import _patchify_kernel
+
+        self.launch = _Launcher(_patchify_kernel, (-(-(blocks_w * m * c * p) // block), h // p, b),
+                                dict(SRC=kind, AXIS=axis, HAS_ROW_TABLE=row_offsets is not None, C=c, P=p, M=m,
+                                     T=t, TAPS=taps, P_PAD=1 << (p - 1).bit_length(), BLOCK=block,
+                                     num_warps=TUNING["patch_warps"]))
+        self.args = (idx, wts, level_table(config, device), norm, rows_t, rows, first_row, blocks_w, n_in,
+                     *strides)
+
+    def run(self, src: torch.Tensor, out: torch.Tensor) -> None:
+        if self.first is not None:
+            src = self.first.run(src)
+        self.launch(src, out, *self.args)
+
+
 def launch_group(src: torch.Tensor, size: tuple[int, int], config: VisionPreprocessConfig, out: torch.Tensor,
                  first_row: int, row_offsets: tuple[int, ...] | None) -> None:
     """Preprocess a same-shape batch ``src [B, 3, H, W]`` (any strides) into rows of ``out``.
 
     Image ``b`` goes to rows ``first_row + b * rows`` (or ``row_offsets[b]`` when given).
     """
-    from ...functional import level_table
-    from .kernels import _patchify_kernel
-
-    b, c, in_h, in_w = src.shape
-    h, w = size
-    src, kind = _src_kind(src, config, (in_h, in_w) != (h, w))
-    _check_int32_extent(src)
-    pil = kind == 0
-    # float resizing goes width first, as torch_ref.resize_float does
-    vertical_first = pil and pillow_vertical_first(in_h, in_w, h, w, config.pillow_order)
-    passes = separable_passes(in_h, in_w, h, w, vertical_first)
-    if len(passes) == 2:
-        src = resample_pass(src, passes[0][1], passes[0][0], pil)
-        passes = passes[1:]
-    axis = 0 if not passes else (1 if passes[0][0] else 2)
-    device = src.device
-    if axis:
-        vertical, n = passes[0]
-        idx, wts = device_taps(src.shape[-2] if vertical else src.shape[-1], n, "pil" if pil else "float", device)
-        taps = idx.shape[1]
-    else:
-        idx = wts = _norm_vector(config, device)  # unused placeholders
-        taps = 0
-    p, m, t = config.patch_size, config.merge_size, config.image_frames
-    rows = (h // p) * (w // p)
-    lut = level_table(config, device)
-    norm = _norm_vector(config, device)
-    rows_t = _row_table(row_offsets, device) if row_offsets is not None else norm
-    grid = (-(-(rows * c * p * p) // _PATCH_BLOCK), b)
+    n = src.shape[0]
+    if n > _MAX_GRID_YZ:  # images ride on grid dim 2
+        rows = (size[0] // config.patch_size) * (size[1] // config.patch_size)
+        for lo in range(0, n, _MAX_GRID_YZ):
+            hi = min(n, lo + _MAX_GRID_YZ)
+            launch_group(src[lo:hi], size, config, out, first_row + lo * rows,
+                         None if row_offsets is None else row_offsets[lo:hi])
+        return
+    src, kind = _src_kind(src, config, tuple(src.shape[-2:]) != tuple(size))
+    # the pointers' 16-byte alignment is part of Triton's specialisation, hence of the plan (see _Launcher)
+    key = (tuple(src.shape), src.stride(), src.dtype, src.device, src.data_ptr() % 16 == 0, out.data_ptr() % 16 == 0,
+           kind, size, config._op_key, first_row, row_offsets, _tuning())
+    group = PLANS.get(key, lambda: _GroupPlan(tuple(src.shape), src.stride(), kind, size, config, first_row,
+                                              row_offsets, src.device))
     with _device_guard(src):
-        _patchify_kernel[grid](
-            src, out, idx, wts, lut, norm, rows_t,
-            rows, first_row, w // (p * m), taps,
-            src.stride(0), src.stride(1), src.stride(2), src.stride(3),
-            SRC=kind, AXIS=axis, HAS_ROW_TABLE=row_offsets is not None,
-            C=c, P=p, M=m, T=t, BLOCK=_PATCH_BLOCK)
+        group.run(src, out)
 
 
 def preprocess_into(batch: ImageBatch, sizes: list[tuple[int, int]], row_offsets: list[int],

@@ -1,0 +1,138 @@
+"""Time the Triton kernels' launch shapes (``ops.TUNING``) on the card at hand and pick the fastest.
+
+Each kernel is timed on its own with ``triton.testing.do_bench`` (device time, medians), on the shapes of the
+benchmark cases: pass 1 horizontally and vertically on 32 x 1080p and horizontally on 8 x 4K (13 taps); the
+fused last pass from the 32 x 1080p scratch (float32 and bfloat16 output) and on 64 x 448 (no resize).
+Every variant's output is compared with ``torch.equal`` against the first variant's, so a launch shape that
+broke the arithmetic would show up here too. The winner (lowest sum of time / best time over the cases) is
+printed and written as JSON, ready for ``QWEN_VIS_PREP_TRITON_TUNING``.
+
+Usage: ``python benchmarks/gpu_sweep.py [OUT.json]``; ``--smoke`` runs tiny shapes (works under
+``TRITON_INTERPRET=1`` on a CPU, to test this script itself).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+import torch
+
+import qwen_vis_prep as qvp
+from qwen_vis_prep.backends.triton import ops
+
+PASS_VARIANTS = [(8, 128, 4), (1, 1024, 4), (2, 512, 4), (4, 256, 4), (4, 128, 4), (8, 256, 8), (16, 128, 8),
+                 (16, 64, 4), (32, 64, 8), (4, 512, 8), (2, 256, 2)]
+PATCH_VARIANTS = [(128, 4), (64, 2), (64, 4), (128, 8), (256, 4), (256, 8), (512, 8), (32, 2)]
+
+
+def _time(fn) -> float:
+    """Seconds per call: device time on CUDA, one wall-clock call otherwise (smoke runs)."""
+    if torch.cuda.is_available():
+        import triton.testing
+
+        return triton.testing.do_bench(fn, warmup=10, rep=60, return_mode="median") * 1e-3
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def _u8(shape, seed, device):
+    g = torch.Generator(device="cpu").manual_seed(seed)
+    return torch.randint(0, 256, shape, dtype=torch.uint8, generator=g).to(device)
+
+
+def _pick(variants, make_cases, apply, fmt) -> tuple:
+    """Time every variant on every case; print a table; return the variant with the lowest relative sum.
+    ``make_cases()`` builds ``[(name, run)]`` afresh after ``apply(variant)`` (plans read TUNING when built)."""
+    times, refs, names = {}, {}, []
+    for v in variants:
+        apply(v)
+        row = []
+        cases = make_cases()
+        names = [n for n, _ in cases]
+        for name, run in cases:
+            out = run()
+            if name in refs:
+                assert torch.equal(out, refs[name]), f"variant {v} changed the result of {name}"
+            else:
+                refs[name] = out
+            row.append(_time(run))
+        times[v] = row
+        del cases
+    best = [min(t[i] for t in times.values()) for i in range(len(names))]
+    score = {v: sum(t / b for t, b in zip(row, best)) for v, row in times.items()}
+    print("| " + fmt + " | " + " | ".join(names) + " | score |")
+    print("|---" * (len(names) + 2) + "|")
+    for v, row in times.items():
+        print(f"| {v} | " + " | ".join(f"{t * 1e6:.0f} us" for t in row) + f" | {score[v]:.2f} |")
+    winner = min(score, key=score.get)
+    print(f"winner: {winner}\n")
+    return winner
+
+
+def main(argv: list[str]) -> None:
+    smoke = "--smoke" in argv
+    paths = [a for a in argv if not a.startswith("--")]
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    if smoke:
+        n1, hd, wd, n4, h4, w4, n448, s448 = 2, 60, 90, 1, 90, 170, 2, 56
+        pass_variants, patch_variants = PASS_VARIANTS[:3], PATCH_VARIANTS[:3]
+    else:
+        n1, hd, wd, n4, h4, w4, n448, s448 = 32, 1080, 1920, 8, 2160, 3840, 64, 448
+        pass_variants, patch_variants = PASS_VARIANTS, PATCH_VARIANTS
+    cfg = qvp.VisionPreprocessConfig.from_preset("qwen2-vl", max_pixels=28 * 28 * 1280)
+    if smoke:
+        cfg = cfg.replace(min_pixels=28 * 28, max_pixels=28 * 28 * 4)
+    th, tw = qvp.smart_resize(hd, wd, 28, cfg.min_pixels, cfg.max_pixels)
+    th4, tw4 = qvp.smart_resize(h4, w4, 28, cfg.min_pixels, cfg.max_pixels)
+    x1 = _u8((n1, 3, hd, wd), 1, device)
+    x4 = _u8((n4, 3, h4, w4), 2, device)
+    x448 = _u8((n448, 3, s448, s448), 3, device)
+    print(f"card: {torch.cuda.get_device_name() if device == 'cuda' else 'cpu (interpreter)'}; "
+          f"{n1}x{hd}x{wd} -> {th}x{tw}, {n4}x{h4}x{w4} -> {th4}x{tw4}\n")
+
+    def set_pass(v):
+        ops.TUNING.update(pass_block_r=v[0], pass_block_q=v[1], pass_warps=v[2])
+
+    def step(x, n, vertical):
+        plan = ops._Pass(tuple(x.shape), x.stride(), n, vertical, True, x.device)
+        return lambda: plan.run(x)
+
+    pass_cases = lambda: [("1080p horizontal", step(x1, tw, False)),  # noqa: E731
+                          ("1080p vertical", step(x1, th, True)),
+                          ("4K horizontal", step(x4, tw4, False))]
+    best_pass = _pick(pass_variants, pass_cases, set_pass, "pass 1 (rows, cols, warps)")
+    set_pass(best_pass)
+
+    scratch = ops._Pass(tuple(x1.shape), x1.stride(), tw, False, True, x1.device).run(x1)
+    cfg16 = cfg.replace(output_dtype=torch.bfloat16)
+
+    def fused(src, size, config):
+        plan = ops._GroupPlan(tuple(src.shape), src.stride(), 0, size, config, 0, None, src.device)
+        rows = src.shape[0] * (size[0] // 14) * (size[1] // 14)
+        out = torch.empty(rows, config.patch_dim, dtype=config.output_dtype, device=src.device)
+
+        def run():
+            plan.run(src, out)
+            return out
+        return run
+
+    def set_patch(v):
+        ops.TUNING.update(patch_block=v[0], patch_warps=v[1])
+
+    patch_cases = lambda: [("fused 1080p fp32", fused(scratch, (th, tw), cfg)),  # noqa: E731
+                           ("fused 1080p bf16", fused(scratch, (th, tw), cfg16)),
+                           ("448 no resize", fused(x448, (s448, s448), cfg))]
+    best_patch = _pick(patch_variants, patch_cases, set_patch, "fused pass (columns, warps)")
+    set_patch(best_patch)
+    ops.PLANS.clear()
+    print("TUNING", json.dumps(ops.TUNING))
+    if paths:
+        with open(paths[0], "w") as f:
+            json.dump(ops.TUNING, f)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
