@@ -16,7 +16,7 @@ print("torch", torch.__version__, "triton", triton.__version__, "pillow", PIL.__
       "transformers", transformers.__version__)
 PY
 step sweep
-timeout 130 python3 benchmarks/gpu_sweep.py "$OUT_DIR/tuning.json" > "$OUT_DIR/sweep.txt" 2>&1; tail -4 "$OUT_DIR/sweep.txt"
+timeout 110 python3 benchmarks/gpu_sweep.py "$OUT_DIR/tuning.json" > "$OUT_DIR/sweep.txt" 2>&1; tail -4 "$OUT_DIR/sweep.txt"
 if [ -s "$OUT_DIR/tuning.json" ]; then export QWEN_VIS_PREP_TRITON_TUNING="$(cat "$OUT_DIR/tuning.json")"; fi
 echo "tuning: ${QWEN_VIS_PREP_TRITON_TUNING:-defaults}"
 step "cuda+triton tests"
@@ -28,9 +28,11 @@ tail -3 "$OUT_DIR/bench.txt"
 python3 benchmarks/gpu_report.py "$OUT_DIR/bench.json" > "$OUT_DIR/table.md" 2>&1
 step profile
 timeout 45 python3 benchmarks/gpu_profile.py > "$OUT_DIR/profile.txt" 2>&1; head -8 "$OUT_DIR/profile.txt"
-step "reliability (cuda)"
-timeout 70 python3 -m pytest tests/test_reliability.py tests/test_errors.py tests/test_fuzz.py -m cuda -q -p no:cacheprovider --tb=short -rf > "$OUT_DIR/tests_reliability.txt" 2>&1; tail -4 "$OUT_DIR/tests_reliability.txt"
 step "memory bounds (cuda)"
-timeout 50 python3 benchmarks/memory_bounds.py --cuda-only > "$OUT_DIR/memory.txt" 2>&1; cat "$OUT_DIR/memory.txt"
+timeout 60 python3 benchmarks/memory_bounds.py --cuda-only > "$OUT_DIR/memory.txt" 2>&1; cat "$OUT_DIR/memory.txt"
+step "reliability (cuda)"
+timeout 60 python3 -m pytest tests/test_reliability.py tests/test_errors.py -m cuda -q -p no:cacheprovider --tb=short -rf > "$OUT_DIR/tests_reliability.txt" 2>&1; tail -4 "$OUT_DIR/tests_reliability.txt"
+step "fuzz (cuda)"
+timeout 120 python3 -m pytest tests/test_fuzz.py -m cuda -q -p no:cacheprovider --tb=short -rf > "$OUT_DIR/tests_fuzz.txt" 2>&1; tail -4 "$OUT_DIR/tests_fuzz.txt"
 step done
 cat "$OUT_DIR/table.md"

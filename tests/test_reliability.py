@@ -326,3 +326,25 @@ def test_cuda_peak_memory_of_huge_images(side, backend, bound):
     print(r)
     assert r["rows"] == 65536
     assert r["extra_bytes"] <= bound * (r["input_bytes"] + r["output_bytes"]), r
+
+
+@pytest.mark.parametrize("mode", ["pil", "float"])
+def test_torch_backend_slices_huge_images_exactly(monkeypatch, mode):
+    """Regression (GPU memory, issue #6): the torch passes widened the whole image to int32/float64 at once
+    (about 5x input + output at 16384^2 on CUDA); they now go in slices. Slicing must not change a bit."""
+    from qwen_vis_prep.backends import torch_ref
+
+    x = _u8(2, 3, 123, 211, seed=5)
+    cfg = SMALL.replace(resize_mode=mode, min_pixels=28 * 28, max_pixels=28 * 28 * 30)
+    whole = qvp.preprocess(x, cfg, backend="torch").pixel_values
+    monkeypatch.setattr(torch_ref, "CHUNK_ELEMENTS", 1000)
+    sliced = qvp.preprocess(x, cfg, backend="torch").pixel_values
+    assert torch.equal(sliced, whole)
+    if mode == "pil":
+        from PIL import Image
+
+        img = x[0].permute(1, 2, 0).numpy()
+        for size in [(50, 300), (300, 50)]:
+            ref = np.asarray(Image.fromarray(img).resize(size[::-1], Image.Resampling.BICUBIC))
+            got = qvp.resize(x[0], size, backend="torch").permute(1, 2, 0).numpy()
+            assert np.array_equal(got, ref)

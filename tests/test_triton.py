@@ -196,6 +196,9 @@ def test_same_shape_different_alignment():
     pytest.param(dict(pass_block_r=1, pass_block_q=64, patch_block=16, patch_warps=1), id="small-blocks"),
     pytest.param(dict(pass_block_r=32, pass_block_q=32, pass_warps=8, patch_block=512, patch_warps=8),
                  id="large-blocks"),
+    pytest.param(dict(patch_kernel="rows", patch_norm="table", patch_block=2), id="rows-table"),
+    pytest.param(dict(patch_kernel="rows", patch_norm="arith", patch_block=8), id="rows-arith"),
+    pytest.param(dict(patch_kernel="band", patch_block=32), id="band"),
 ])
 def test_launch_shapes_do_not_change_results(monkeypatch, tuning):
     """Every launch shape the GPU sweep may pick gives the same bits (edge tiles are clamped and masked)."""
@@ -221,6 +224,7 @@ def test_batches_beyond_the_grid_limit_are_split(monkeypatch):
     ('{"patch_block": 1000}', "power of two"),
     ('{"patch_block": true}', "power of two"),
     ('{"block": 64}', "takes keys"),
+    ('{"patch_norm": "lut"}', "one of"),
     ('[1, 2]', "takes keys"),
 ])
 def test_tuning_override_is_validated(monkeypatch, raw, match):

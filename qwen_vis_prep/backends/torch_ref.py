@@ -14,21 +14,50 @@ from ..sizing import separable_passes
 _ROUND_HALF = 1 << (PRECISION_BITS - 1)
 
 
+# Largest slice (elements of the source) one pass widens to int32/float64 at once: keeps the temporaries of
+# a huge image (16384 x 16384) to a few hundred MB instead of several times the image.
+CHUNK_ELEMENTS = 1 << 24
+
+
+def _in_slices(x: torch.Tensor, axis: int, out_size: int, one_pass) -> torch.Tensor:
+    """Run ``one_pass`` on slices of ``x`` along the side that is *not* resampled (each slice is exact on
+    its own) and assemble the result, so temporaries stay bounded by :data:`CHUNK_ELEMENTS`."""
+    if x.numel() <= CHUNK_ELEMENTS or x.requires_grad:
+        return one_pass(x)
+    other = -1 if axis == -2 else -2
+    per_line = x.numel() // x.shape[other]
+    step = max(1, CHUNK_ELEMENTS // per_line)
+    shape = list(x.shape)
+    shape[axis] = out_size
+    out = None
+    for lo in range(0, x.shape[other], step):
+        part = one_pass(x.narrow(other, lo, min(step, x.shape[other] - lo)))
+        if out is None:
+            out = torch.empty(shape, dtype=part.dtype, device=x.device)
+        out.narrow(other, lo, part.shape[other]).copy_(part)
+    return out
+
+
 def resample_axis_pil(x: torch.Tensor, out_size: int, axis: int) -> torch.Tensor:
     """One Pillow fixed-point BICUBIC pass along ``axis`` (-2 rows / -1 columns).
 
     ``[B, C, H, W] uint8 -> uint8`` with the resampled side replaced by ``out_size``; int32 arithmetic,
-    bit-exact with Pillow's ``ImagingResample{Horizontal,Vertical}_8bpc``.
+    bit-exact with Pillow's ``ImagingResample{Horizontal,Vertical}_8bpc``. Large images go in slices.
     """
     idx, w = device_taps(x.shape[axis], out_size, "pil", x.device)
     idx = idx.long()
-    src = x.to(torch.int32)
     shape = [1] * x.dim()
     shape[axis] = out_size
-    acc = torch.full((), _ROUND_HALF, dtype=torch.int32, device=x.device)
-    for k in range(idx.shape[1]):
-        acc = acc + src.index_select(axis, idx[:, k]) * w[:, k].view(shape)
-    return (acc >> PRECISION_BITS).clamp_(0, 255).to(torch.uint8)
+
+    def one_pass(part: torch.Tensor) -> torch.Tensor:
+        src = part.to(torch.int32)
+        acc = None
+        for k in range(idx.shape[1]):
+            term = src.index_select(axis, idx[:, k]).mul_(w[:, k].view(shape))
+            acc = term.add_(_ROUND_HALF) if acc is None else acc.add_(term)
+        return (acc >> PRECISION_BITS).clamp_(0, 255).to(torch.uint8)
+
+    return _in_slices(x, axis, out_size, one_pass)
 
 
 def resample_axis_float(x: torch.Tensor, out_size: int, axis: int) -> torch.Tensor:
@@ -36,19 +65,25 @@ def resample_axis_float(x: torch.Tensor, out_size: int, axis: int) -> torch.Tens
 
     Products and the running sum are float64 (products of float32 values are exact there, so a fused
     multiply-add gives the same bits, which makes the Triton kernel match this bit for bit); the result is
-    rounded once to float32 (float64 stays float64, for gradcheck). Differentiable.
+    rounded once to float32 (float64 stays float64, for gradcheck). Differentiable; large images without
+    autograd history go in slices.
     """
     idx, w = device_taps(x.shape[axis], out_size, "float", x.device)
     idx = idx.long()
-    src = x.to(torch.float64)
     shape = [1] * x.dim()
     shape[axis] = out_size
     wd = w.to(torch.float64)
-    acc = None
-    for k in range(idx.shape[1]):
-        term = src.index_select(axis, idx[:, k]) * wd[:, k].view(shape)
-        acc = term if acc is None else acc + term
-    return acc.to(torch.float64 if x.dtype == torch.float64 else torch.float32)
+    out_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+
+    def one_pass(part: torch.Tensor) -> torch.Tensor:
+        src = part.to(torch.float64)
+        acc = None
+        for k in range(idx.shape[1]):
+            term = src.index_select(axis, idx[:, k]) * wd[:, k].view(shape)
+            acc = term if acc is None else acc + term
+        return acc.to(out_dtype)
+
+    return _in_slices(x, axis, out_size, one_pass)
 
 
 def resize_pil(x: torch.Tensor, size: tuple[int, int], vertical_first: bool) -> torch.Tensor:

@@ -186,3 +186,114 @@ def _patchify_kernel(src_ptr, out_ptr, idx_ptr, w_ptr, lut_ptr, norm_ptr, rows_p
     mask = row_ok[:, None] & col_ok[None, :]
     for t in tl.static_range(T):
         tl.store(dst + t * PP, val, mask=mask)
+
+
+@triton.jit
+def _patchify_rows_kernel(src_ptr, out_ptr, idx_ptr, w_ptr, lut_ptr, norm_ptr, rows_ptr,
+                          rows_per_image, first_row, blocks_w, n_in,
+                          s_b, s_c, s_y, s_x,
+                          SRC: tl.constexpr, AXIS: tl.constexpr, HAS_ROW_TABLE: tl.constexpr,
+                          C: tl.constexpr, P: tl.constexpr, M: tl.constexpr, T: tl.constexpr,
+                          TAPS: tl.constexpr, PP_PAD: tl.constexpr, BLOCK: tl.constexpr,
+                          ARITH: tl.constexpr):
+    """The fused last pass laid out along the output: a ``[BLOCK, PP_PAD]`` tile whose dim 0 runs over
+    (patch, channel) pairs of one band of ``P`` output rows and whose dim 1 is the ``py * P + px`` offset
+    inside a patch, so each tile row is one contiguous run of the output row and stores are vectorised.
+
+    Program ``(i, band, b)``. Same arguments and arithmetic as ``_patchify_kernel``; ``ARITH`` computes the
+    normalisation of uint8 levels with float64 steps rounded to float32 (``norm_ptr[7:10]`` = 1 / std) instead
+    of gathering the table; the launcher uses it only where it reproduces the table on all 768 entries.
+    """
+    pid = tl.program_id(0)
+    band = tl.program_id(1)
+    b = tl.program_id(2)
+    PP: tl.constexpr = P * P
+    MM: tl.constexpr = M * M
+    n_pc = blocks_w * (M * C)              # (patch, channel) pairs in the band
+    j = pid * BLOCK + tl.arange(0, BLOCK)  # dim 0
+    j_ok = j < n_pc
+    j = tl.minimum(j, n_pc - 1)
+    patch_x = j // C
+    c = j - patch_x * C
+    wx = patch_x // M
+    ix = patch_x - wx * M
+    pp_raw = tl.arange(0, PP_PAD)          # dim 1 (unclamped for the stores, so they stay provably contiguous)
+    pp_ok = pp_raw < PP
+    pp = tl.minimum(pp_raw, PP - 1)
+    py = pp // P
+    px = pp - py * P
+    wy = band // M
+    iy = band - wy * M
+    y = band * P + py                      # [PP_PAD]
+    base = src_ptr + b.to(tl.int64) * s_b
+    col0 = c * s_c + (patch_x * P) * s_x   # [BLOCK]
+    if AXIS == 0:
+        v = tl.load(base + (col0[:, None] + (y * s_y + px * s_x)[None, :]))
+        if SRC == 2:
+            val = v.to(tl.float32)
+        else:
+            level = v.to(tl.int32)
+    else:
+        if SRC == 0:
+            acc = tl.full((BLOCK, PP_PAD), 1 << 21, tl.int32)
+        else:
+            acc = tl.zeros((BLOCK, PP_PAD), tl.float64)
+        if AXIS == 1:
+            start = tl.load(idx_ptr + y * TAPS)                          # [PP_PAD]
+            off = col0[:, None] + (px * s_x)[None, :]
+        else:
+            x = (patch_x * P)[:, None] + px[None, :]                     # [BLOCK, PP_PAD]
+            start = tl.load(idx_ptr + x * TAPS)
+            off = (c * s_c)[:, None] + (y * s_y)[None, :]
+        for k in tl.static_range(TAPS):
+            src_i = tl.minimum(start + k, n_in - 1)
+            if AXIS == 1:
+                wk = tl.load(w_ptr + y * TAPS + k)[None, :]
+                v = tl.load(base + (off + (src_i * s_y)[None, :]))
+            else:
+                wk = tl.load(w_ptr + x * TAPS + k)
+                v = tl.load(base + (off + src_i * s_x))
+            if SRC == 0:
+                acc += v.to(tl.int32) * wk
+            else:
+                acc += v.to(tl.float32).to(tl.float64) * wk.to(tl.float64)
+        if SRC == 0:
+            level = tl.minimum(tl.maximum(acc >> 22, 0), 255)
+        elif SRC == 1:
+            f = acc.to(tl.float32).to(tl.float64)
+            f = tl.minimum(tl.maximum(f, 0.0), 255.0)
+            r = tl.floor(f + 0.5)
+            tie_odd = ((r - f) == 0.5) & ((r.to(tl.int32) % 2) == 1)
+            level = tl.where(tie_odd, r - 1.0, r).to(tl.int32)
+        else:
+            val = acc.to(tl.float32)
+    if SRC == 2:
+        scale = tl.load(norm_ptr)
+        mean = tl.load(norm_ptr + 1 + c)[:, None]
+        std = tl.load(norm_ptr + 4 + c)[:, None]
+        val = (val.to(tl.float64) * scale).to(tl.float32)
+        val = (val.to(tl.float64) - mean).to(tl.float32)
+        val = (val.to(tl.float64) / std).to(tl.float32)
+    elif ARITH:
+        scale = tl.load(norm_ptr)
+        mean = tl.load(norm_ptr + 1 + c)[:, None]
+        inv_std = tl.load(norm_ptr + 7 + c)[:, None]
+        val = (level.to(tl.float64) * scale).to(tl.float32)
+        val = (val.to(tl.float64) - mean).to(tl.float32)
+        val = (val.to(tl.float64) * inv_std).to(tl.float32)
+    else:
+        val = tl.load(lut_ptr + ((c * 256)[:, None] + level))
+    if HAS_ROW_TABLE:
+        img_row = tl.load(rows_ptr + b)
+    else:
+        img_row = first_row + b.to(tl.int64) * rows_per_image
+    out_row = img_row + (wy * blocks_w * MM + iy * M) + (wx * MM + ix)   # [BLOCK]
+    dst = out_ptr + (out_row.to(tl.int64) * (C * T * PP) + c * (T * PP))[:, None] + pp_raw[None, :]
+    if out_ptr.dtype.element_ty == tl.bfloat16:
+        u = val.to(tl.int32, bitcast=True)
+        u = (u + 0x7FFF + ((u >> 16) & 1)) & -65536
+        val = u.to(tl.float32, bitcast=True)
+    val = val.to(out_ptr.dtype.element_ty)
+    mask = j_ok[:, None] & pp_ok[None, :]
+    for t in tl.static_range(T):
+        tl.store(dst + t * PP, val, mask=mask)

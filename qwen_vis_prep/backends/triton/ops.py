@@ -22,7 +22,9 @@ from ...sizing import pillow_vertical_first, separable_passes
 from .. import torch_ref
 
 # Launch shapes; benchmarks/gpu_sweep.py times alternatives on a GPU (plans are keyed by these values).
-TUNING = {"pass_block_r": 8, "pass_block_q": 128, "pass_warps": 4, "patch_block": 128, "patch_warps": 4}
+TUNING = {"pass_block_r": 1, "pass_block_q": 1024, "pass_warps": 4, "patch_block": 64, "patch_warps": 2,
+          "patch_kernel": "band", "patch_norm": "table"}
+_TUNING_CHOICES = {"patch_kernel": ("band", "rows"), "patch_norm": ("table", "arith")}
 TUNING_ENV = "QWEN_VIS_PREP_TRITON_TUNING"      # JSON object overriding TUNING entries (experts, sweeps)
 FAST_LAUNCH_ENV = "QWEN_VIS_PREP_FAST_LAUNCH"   # "0" turns off the direct launch of compiled kernels
 _MAX_GRID_YZ = 65535  # CUDA's limit on grid dims 1 and 2 (images per launch ride on dim 2)
@@ -40,7 +42,10 @@ def _apply_tuning_override() -> None:
     if not isinstance(values, dict) or set(values) - set(TUNING):
         raise ValueError(f"{TUNING_ENV} takes keys {sorted(TUNING)}, got {raw!r}")
     for key, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0 or value & (value - 1):
+        if key in _TUNING_CHOICES:
+            if value not in _TUNING_CHOICES[key]:
+                raise ValueError(f"{TUNING_ENV}: {key} must be one of {_TUNING_CHOICES[key]}, got {value!r}")
+        elif isinstance(value, bool) or not isinstance(value, int) or value <= 0 or value & (value - 1):
             raise ValueError(f"{TUNING_ENV}: {key} must be a positive power of two, got {value!r}")
     TUNING.update(values)
 
@@ -116,15 +121,33 @@ def _device_guard(t: torch.Tensor):
     return contextlib.nullcontext()
 
 
+def _host_norm_vector(config: VisionPreprocessConfig) -> torch.Tensor:
+    """float64 ``[scale, mean0..2, std0..2, 1/std0..2]``: the float32 constants of ``torch_ref.normalize``
+    (identity values for skipped steps) and the float64 reciprocals of the stds."""
+    scale = config.rescale_factor if config.do_rescale else 1.0
+    mean = config.image_mean if config.do_normalize else (0.0, 0.0, 0.0)
+    std = config.image_std if config.do_normalize else (1.0, 1.0, 1.0)
+    vec = torch.tensor([scale, *mean, *std], dtype=torch.float32).double()
+    return torch.cat([vec, 1.0 / vec[4:7]])
+
+
+def arithmetic_levels_exact(config: VisionPreprocessConfig) -> bool:
+    """Whether the kernels' arithmetic normalisation of uint8 levels (float64 steps, each rounded to float32:
+    ``level * scale``, ``- mean``, ``* (1 / std)``) reproduces the level table on all 3 x 256 entries."""
+    from ...functional import level_table
+
+    vec = _host_norm_vector(config)
+    levels = torch.arange(256, dtype=torch.float64).expand(3, 256)
+    val = (levels * vec[0]).float().double()
+    val = (val - vec[1:4, None]).float().double()
+    val = (val * vec[7:10, None]).float()
+    return torch.equal(val, level_table(config, torch.device("cpu")))
+
+
 def _norm_vector(config: VisionPreprocessConfig, device: torch.device) -> torch.Tensor:
-    """float64 ``[scale, mean0, mean1, mean2, std0, std1, std2]`` holding the float32 constants of
-    ``torch_ref.normalize``; identity values for skipped steps."""
+    """:func:`_host_norm_vector` on ``device``, cached."""
     def make():
-        scale = config.rescale_factor if config.do_rescale else 1.0
-        mean = config.image_mean if config.do_normalize else (0.0, 0.0, 0.0)
-        std = config.image_std if config.do_normalize else (1.0, 1.0, 1.0)
-        vec = torch.tensor([scale, *mean, *std], dtype=torch.float32).double()
-        return upload_table(vec, device)
+        return upload_table(_host_norm_vector(config), device)
 
     return DEVICE_TABLES.get(("normvec", config.rescale_factor, config.do_rescale, config.image_mean,
                               config.image_std, config.do_normalize, str(device)), make)
@@ -243,12 +266,18 @@ class _GroupPlan:
         blocks_w = w // (p * m)
         rows_t = _row_table(row_offsets, device) if row_offsets is not None else norm
         block = TUNING["patch_block"]
-        from .kernels import _patchify_kernel
+        from .kernels import _patchify_kernel, _patchify_rows_kernel
 
-        self.launch = _Launcher(_patchify_kernel, (-(-(blocks_w * m * c * p) // block), h // p, b),
-                                dict(SRC=kind, AXIS=axis, HAS_ROW_TABLE=row_offsets is not None, C=c, P=p, M=m,
-                                     T=t, TAPS=taps, P_PAD=1 << (p - 1).bit_length(), BLOCK=block,
-                                     num_warps=TUNING["patch_warps"]))
+        meta = dict(SRC=kind, AXIS=axis, HAS_ROW_TABLE=row_offsets is not None, C=c, P=p, M=m, T=t, TAPS=taps)
+        if TUNING["patch_kernel"] == "rows":
+            arith = TUNING["patch_norm"] == "arith" and kind != 2 and arithmetic_levels_exact(config)
+            self.launch = _Launcher(_patchify_rows_kernel, (-(-(blocks_w * m * c) // block), h // p, b),
+                                    dict(meta, PP_PAD=1 << (p * p - 1).bit_length(), BLOCK=block, ARITH=arith,
+                                         num_warps=TUNING["patch_warps"]))
+        else:
+            self.launch = _Launcher(_patchify_kernel, (-(-(blocks_w * m * c * p) // block), h // p, b),
+                                    dict(meta, P_PAD=1 << (p - 1).bit_length(), BLOCK=block,
+                                         num_warps=TUNING["patch_warps"]))
         self.args = (idx, wts, level_table(config, device), norm, rows_t, rows, first_row, blocks_w, n_in,
                      *strides)
 
