@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One call on a GPU machine: versions, the launch-shape sweep, every CUDA test, the GPU benchmarks, the
 # profile, the CUDA reliability tests and the GPU memory bounds; a short table last.
-# Usage: bash benchmarks/gpu_check.sh [OUTDIR]      (each step has its own timeout; ~8 minutes in all)
+# Usage: bash benchmarks/gpu_check.sh [OUTDIR]      (each step has its own timeout; up to ~14 minutes; ~6 when nothing times out)
 set -u
 OUT_DIR="${1:-${OUT:-/tmp/qvp_gpu}}"
 mkdir -p "$OUT_DIR"
@@ -20,7 +20,7 @@ timeout 110 python3 benchmarks/gpu_sweep.py "$OUT_DIR/tuning.json" > "$OUT_DIR/s
 if [ -s "$OUT_DIR/tuning.json" ]; then export QWEN_VIS_PREP_TRITON_TUNING="$(cat "$OUT_DIR/tuning.json")"; fi
 echo "tuning: ${QWEN_VIS_PREP_TRITON_TUNING:-defaults}"
 step "cuda+triton tests"
-timeout 120 python3 -m pytest tests/test_cuda.py tests/test_triton.py -q -p no:cacheprovider --tb=short -rf > "$OUT_DIR/tests_gpu.txt" 2>&1; tail -6 "$OUT_DIR/tests_gpu.txt"
+timeout 200 python3 -m pytest tests/test_cuda.py tests/test_triton.py -q -p no:cacheprovider --tb=short -rf > "$OUT_DIR/tests_gpu.txt" 2>&1; tail -6 "$OUT_DIR/tests_gpu.txt"
 step benchmarks
 timeout 170 python3 -m pytest benchmarks/test_bench_gpu.py --benchmark-only -q -p no:cacheprovider \
     --benchmark-json="$OUT_DIR/bench.json" --benchmark-columns=median,iqr,rounds 2>&1 | tail -60 > "$OUT_DIR/bench.txt"
@@ -31,8 +31,8 @@ timeout 45 python3 benchmarks/gpu_profile.py > "$OUT_DIR/profile.txt" 2>&1; head
 step "memory bounds (cuda)"
 timeout 60 python3 benchmarks/memory_bounds.py --cuda-only > "$OUT_DIR/memory.txt" 2>&1; cat "$OUT_DIR/memory.txt"
 step "reliability (cuda)"
-timeout 60 python3 -m pytest tests/test_reliability.py tests/test_errors.py -m cuda -q -p no:cacheprovider --tb=short -rf > "$OUT_DIR/tests_reliability.txt" 2>&1; tail -4 "$OUT_DIR/tests_reliability.txt"
+timeout 150 python3 -m pytest tests/test_reliability.py tests/test_errors.py -m cuda -q -p no:cacheprovider --tb=short -rf > "$OUT_DIR/tests_reliability.txt" 2>&1; tail -4 "$OUT_DIR/tests_reliability.txt"
 step "fuzz (cuda)"
-timeout 120 python3 -m pytest tests/test_fuzz.py -m cuda -q -p no:cacheprovider --tb=short -rf > "$OUT_DIR/tests_fuzz.txt" 2>&1; tail -4 "$OUT_DIR/tests_fuzz.txt"
+timeout 120 python3 -m pytest tests/test_fuzz.py -k cuda -q -p no:cacheprovider --tb=short -rf > "$OUT_DIR/tests_fuzz.txt" 2>&1; tail -4 "$OUT_DIR/tests_fuzz.txt"
 step done
 cat "$OUT_DIR/table.md"

@@ -22,12 +22,11 @@ import torch
 import qwen_vis_prep as qvp
 from qwen_vis_prep.backends.triton import ops
 
-PASS_VARIANTS = [(1, 1024, 4), (1, 512, 4), (1, 512, 2), (1, 256, 2), (1, 2048, 8), (1, 2048, 4), (1, 1024, 8),
-                 (2, 1024, 8), (1, 4096, 8), (2, 512, 4)]
-# (kernel, normalisation, block, warps): "band" tiles [next_pow2(P), block columns], "rows" [block, PP_PAD]
-PATCH_VARIANTS = [("band", "table", 64, 2), ("band", "table", 32, 2), ("rows", "table", 4, 4),
-                  ("rows", "arith", 4, 4), ("rows", "arith", 2, 2), ("rows", "arith", 8, 4), ("rows", "arith", 8, 8),
-                  ("rows", "arith", 16, 8), ("rows", "table", 8, 4), ("rows", "arith", 1, 2), ("rows", "arith", 2, 4)]
+PASS_VARIANTS = [(1, 512, 2), (1, 1024, 4), (1, 512, 4), (1, 256, 2), (1, 256, 1), (1, 2048, 8), (1, 1024, 8),
+                 (2, 512, 4), (8, 128, 4)]
+# (normalisation, tile rows, warps); the fused tile is [rows, PP_PAD]
+PATCH_VARIANTS = [("arith", 1, 2), ("table", 1, 2), ("arith", 2, 2), ("arith", 4, 4), ("table", 4, 4),
+                  ("arith", 8, 4), ("arith", 1, 1), ("arith", 2, 4)]
 
 
 def _time(fn) -> float:
@@ -81,7 +80,7 @@ def main(argv: list[str]) -> None:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     if smoke:
         n1, hd, wd, n4, h4, w4, n448, s448 = 2, 60, 90, 1, 90, 170, 2, 56
-        pass_variants, patch_variants = PASS_VARIANTS[:2], [PATCH_VARIANTS[0], PATCH_VARIANTS[3]]
+        pass_variants, patch_variants = PASS_VARIANTS[:2], PATCH_VARIANTS[:2]
     else:
         n1, hd, wd, n4, h4, w4, n448, s448 = 32, 1080, 1920, 8, 2160, 3840, 64, 448
         pass_variants, patch_variants = PASS_VARIANTS, PATCH_VARIANTS
@@ -123,12 +122,12 @@ def main(argv: list[str]) -> None:
         return run
 
     def set_patch(v):
-        ops.TUNING.update(patch_kernel=v[0], patch_norm=v[1], patch_block=v[2], patch_warps=v[3])
+        ops.TUNING.update(patch_norm=v[0], patch_block=v[1], patch_warps=v[2])
 
     patch_cases = lambda: [("fused 1080p fp32", fused(scratch, (th, tw), cfg)),  # noqa: E731
                            ("fused 1080p bf16", fused(scratch, (th, tw), cfg16)),
                            ("448 no resize", fused(x448, (s448, s448), cfg))]
-    best_patch = _pick(patch_variants, patch_cases, set_patch, "fused pass (kernel, norm, block, warps)")
+    best_patch = _pick(patch_variants, patch_cases, set_patch, "fused pass (norm, rows, warps)")
     set_patch(best_patch)
     ops.PLANS.clear()
     print("TUNING", json.dumps(ops.TUNING))

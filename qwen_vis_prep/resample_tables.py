@@ -144,14 +144,27 @@ def upload_table(t: torch.Tensor, device: torch.device | str) -> torch.Tensor:
     return t.to(device)
 
 
-def device_taps(in_size: int, out_size: int, mode: str, device: torch.device
+def padded_taps(taps: int) -> int:
+    """The tap count a kernel is compiled for: exact up to 16 taps (downscales up to 3.75x), then rounded up
+    to a multiple of 16, so huge downscales share a few kernels instead of compiling one per tap count."""
+    return taps if taps <= 16 else -(-taps // 16) * 16
+
+
+def device_taps(in_size: int, out_size: int, mode: str, device: torch.device, width: int | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(index int32 [out, taps], weight [out, taps])`` on ``device`` (int32 for "pil", float32 for
-    "float"), cached."""
+    "float"), cached. ``width`` pads each row to that many taps with weight 0 at the clamped next index
+    (the same rule as unused taps), which adds exact zeros."""
     device = torch.device(device)
 
     def make():
         idx, w = (pil_taps if mode == "pil" else float_taps)(in_size, out_size)
-        return upload_table(torch.from_numpy(idx), device), upload_table(torch.from_numpy(w), device)
+        if width is not None and width > idx.shape[1]:
+            extra = width - idx.shape[1]
+            nxt = idx[:, :1] + np.arange(idx.shape[1], width, dtype=np.int64)[None, :]
+            idx = np.concatenate([idx, np.minimum(nxt, in_size - 1).astype(np.int32)], axis=1)
+            w = np.concatenate([w, np.zeros((w.shape[0], extra), dtype=w.dtype)], axis=1)
+        return upload_table(torch.from_numpy(np.ascontiguousarray(idx)), device), \
+            upload_table(torch.from_numpy(np.ascontiguousarray(w)), device)
 
-    return DEVICE_TABLES.get((in_size, out_size, mode, str(device)), make)
+    return DEVICE_TABLES.get((in_size, out_size, mode, str(device), width), make)

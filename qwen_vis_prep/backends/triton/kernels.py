@@ -4,7 +4,8 @@ Arithmetic mirrors ``backends/torch_ref.py`` operation by operation so results a
 * Pillow fixed point: int32 ``2**21 + sum(level * weight)``, arithmetic shift by 22, clamp to [0, 255].
 * Float resampling: float64 products of float32 values (exact, so FMA contraction cannot change them) and a
   float64 running sum in tap order, rounded once to float32.
-* Normalisation of uint8 levels: a gather from the ``[3, 256]`` table built by ``torch_ref.normalize``.
+* Normalisation of uint8 levels: a gather from the ``[3, 256]`` table built by ``torch_ref.normalize``, or
+  float64 steps rounded to float32 that the launcher has checked against that table entry by entry.
 * Normalisation of float values: each float32 step (``* scale``, ``- mean``, ``/ std``) computed in float64
   and rounded back to float32, which equals the float32 operation (exact product/difference; the quotient
   is correctly rounded twice, which differs from single rounding only in astronomically rare ties).
@@ -80,129 +81,22 @@ def _patchify_kernel(src_ptr, out_ptr, idx_ptr, w_ptr, lut_ptr, norm_ptr, rows_p
                      s_b, s_c, s_y, s_x,
                      SRC: tl.constexpr, AXIS: tl.constexpr, HAS_ROW_TABLE: tl.constexpr,
                      C: tl.constexpr, P: tl.constexpr, M: tl.constexpr, T: tl.constexpr,
-                     TAPS: tl.constexpr, P_PAD: tl.constexpr, BLOCK: tl.constexpr):
+                     TAPS: tl.constexpr, PP_PAD: tl.constexpr, BLOCK: tl.constexpr, ARITH: tl.constexpr):
     """Last pass fused with normalisation, the patch permute, the temporal repeat and the output cast.
 
     Program ``(i, band, b)`` works on one band of ``P`` output rows of image ``b`` (the ``band``-th row of
-    patches) as a ``[P_PAD, BLOCK]`` tile: dim 0 is the row ``py`` inside the patch, dim 1 runs over the
-    band's ``blocks_w * M * C * P`` columns ordered ``(window x, patch x in window, channel, px)``. Each value
-    is stored ``T`` times (columns ``(c, t, py, px)`` of its patch row) straight into ``out``. What depends
-    only on the row (filter taps of a vertical pass) or only on the column (taps of a horizontal pass, source
-    column, channel) is computed once per tile row or column, and every divisor is a compile-time constant.
+    patches) as a ``[BLOCK, PP_PAD]`` tile laid out like the output: dim 0 runs over the band's (patch,
+    channel) pairs, dim 1 is the offset ``py * P + px`` inside the patch (padded to a power of two). Each
+    tile row is therefore one contiguous run of an output row, stored ``T`` times (columns ``(c, t, py, px)``)
+    with vectorised stores, and what depends only on the row inside the patch (the taps of a vertical pass)
+    is loaded once per tile column. Every divisor in the index math is a compile-time constant.
+
     ``AXIS`` picks the resampled side of ``src`` (none, rows or columns; ``n_in`` source samples), ``SRC``
-    the arithmetic (see the module doc), ``TAPS`` the unrolled filter length. ``norm_ptr`` holds float64
-    ``[scale, mean0..2, std0..2]`` (float32 values) for ``SRC_FLOAT``.
-    """
-    pid = tl.program_id(0)
-    band = tl.program_id(1)
-    b = tl.program_id(2)
-    PP: tl.constexpr = P * P
-    CP: tl.constexpr = C * P
-    MCP: tl.constexpr = M * C * P
-    n_cols = blocks_w * MCP
-    # dim 0: row inside the patch; clamped lanes read in bounds, only the store is masked
-    py = tl.arange(0, P_PAD)
-    row_ok = py < P
-    py = tl.minimum(py, P - 1)
-    # dim 1: column of the band
-    col = pid * BLOCK + tl.arange(0, BLOCK)
-    col_ok = col < n_cols
-    col = tl.minimum(col, n_cols - 1)
-    wx = col // MCP
-    r1 = col - wx * MCP
-    ix = r1 // CP
-    r2 = r1 - ix * CP
-    c = r2 // P
-    px = r2 - c * P
-    wy = band // M
-    iy = band - wy * M
-    y = band * P + py                       # [P_PAD]
-    x = (wx * M + ix) * P + px              # [BLOCK]
-    base = src_ptr + b.to(tl.int64) * s_b
-    chan = c * s_c                          # [BLOCK]
-    if AXIS == 0:
-        v = tl.load(base + ((y * s_y)[:, None] + (chan + x * s_x)[None, :]))
-        if SRC == 2:
-            val = v.to(tl.float32)
-        else:
-            level = v.to(tl.int32)
-    else:
-        if SRC == 0:
-            acc = tl.full((P_PAD, BLOCK), 1 << 21, tl.int32)
-        else:
-            acc = tl.zeros((P_PAD, BLOCK), tl.float64)
-        if AXIS == 1:
-            start = tl.load(idx_ptr + y * TAPS)             # [P_PAD]
-            col_off = (chan + x * s_x)[None, :]
-        else:
-            start = tl.load(idx_ptr + x * TAPS)             # [BLOCK]
-            row_off = (y * s_y)[:, None]
-        for k in tl.static_range(TAPS):
-            src_i = tl.minimum(start + k, n_in - 1)
-            if AXIS == 1:
-                wk = tl.load(w_ptr + y * TAPS + k)[:, None]
-                v = tl.load(base + ((src_i * s_y)[:, None] + col_off))
-            else:
-                wk = tl.load(w_ptr + x * TAPS + k)[None, :]
-                v = tl.load(base + (row_off + (chan + src_i * s_x)[None, :]))
-            if SRC == 0:
-                acc += v.to(tl.int32) * wk
-            else:
-                acc += v.to(tl.float32).to(tl.float64) * wk.to(tl.float64)
-        if SRC == 0:
-            level = tl.minimum(tl.maximum(acc >> 22, 0), 255)
-        elif SRC == 1:
-            # round half to even of the float32 value (computed in float64 where x + 0.5 is exact)
-            f = acc.to(tl.float32).to(tl.float64)
-            f = tl.minimum(tl.maximum(f, 0.0), 255.0)
-            r = tl.floor(f + 0.5)
-            tie_odd = ((r - f) == 0.5) & ((r.to(tl.int32) % 2) == 1)
-            level = tl.where(tie_odd, r - 1.0, r).to(tl.int32)
-        else:
-            val = acc.to(tl.float32)
-    if SRC == 2:
-        # float64 constants loaded as such: the compiler cannot narrow these steps back to (possibly
-        # contracted or approximate) float32 arithmetic
-        scale = tl.load(norm_ptr)
-        mean = tl.load(norm_ptr + 1 + c)[None, :]
-        std = tl.load(norm_ptr + 4 + c)[None, :]
-        val = (val.to(tl.float64) * scale).to(tl.float32)
-        val = (val.to(tl.float64) - mean).to(tl.float32)
-        val = (val.to(tl.float64) / std).to(tl.float32)
-    else:
-        val = tl.load(lut_ptr + ((c * 256)[None, :] + level))
-    if HAS_ROW_TABLE:
-        img_row = tl.load(rows_ptr + b)
-    else:
-        img_row = first_row + b.to(tl.int64) * rows_per_image
-    out_row = img_row + (wy * blocks_w * (M * M) + iy * M) + (wx * (M * M) + ix)   # [BLOCK]
-    dst = out_ptr + (out_row.to(tl.int64) * (C * T * PP) + (c * (T * PP) + px))[None, :] + (py * P)[:, None]
-    if out_ptr.dtype.element_ty == tl.bfloat16:
-        # Round to nearest even on the bits, so the interpreter (which truncates) matches CUDA and torch.
-        u = val.to(tl.int32, bitcast=True)
-        u = (u + 0x7FFF + ((u >> 16) & 1)) & -65536
-        val = u.to(tl.float32, bitcast=True)
-    val = val.to(out_ptr.dtype.element_ty)
-    mask = row_ok[:, None] & col_ok[None, :]
-    for t in tl.static_range(T):
-        tl.store(dst + t * PP, val, mask=mask)
-
-
-@triton.jit
-def _patchify_rows_kernel(src_ptr, out_ptr, idx_ptr, w_ptr, lut_ptr, norm_ptr, rows_ptr,
-                          rows_per_image, first_row, blocks_w, n_in,
-                          s_b, s_c, s_y, s_x,
-                          SRC: tl.constexpr, AXIS: tl.constexpr, HAS_ROW_TABLE: tl.constexpr,
-                          C: tl.constexpr, P: tl.constexpr, M: tl.constexpr, T: tl.constexpr,
-                          TAPS: tl.constexpr, PP_PAD: tl.constexpr, BLOCK: tl.constexpr,
-                          ARITH: tl.constexpr):
-    """The fused last pass laid out along the output: a ``[BLOCK, PP_PAD]`` tile whose dim 0 runs over
-    (patch, channel) pairs of one band of ``P`` output rows and whose dim 1 is the ``py * P + px`` offset
-    inside a patch, so each tile row is one contiguous run of the output row and stores are vectorised.
-
-    Program ``(i, band, b)``. Same arguments and arithmetic as ``_patchify_kernel``; ``ARITH`` computes the
-    normalisation of uint8 levels with float64 steps rounded to float32 (``norm_ptr[7:10]`` = 1 / std) instead
-    of gathering the table; the launcher uses it only where it reproduces the table on all 768 entries.
+    the arithmetic (see the module doc) and ``TAPS`` the unrolled filter length. Levels are normalised
+    either by gathering the ``[3, 256]`` level table or, with ``ARITH``, by float64 steps each rounded to
+    float32 (``level * scale``, ``- mean``, ``* (1 / std)``), which the launcher selects only where it
+    reproduces the table on all 768 entries. ``norm_ptr`` holds float64 ``[scale, mean0..2, std0..2,
+    1/std0..2]``.
     """
     pid = tl.program_id(0)
     band = tl.program_id(1)

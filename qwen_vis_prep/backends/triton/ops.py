@@ -17,14 +17,21 @@ import torch
 
 from ...checks import ImageBatch
 from ...config import VisionPreprocessConfig
-from ...resample_tables import DEVICE_TABLES, DeviceTableCache, device_taps, upload_table
+from ...resample_tables import (DEVICE_TABLES, DeviceTableCache, device_taps, float_taps, padded_taps,
+                                pil_taps, upload_table)
 from ...sizing import pillow_vertical_first, separable_passes
 from .. import torch_ref
 
 # Launch shapes; benchmarks/gpu_sweep.py times alternatives on a GPU (plans are keyed by these values).
-TUNING = {"pass_block_r": 1, "pass_block_q": 1024, "pass_warps": 4, "patch_block": 64, "patch_warps": 2,
-          "patch_kernel": "band", "patch_norm": "table"}
-_TUNING_CHOICES = {"patch_kernel": ("band", "rows"), "patch_norm": ("table", "arith")}
+# The defaults won benchmarks/gpu_sweep.py on an H200 (benchmarks/RESULTS.md, run 2).
+GPU_TUNING = {"pass_block_r": 1, "pass_block_q": 512, "pass_warps": 2, "patch_block": 1, "patch_warps": 2,
+              "patch_norm": "arith"}
+TUNING = dict(GPU_TUNING)
+_TUNING_CHOICES = {"patch_norm": ("table", "arith")}
+# Triton's CPU interpreter pays per program, so it runs bigger tiles; the results do not depend on the
+# launch shape (tests/test_triton.py checks the GPU defaults and others in the interpreter too).
+_INTERPRETER_TUNING = {"pass_block_r": 8, "pass_block_q": 128, "pass_warps": 4, "patch_block": 16,
+                       "patch_warps": 4}
 TUNING_ENV = "QWEN_VIS_PREP_TRITON_TUNING"      # JSON object overriding TUNING entries (experts, sweeps)
 FAST_LAUNCH_ENV = "QWEN_VIS_PREP_FAST_LAUNCH"   # "0" turns off the direct launch of compiled kernels
 _MAX_GRID_YZ = 65535  # CUDA's limit on grid dims 1 and 2 (images per launch ride on dim 2)
@@ -50,6 +57,8 @@ def _apply_tuning_override() -> None:
     TUNING.update(values)
 
 
+if os.environ.get("TRITON_INTERPRET", "0") == "1":
+    TUNING.update(_INTERPRETER_TUNING)
 _apply_tuning_override()
 
 
@@ -166,6 +175,12 @@ def _check_int32_extent(shape: tuple[int, ...], strides: tuple[int, ...]) -> Non
                          f"{tuple(shape)}; use backend='torch'")
 
 
+def _kernel_taps(n_in: int, n: int, pil: bool, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Device tap tables padded to the tap count the kernels are compiled for (see ``padded_taps``)."""
+    taps = (pil_taps if pil else float_taps)(n_in, n)[0].shape[1]  # host tables, lru-cached
+    return device_taps(n_in, n, "pil" if pil else "float", device, width=padded_taps(taps))
+
+
 def _tuning() -> tuple:
     return tuple(TUNING.values())
 
@@ -181,7 +196,7 @@ class _Pass:
         b, c, h, w = shape
         _check_int32_extent(shape, strides)
         n_in = h if vertical else w
-        idx, wts = device_taps(n_in, n, "pil" if pil else "float", device)
+        idx, wts = _kernel_taps(n_in, n, pil, device)
         n_r, n_q = (n, w) if vertical else (h, n)
         _check_int32_extent((b, c, n_r, n_q), (c * n_r * n_q, n_r * n_q, n_q, 1))
         block_r, block_q = TUNING["pass_block_r"], TUNING["pass_block_q"]
@@ -257,7 +272,7 @@ class _GroupPlan:
             vertical, n = passes[0]
             axis = 1 if vertical else 2
             n_in = shape[2] if vertical else shape[3]
-            idx, wts = device_taps(n_in, n, "pil" if pil else "float", device)
+            idx, wts = _kernel_taps(n_in, n, pil, device)
             taps = idx.shape[1]
         else:
             axis, n_in, idx, wts, taps = 0, 1, norm, norm, 1  # unused placeholders
@@ -266,18 +281,13 @@ class _GroupPlan:
         blocks_w = w // (p * m)
         rows_t = _row_table(row_offsets, device) if row_offsets is not None else norm
         block = TUNING["patch_block"]
-        from .kernels import _patchify_kernel, _patchify_rows_kernel
+        from .kernels import _patchify_kernel
 
-        meta = dict(SRC=kind, AXIS=axis, HAS_ROW_TABLE=row_offsets is not None, C=c, P=p, M=m, T=t, TAPS=taps)
-        if TUNING["patch_kernel"] == "rows":
-            arith = TUNING["patch_norm"] == "arith" and kind != 2 and arithmetic_levels_exact(config)
-            self.launch = _Launcher(_patchify_rows_kernel, (-(-(blocks_w * m * c) // block), h // p, b),
-                                    dict(meta, PP_PAD=1 << (p * p - 1).bit_length(), BLOCK=block, ARITH=arith,
-                                         num_warps=TUNING["patch_warps"]))
-        else:
-            self.launch = _Launcher(_patchify_kernel, (-(-(blocks_w * m * c * p) // block), h // p, b),
-                                    dict(meta, P_PAD=1 << (p - 1).bit_length(), BLOCK=block,
-                                         num_warps=TUNING["patch_warps"]))
+        arith = TUNING["patch_norm"] == "arith" and kind != 2 and arithmetic_levels_exact(config)
+        self.launch = _Launcher(_patchify_kernel, (-(-(blocks_w * m * c) // block), h // p, b),
+                                dict(SRC=kind, AXIS=axis, HAS_ROW_TABLE=row_offsets is not None, C=c, P=p, M=m,
+                                     T=t, TAPS=taps, PP_PAD=1 << (p * p - 1).bit_length(), BLOCK=block,
+                                     ARITH=arith, num_warps=TUNING["patch_warps"]))
         self.args = (idx, wts, level_table(config, device), norm, rows_t, rows, first_row, blocks_w, n_in,
                      *strides)
 
