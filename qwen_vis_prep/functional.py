@@ -10,7 +10,7 @@ from typing import Any, Literal, Sequence
 
 import torch
 
-from . import sizing
+from . import host_memory, sizing
 from .backends import pillow_cpu, torch_ref
 from .checks import ImageBatch, Layout, describe, prepare_images
 from .config import VisionPreprocessConfig
@@ -144,30 +144,35 @@ def _differentiable(images: list[torch.Tensor], sizes: list[tuple[int, int]],
 
 @functools.lru_cache(maxsize=64)
 def _cpu_normalizer(config: VisionPreprocessConfig):
-    """``uint8 [..., 3, K] -> float32`` equal to :func:`level_table`, channel on dim -2.
+    """``into(u8, dst)``: write the normalised float32 value of every uint8 level of ``u8 [..., 3, P, P]``
+    (channel on dim -3, any strides) into ``dst`` (same shape, float32, any strides), equal to
+    :func:`level_table`.
 
-    In-place float32 ``mul/sub/div`` is several times faster on the CPU than gathering from the table; it
-    gives the same bits whenever those float32 operations are correctly rounded, which is checked here on
-    all 768 (channel, level) pairs once per config. Should a config ever disagree, the table is gathered.
+    In-place float32 ``mul/sub/div`` on ``dst`` itself is several times faster on the CPU than gathering
+    from the table and needs no temporary; it gives the same bits whenever those float32 operations are
+    correctly rounded, which is checked here on all 768 (channel, level) pairs once per config. Should a
+    config ever disagree, the table is gathered.
     """
     scale, mean, std = normalize_constants(config, torch.device("cpu"))
     lut = level_table(config, torch.device("cpu"))
 
-    def arithmetic(u8: torch.Tensor) -> torch.Tensor:
-        y = u8.to(torch.float32)
+    def arithmetic(u8: torch.Tensor, dst: torch.Tensor) -> None:
         if scale is not None:
-            y.mul_(scale)
+            torch.mul(u8, scale, out=dst)  # computed in float32, like u8.float() * scale
+        else:
+            dst.copy_(u8)
         if mean is not None:
-            y.sub_(mean.view(3, 1))
-            y.div_(std.view(3, 1))
-        return y
+            dst.sub_(mean.view(3, 1, 1))
+            dst.div_(std.view(3, 1, 1))
 
-    def gather(u8: torch.Tensor) -> torch.Tensor:
-        offsets = torch.arange(0, 3 * 256, 256, dtype=torch.int64).view(3, 1)
-        return lut.view(-1).take(u8.to(torch.int64) + offsets)
+    def gather(u8: torch.Tensor, dst: torch.Tensor) -> None:
+        offsets = torch.arange(0, 3 * 256, 256, dtype=torch.int64).view(3, 1, 1)
+        dst.copy_(lut.view(-1).take(u8.to(torch.int64) + offsets))
 
-    levels = torch.arange(256, dtype=torch.uint8).expand(3, 256)
-    return arithmetic if torch.equal(arithmetic(levels), lut) else gather
+    levels = torch.arange(256, dtype=torch.uint8).expand(3, 256).reshape(3, 16, 16)
+    probe = torch.empty(3, 16, 16)
+    arithmetic(levels, probe)
+    return arithmetic if torch.equal(probe.view(3, 256), lut) else gather
 
 
 def _run_torch(batch: ImageBatch, sizes: list[tuple[int, int]], row_offsets: list[int],
@@ -282,7 +287,7 @@ def preprocess(images: Any, config: VisionPreprocessConfig | str | None = None, 
     chosen = select_backend(backend, batch.device, needs_grad)
     if needs_grad:
         return VisionBatch(_differentiable(batch.images, sizes, config), grid)
-    out = torch.empty(row_offsets[-1], config.patch_dim, dtype=config.output_dtype, device=batch.device)
+    out = host_memory.empty((row_offsets[-1], config.patch_dim), config.output_dtype, batch.device)
     if chosen == "triton":
         from .backends.triton import ops as triton_ops
 

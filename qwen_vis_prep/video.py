@@ -17,7 +17,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from . import sizing
+from . import host_memory, sizing
 from .backends import pillow_cpu, torch_ref
 from .checks import Layout, describe, prepare_images
 from .config import (VisionPreprocessConfig, check_pixel_bounds, check_positive_int, preset_key,
@@ -400,7 +400,7 @@ def preprocess_videos(videos: Any, config: VisionPreprocessConfig | str | None =
                          "levels. Pass resize_mode='float' or detach the input")
     p, m, tp = config.patch_size, config.merge_size, config.temporal_patch_size
     rows = [t * h * w for t, h, w in grid.tolist()]
-    out = torch.empty(sum(rows), 3 * tp * p * p, dtype=config.output_dtype, device=batch.device)
+    out = host_memory.empty((sum(rows), 3 * tp * p * p), config.output_dtype, batch.device)
     use_pillow = batch.device.type == "cpu" and pillow_cpu.available() and not needs_grad
     offsets = np.cumsum([0] + rows).tolist()
     if batch.stacked is not None and not use_pillow:  # one resize call for a whole [B, T, C, H, W] batch

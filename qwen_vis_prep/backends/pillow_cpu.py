@@ -66,13 +66,20 @@ def _split(n: int, parts: int, align: int = 1) -> list[tuple[int, int]]:
     return [(a, b) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
 
 
-def preprocess_into(x: torch.Tensor, size: tuple[int, int], order: str, out: torch.Tensor, normalize_fn,
+# Rows of merge windows normalised per step of the last pass: about a MB of float32, so the in-place
+# normalisation of a chunk runs in cache before its temporal copies are written out.
+_CHUNK_WINDOW_ROWS = 4
+
+
+def preprocess_into(x: torch.Tensor, size: tuple[int, int], order: str, out: torch.Tensor, normalize_into,
                     patch_size: int, merge_size: int, temporal_patch_size: int, pool, parts: int) -> None:
     """Pillow resize + normalise + patchify of one CPU uint8 image ``[3, H, W]`` into ``out [rows, dim]``.
 
     The image is cut into ``parts`` strips per pass (rows for a horizontal pass, columns for a vertical one:
     each Pillow pass treats those independently, so the result is exact) and the strips run on ``pool``;
-    the last pass of each strip is patchified straight into its own rows of ``out``.
+    the last pass of each strip is normalised straight into its own rows of ``out`` (``normalize_into(u8,
+    dst)`` writes the first temporal copy, a row of merge windows at a time, and the others are copied from
+    it), with no image-sized float temporary.
     """
     in_h, in_w = x.shape[-2:]
     h, w = size
@@ -105,8 +112,14 @@ def preprocess_into(x: torch.Tensor, size: tuple[int, int], order: str, out: tor
             region = _pillow_resize(cur[r[0]:r[1]], r[1] - r[0], w) if passes else cur[r[0]:r[1]]
             dst = out_blocks[r[0] // block:r[1] // block]
         bh, bw = region.shape[0] // block, region.shape[1] // block
-        u8 = _tensor(region).view(bh, m, p, bw, m, p, 3).permute(0, 3, 1, 4, 6, 2, 5)
-        y = normalize_fn(u8.contiguous().view(bh, bw, m, m, 3, p * p))  # float32 [bh, bw, m, m, 3, p*p]
-        dst.view(bh, bw, m, m, 3, t, p * p).copy_(y.unsqueeze(5).expand(bh, bw, m, m, 3, t, p * p))
+        u8 = _tensor(region).view(bh, m, p, bw, m, p, 3).permute(0, 3, 1, 4, 6, 2, 5)  # [bh, bw, m, m, 3, p, p]
+        slots = dst.view(bh, bw, m, m, 3, t, p, p)
+        direct = out.dtype == torch.float32  # else normalise in float32 and cast once per copy
+        for i in range(0, bh, _CHUNK_WINDOW_ROWS):
+            rows = slice(i, i + _CHUNK_WINDOW_ROWS)
+            values = slots[rows, :, :, :, :, 0] if direct else torch.empty(u8[rows].shape)
+            normalize_into(u8[rows], values)
+            for k in range(1 if direct else 0, t):
+                slots[rows, :, :, :, :, k].copy_(values)
 
     list(run(final, _split(w if last_vertical else h, parts, block)))
