@@ -198,7 +198,9 @@ def _run_torch(batch: ImageBatch, sizes: list[tuple[int, int]], row_offsets: lis
             _process_torch(img[None], sizes[i], config, rows)
 
     if cpu and len(batch.images) > 1 and parts == 1:
-        list(thread_pool().map(work, range(len(batch.images))))
+        # largest first, so no big image starts last and runs alone on one core (each writes its own rows)
+        order = sorted(range(len(batch.images)), key=lambda i: -batch.images[i].shape[-1] * batch.images[i].shape[-2])
+        list(thread_pool().map(work, order))
     else:
         for i in range(len(batch.images)):
             work(i)

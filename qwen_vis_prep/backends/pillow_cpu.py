@@ -83,9 +83,15 @@ def preprocess_into(x: torch.Tensor, size: tuple[int, int], order: str, out: tor
     """
     in_h, in_w = x.shape[-2:]
     h, w = size
-    passes = separable_passes(in_h, in_w, h, w, pillow_vertical_first(in_h, in_w, h, w, order))
-    run = pool.map if pool is not None and parts > 1 else map
+    p, m, t = patch_size, merge_size, temporal_patch_size
+    block = p * m
+    out_blocks = out.view(h // block, w // block, m * m, -1)
     cur = np.ascontiguousarray(x.permute(1, 2, 0).numpy())
+    if pool is None or parts <= 1:  # one task: Pillow's own two passes, no strips to assemble
+        region = resize_hwc(cur, size, order) if (in_h, in_w) != (h, w) else cur
+        _normalize_region(region, out_blocks, normalize_into, p, m, t)
+        return
+    passes = separable_passes(in_h, in_w, h, w, pillow_vertical_first(in_h, in_w, h, w, order))
     for vertical, n in passes[:-1]:  # first of two passes: strips along the side it does not resample
         mid = np.empty((n, cur.shape[1], 3) if vertical else (cur.shape[0], n, 3), dtype=np.uint8)
 
@@ -95,14 +101,11 @@ def preprocess_into(x: torch.Tensor, size: tuple[int, int], order: str, out: tor
             else:
                 dst[r[0]:r[1]] = _pillow_resize(src[r[0]:r[1]], r[1] - r[0], n)
 
-        list(run(first, _split(cur.shape[1] if vertical else cur.shape[0], parts)))
+        list(pool.map(first, _split(cur.shape[1] if vertical else cur.shape[0], parts)))
         cur = mid
     # The last pass (if any) runs in strips of whole merge windows: rows of windows when it is horizontal
     # (or absent), columns when vertical; each strip is patchified straight into its own rows of ``out``.
     last_vertical = bool(passes) and passes[-1][0]
-    p, m, t = patch_size, merge_size, temporal_patch_size
-    block = p * m
-    out_blocks = out.view(h // block, w // block, m * m, -1)
 
     def final(r):
         if last_vertical:
@@ -111,15 +114,22 @@ def preprocess_into(x: torch.Tensor, size: tuple[int, int], order: str, out: tor
         else:
             region = _pillow_resize(cur[r[0]:r[1]], r[1] - r[0], w) if passes else cur[r[0]:r[1]]
             dst = out_blocks[r[0] // block:r[1] // block]
-        bh, bw = region.shape[0] // block, region.shape[1] // block
-        u8 = _tensor(region).view(bh, m, p, bw, m, p, 3).permute(0, 3, 1, 4, 6, 2, 5)  # [bh, bw, m, m, 3, p, p]
-        slots = dst.view(bh, bw, m, m, 3, t, p, p)
-        direct = out.dtype == torch.float32  # else normalise in float32 and cast once per copy
-        for i in range(0, bh, _CHUNK_WINDOW_ROWS):
-            rows = slice(i, i + _CHUNK_WINDOW_ROWS)
-            values = slots[rows, :, :, :, :, 0] if direct else torch.empty(u8[rows].shape)
-            normalize_into(u8[rows], values)
-            for k in range(1 if direct else 0, t):
-                slots[rows, :, :, :, :, k].copy_(values)
+        _normalize_region(region, dst, normalize_into, p, m, t)
 
-    list(run(final, _split(w if last_vertical else h, parts, block)))
+    list(pool.map(final, _split(w if last_vertical else h, parts, block)))
+
+
+def _normalize_region(region: np.ndarray, dst: torch.Tensor, normalize_into, p: int, m: int, t: int) -> None:
+    """Patchify + normalise ``region [h, w, 3] uint8`` into ``dst [h / (p m), w / (p m), m * m, 3 t p p]``
+    (a view of the output rows), ``_CHUNK_WINDOW_ROWS`` rows of merge windows at a time."""
+    block = p * m
+    bh, bw = region.shape[0] // block, region.shape[1] // block
+    u8 = _tensor(region).view(bh, m, p, bw, m, p, 3).permute(0, 3, 1, 4, 6, 2, 5)  # [bh, bw, m, m, 3, p, p]
+    slots = dst.view(bh, bw, m, m, 3, t, p, p)
+    direct = dst.dtype == torch.float32  # else normalise in float32 and cast once per copy
+    for i in range(0, bh, _CHUNK_WINDOW_ROWS):
+        rows = slice(i, i + _CHUNK_WINDOW_ROWS)
+        values = slots[rows, :, :, :, :, 0] if direct else torch.empty(u8[rows].shape)
+        normalize_into(u8[rows], values)
+        for k in range(1 if direct else 0, t):
+            slots[rows, :, :, :, :, k].copy_(values)
