@@ -3,8 +3,9 @@
 A same-shape batch takes at most two launches (first separable pass into a uint8/float32 scratch, then the
 last pass fused with normalisation + patchify + cast, writing each output element once); no resize is one
 launch. Ragged lists are grouped by shape: two launches per distinct shape. Every table (filter taps,
-level table, normalisation constants, row offsets) comes from a device-side LRU cache, so a warm call does
-no host<->device copy and no sync, and can be captured in a CUDA graph.
+level table, normalisation constants, row offsets) comes from a device-side LRU cache and every launch from
+a cached plan, so a warm call does no host<->device copy and no sync, and can be captured in a CUDA graph.
+The first call for a new size uploads its tables and waits for them (see ``resample_tables.upload_table``).
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ from ...resample_tables import (DEVICE_TABLES, DeviceTableCache, device_taps, fl
 from ...sizing import pillow_vertical_first, separable_passes
 from .. import torch_ref
 
-# Launch shapes; benchmarks/gpu_sweep.py times alternatives on a GPU (plans are keyed by these values).
-# The defaults won benchmarks/gpu_sweep.py on an H200 (benchmarks/RESULTS.md, run 2).
+# Launch shapes (plans are keyed by them): the winners of benchmarks/gpu_sweep.py on an H200
+# (benchmarks/RESULTS.md, run 2).
 GPU_TUNING = {"pass_block_r": 1, "pass_block_q": 512, "pass_warps": 2, "patch_block": 1, "patch_warps": 2,
               "patch_norm": "arith"}
 TUNING = dict(GPU_TUNING)
