@@ -78,8 +78,10 @@ def to_levels(x: torch.Tensor, input_range: str) -> torch.Tensor:
     if x.dtype == torch.uint8:
         return x
     if input_range == "0-1":  # scale in float32 at least: half precision would misplace ~5% of levels
-        x = x.to(torch.float64 if x.dtype == torch.float64 else torch.float32) * 255.0
-    return x.clamp(0, 255).round().to(torch.uint8)
+        y = (x.to(torch.float64 if x.dtype == torch.float64 else torch.float32) * 255.0).clamp_(0, 255)
+    else:
+        y = x.clamp(0, 255)
+    return y.round_().to(torch.uint8)  # in place on our own copy: one full-size float temporary, not two
 
 
 def to_float_scale(x: torch.Tensor, input_range: str) -> torch.Tensor:

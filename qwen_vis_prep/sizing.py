@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 from .config import check_positive_int
@@ -45,11 +46,16 @@ def fit_pixel_budget(height: int, width: int, factor: int, min_pixels: int, max_
     return h_bar, w_bar
 
 
+# Sizing runs on every call; the same few image sizes come back again and again. Keyed on plain ints only
+# (target_size converts), so a bool can never hit an int's entry and skip smart_resize's checks.
+_smart_resize_cached = functools.lru_cache(maxsize=4096)(smart_resize)
+
+
 def target_size(height: int, width: int, config) -> tuple[int, int]:
     """The resized ``(h, w)`` of one image under ``config`` (``smart_resize``, or the input size when
     ``do_resize`` is off, which must then already be a multiple of ``patch_size * merge_size``)."""
     if config.do_resize:
-        return smart_resize(height, width, config.factor, config.min_pixels, config.max_pixels)
+        return _smart_resize_cached(int(height), int(width), config.factor, config.min_pixels, config.max_pixels)
     if height % config.factor or width % config.factor:
         raise ValueError(f"with do_resize=False both sides must be multiples of patch_size*merge_size="
                          f"{config.factor}, got height={height}, width={width}")

@@ -11,6 +11,7 @@ The first call for a new size uploads its tables and waits for them (see ``resam
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 
@@ -100,6 +101,7 @@ class _Launcher:
             self.compiled = result
 
 
+@functools.lru_cache(maxsize=None)
 def _triton_importable() -> tuple[bool, str]:
     try:
         import triton  # noqa: F401
