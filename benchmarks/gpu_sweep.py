@@ -22,11 +22,14 @@ import torch
 import qwen_vis_prep as qvp
 from qwen_vis_prep.backends.triton import ops
 
-PASS_VARIANTS = [(1, 512, 2), (1, 1024, 4), (1, 512, 4), (1, 256, 2), (1, 256, 1), (1, 2048, 8), (1, 1024, 8),
-                 (2, 512, 4), (8, 128, 4)]
-# (normalisation, tile rows, warps); the fused tile is [rows, PP_PAD]
-PATCH_VARIANTS = [("arith", 1, 2), ("table", 1, 2), ("arith", 2, 2), ("arith", 4, 4), ("table", 4, 4),
-                  ("arith", 8, 4), ("arith", 1, 1), ("arith", 2, 4)]
+# (rows, columns, warps, filter-table layout)
+PASS_VARIANTS = [(1, 512, 2, "out-major"), (1, 512, 2, "tap-major"), (1, 1024, 4, "out-major"),
+                 (1, 1024, 4, "tap-major"), (1, 256, 2, "tap-major"), (2, 512, 4, "tap-major"), (4, 256, 4, "tap-major"),
+                 (8, 128, 4, "tap-major"), (1, 256, 1, "out-major"), (1, 2048, 8, "tap-major")]
+# (normalisation, tile rows, warps, filter-table layout); the fused tile is [rows, PP_PAD]
+PATCH_VARIANTS = [("arith", 1, 2, "out-major"), ("arith", 1, 2, "tap-major"), ("table", 1, 2, "out-major"),
+                  ("arith", 2, 2, "tap-major"), ("arith", 4, 4, "out-major"), ("arith", 4, 4, "tap-major"),
+                  ("arith", 1, 1, "tap-major"), ("arith", 2, 4, "tap-major")]
 
 
 def _time(fn) -> float:
@@ -96,7 +99,7 @@ def main(argv: list[str]) -> None:
           f"{n1}x{hd}x{wd} -> {th}x{tw}, {n4}x{h4}x{w4} -> {th4}x{tw4}\n")
 
     def set_pass(v):
-        ops.TUNING.update(pass_block_r=v[0], pass_block_q=v[1], pass_warps=v[2])
+        ops.TUNING.update(pass_block_r=v[0], pass_block_q=v[1], pass_warps=v[2], pass_taps=v[3])
 
     def step(x, n, vertical):
         plan = ops._Pass(tuple(x.shape), x.stride(), n, vertical, True, x.device)
@@ -105,7 +108,7 @@ def main(argv: list[str]) -> None:
     pass_cases = lambda: [("1080p horizontal", step(x1, tw, False)),  # noqa: E731
                           ("1080p vertical", step(x1, th, True)),
                           ("4K horizontal", step(x4, tw4, False))]
-    best_pass = _pick(pass_variants, pass_cases, set_pass, "pass 1 (rows, cols, warps)")
+    best_pass = _pick(pass_variants, pass_cases, set_pass, "pass 1 (rows, cols, warps, tables)")
     set_pass(best_pass)
 
     scratch = ops._Pass(tuple(x1.shape), x1.stride(), tw, False, True, x1.device).run(x1)
@@ -122,12 +125,12 @@ def main(argv: list[str]) -> None:
         return run
 
     def set_patch(v):
-        ops.TUNING.update(patch_norm=v[0], patch_block=v[1], patch_warps=v[2])
+        ops.TUNING.update(patch_norm=v[0], patch_block=v[1], patch_warps=v[2], patch_taps=v[3])
 
     patch_cases = lambda: [("fused 1080p fp32", fused(scratch, (th, tw), cfg)),  # noqa: E731
                            ("fused 1080p bf16", fused(scratch, (th, tw), cfg16)),
                            ("448 no resize", fused(x448, (s448, s448), cfg))]
-    best_patch = _pick(patch_variants, patch_cases, set_patch, "fused pass (norm, rows, warps)")
+    best_patch = _pick(patch_variants, patch_cases, set_patch, "fused pass (norm, rows, warps, tables)")
     set_patch(best_patch)
     ops.PLANS.clear()
     print("TUNING", json.dumps(ops.TUNING))

@@ -150,11 +150,12 @@ def padded_taps(taps: int) -> int:
     return taps if taps <= 16 else -(-taps // 16) * 16
 
 
-def device_taps(in_size: int, out_size: int, mode: str, device: torch.device, width: int | None = None
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+def device_taps(in_size: int, out_size: int, mode: str, device: torch.device, width: int | None = None,
+                tap_major: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """``(index int32 [out, taps], weight [out, taps])`` on ``device`` (int32 for "pil", float32 for
     "float"), cached. ``width`` pads each row to that many taps with weight 0 at the clamped next index
-    (the same rule as unused taps), which adds exact zeros."""
+    (the same rule as unused taps), which adds exact zeros. ``tap_major`` stores both transposed,
+    ``[taps, out]`` (contiguous)."""
     device = torch.device(device)
 
     def make():
@@ -164,7 +165,9 @@ def device_taps(in_size: int, out_size: int, mode: str, device: torch.device, wi
             nxt = idx[:, :1] + np.arange(idx.shape[1], width, dtype=np.int64)[None, :]
             idx = np.concatenate([idx, np.minimum(nxt, in_size - 1).astype(np.int32)], axis=1)
             w = np.concatenate([w, np.zeros((w.shape[0], extra), dtype=w.dtype)], axis=1)
+        if tap_major:
+            idx, w = idx.T, w.T
         return upload_table(torch.from_numpy(np.ascontiguousarray(idx)), device), \
             upload_table(torch.from_numpy(np.ascontiguousarray(w)), device)
 
-    return DEVICE_TABLES.get((in_size, out_size, mode, str(device), width), make)
+    return DEVICE_TABLES.get((in_size, out_size, mode, str(device), width, tap_major), make)

@@ -199,6 +199,9 @@ def test_same_shape_different_alignment():
                  id="table-norm"),
     pytest.param(dict(pass_block_r=32, pass_block_q=32, pass_warps=8, patch_block=8, patch_warps=8),
                  id="large-blocks"),
+    pytest.param(dict(pass_taps="tap-major", patch_taps="tap-major"), id="tap-major-tables"),
+    pytest.param(dict(triton_ops.GPU_TUNING, pass_taps="tap-major", patch_taps="tap-major"),
+                 id="gpu-defaults-tap-major"),
 ])
 def test_launch_shapes_do_not_change_results(monkeypatch, tuning):
     """Every launch shape the GPU sweep may pick gives the same bits (edge tiles are clamped and masked)."""
@@ -228,6 +231,7 @@ def test_batches_beyond_the_grid_limit_are_split(monkeypatch):
     ('{"patch_block": true}', "power of two"),
     ('{"block": 64}', "takes keys"),
     ('{"patch_norm": "lut"}', "one of"),
+    ('{"pass_taps": "rows"}', "one of"),
     ('[1, 2]', "takes keys"),
 ])
 def test_tuning_override_is_validated(monkeypatch, raw, match):
@@ -244,11 +248,14 @@ def test_tuning_override_applies(monkeypatch):
     assert triton_ops.TUNING["patch_block"] == 512 and triton_ops.TUNING["pass_warps"] == 2
 
 
-def test_long_filters_use_padded_tap_counts():
+@pytest.mark.parametrize("tap_layout", ["out-major", "tap-major"])
+def test_long_filters_use_padded_tap_counts(monkeypatch, tap_layout):
     """Downscales beyond 3.75x compile for a tap count rounded up to a multiple of 16 (zero-weight taps added
     to the tables); the result must not change. 400 -> 23 is 17.4x: 71 taps, run as 80."""
     from qwen_vis_prep.resample_tables import padded_taps, pil_taps
 
+    monkeypatch.setattr(triton_ops, "TUNING",
+                        {**triton_ops.TUNING, "pass_taps": tap_layout, "patch_taps": tap_layout})
     assert pil_taps(400, 23)[0].shape[1] == 71 and padded_taps(71) == 80 and padded_taps(13) == 13
     x = _img(400, 90, seed=22)
     for mode in ("pil", "float"):

@@ -24,15 +24,26 @@ AXIS_COLS = 2       # resample along x
 
 
 @triton.jit
+def _tap(o, k, n_out, TAPS: tl.constexpr, TAP_MAJOR: tl.constexpr):
+    """Offset of tap ``k`` of output ``o`` in a filter table: ``[TAPS, n_out]`` (tap-major, so one tap of
+    neighbouring outputs is contiguous) or ``[n_out, TAPS]``."""
+    if TAP_MAJOR:
+        return k * n_out + o
+    else:
+        return o * TAPS + k
+
+
+@triton.jit
 def _resample_pass_kernel(src_ptr, dst_ptr, idx_ptr, w_ptr,
                           n_r, n_q, n_in, n_qb,
                           s_b, s_c, s_r, s_q,
                           TAPS: tl.constexpr, VERTICAL: tl.constexpr, PIL: tl.constexpr,
-                          BLOCK_R: tl.constexpr, BLOCK_Q: tl.constexpr):
+                          BLOCK_R: tl.constexpr, BLOCK_Q: tl.constexpr, TAP_MAJOR: tl.constexpr):
     """First separable pass: ``dst[b, c, r, q]`` (contiguous ``[B, C, n_r, n_q]``) from ``src`` (any strides).
 
     VERTICAL: ``r`` is resampled through the taps (``n_in`` source rows), ``q`` copied; else ``q`` is.
-    PIL: uint8 -> uint8 fixed point; else float -> float32 with a float64 sum. The ``TAPS`` taps are unrolled
+    PIL: uint8 -> uint8 fixed point; else float -> float32 with a float64 sum. TAP_MAJOR: layout of the
+    filter tables (see ``_tap``). The ``TAPS`` taps are unrolled
     so their loads are all in flight at once; out-of-range lanes are clamped (not masked) so every load is
     in bounds and only the store is masked. Offsets inside one image are int32 (the launcher checks).
     """
@@ -51,18 +62,18 @@ def _resample_pass_kernel(src_ptr, dst_ptr, idx_ptr, w_ptr,
     else:
         acc = tl.zeros((BLOCK_R, BLOCK_Q), tl.float64)
     if VERTICAL:
-        start = tl.load(idx_ptr + r * TAPS)
+        start = tl.load(idx_ptr + _tap(r, 0, n_r, TAPS, TAP_MAJOR))
         col = q * s_q
     else:
-        start = tl.load(idx_ptr + q * TAPS)
+        start = tl.load(idx_ptr + _tap(q, 0, n_q, TAPS, TAP_MAJOR))
         row = r * s_r
     for k in tl.static_range(TAPS):
         src_i = tl.minimum(start + k, n_in - 1)  # == the table's clamped index of tap k
         if VERTICAL:
-            wk = tl.load(w_ptr + r * TAPS + k)[:, None]
+            wk = tl.load(w_ptr + _tap(r, k, n_r, TAPS, TAP_MAJOR))[:, None]
             v = tl.load(base + ((src_i * s_r)[:, None] + col[None, :]))
         else:
-            wk = tl.load(w_ptr + q * TAPS + k)[None, :]
+            wk = tl.load(w_ptr + _tap(q, k, n_q, TAPS, TAP_MAJOR))[None, :]
             v = tl.load(base + (row[:, None] + (src_i * s_q)[None, :]))
         if PIL:
             acc += v.to(tl.int32) * wk
@@ -77,11 +88,12 @@ def _resample_pass_kernel(src_ptr, dst_ptr, idx_ptr, w_ptr,
 
 @triton.jit
 def _patchify_kernel(src_ptr, out_ptr, idx_ptr, w_ptr, lut_ptr, norm_ptr, rows_ptr,
-                     rows_per_image, first_row, blocks_w, n_in,
+                     rows_per_image, first_row, blocks_w, n_in, n_out,
                      s_b, s_c, s_y, s_x,
                      SRC: tl.constexpr, AXIS: tl.constexpr, HAS_ROW_TABLE: tl.constexpr,
                      C: tl.constexpr, P: tl.constexpr, M: tl.constexpr, T: tl.constexpr,
-                     TAPS: tl.constexpr, PP_PAD: tl.constexpr, BLOCK: tl.constexpr, ARITH: tl.constexpr):
+                     TAPS: tl.constexpr, PP_PAD: tl.constexpr, BLOCK: tl.constexpr, ARITH: tl.constexpr,
+                     TAP_MAJOR: tl.constexpr):
     """Last pass fused with normalisation, the patch permute, the temporal repeat and the output cast.
 
     Program ``(i, band, b)`` works on one band of ``P`` output rows of image ``b`` (the ``band``-th row of
@@ -91,7 +103,8 @@ def _patchify_kernel(src_ptr, out_ptr, idx_ptr, w_ptr, lut_ptr, norm_ptr, rows_p
     with vectorised stores, and what depends only on the row inside the patch (the taps of a vertical pass)
     is loaded once per tile column. Every divisor in the index math is a compile-time constant.
 
-    ``AXIS`` picks the resampled side of ``src`` (none, rows or columns; ``n_in`` source samples), ``SRC``
+    ``AXIS`` picks the resampled side of ``src`` (none, rows or columns; ``n_in`` source samples, ``n_out``
+    resampled ones, the filter tables laid out as ``TAP_MAJOR`` says, see ``_tap``), ``SRC``
     the arithmetic (see the module doc) and ``TAPS`` the unrolled filter length. Levels are normalised
     either by gathering the ``[3, 256]`` level table or, with ``ARITH``, by float64 steps each rounded to
     float32 (``level * scale``, ``- mean``, ``* (1 / std)``), which the launcher selects only where it
@@ -133,19 +146,19 @@ def _patchify_kernel(src_ptr, out_ptr, idx_ptr, w_ptr, lut_ptr, norm_ptr, rows_p
         else:
             acc = tl.zeros((BLOCK, PP_PAD), tl.float64)
         if AXIS == 1:
-            start = tl.load(idx_ptr + y * TAPS)                          # [PP_PAD]
+            start = tl.load(idx_ptr + _tap(y, 0, n_out, TAPS, TAP_MAJOR))  # [PP_PAD]
             off = col0[:, None] + (px * s_x)[None, :]
         else:
             x = (patch_x * P)[:, None] + px[None, :]                     # [BLOCK, PP_PAD]
-            start = tl.load(idx_ptr + x * TAPS)
+            start = tl.load(idx_ptr + _tap(x, 0, n_out, TAPS, TAP_MAJOR))
             off = (c * s_c)[:, None] + (y * s_y)[None, :]
         for k in tl.static_range(TAPS):
             src_i = tl.minimum(start + k, n_in - 1)
             if AXIS == 1:
-                wk = tl.load(w_ptr + y * TAPS + k)[None, :]
+                wk = tl.load(w_ptr + _tap(y, k, n_out, TAPS, TAP_MAJOR))[None, :]
                 v = tl.load(base + (off + (src_i * s_y)[None, :]))
             else:
-                wk = tl.load(w_ptr + x * TAPS + k)
+                wk = tl.load(w_ptr + _tap(x, k, n_out, TAPS, TAP_MAJOR))
                 v = tl.load(base + (off + src_i * s_x))
             if SRC == 0:
                 acc += v.to(tl.int32) * wk

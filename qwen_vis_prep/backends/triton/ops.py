@@ -26,10 +26,13 @@ from .. import torch_ref
 
 # Launch shapes (plans are keyed by them): the winners of benchmarks/gpu_sweep.py on an H200
 # (benchmarks/RESULTS.md, run 2).
-GPU_TUNING = {"pass_block_r": 1, "pass_block_q": 512, "pass_warps": 2, "patch_block": 1, "patch_warps": 2,
-              "patch_norm": "arith"}
+GPU_TUNING = {"pass_block_r": 1, "pass_block_q": 512, "pass_warps": 2, "pass_taps": "out-major",
+              "patch_block": 1, "patch_warps": 2, "patch_norm": "arith", "patch_taps": "out-major"}
 TUNING = dict(GPU_TUNING)
-_TUNING_CHOICES = {"patch_norm": ("table", "arith")}
+# "tap-major" filter tables make one tap of neighbouring outputs contiguous (coalesced loads). It is not
+# yet timed on a GPU, so it waits in benchmarks/gpu_sweep.py instead of being the default.
+_TAP_LAYOUTS = ("out-major", "tap-major")
+_TUNING_CHOICES = {"patch_norm": ("table", "arith"), "pass_taps": _TAP_LAYOUTS, "patch_taps": _TAP_LAYOUTS}
 # Triton's CPU interpreter pays per program, so it runs bigger tiles; the results do not depend on the
 # launch shape (tests/test_triton.py checks the GPU defaults and others in the interpreter too).
 _INTERPRETER_TUNING = {"pass_block_r": 8, "pass_block_q": 128, "pass_warps": 4, "patch_block": 16,
@@ -178,10 +181,13 @@ def _check_int32_extent(shape: tuple[int, ...], strides: tuple[int, ...]) -> Non
                          f"{tuple(shape)}; use backend='torch'")
 
 
-def _kernel_taps(n_in: int, n: int, pil: bool, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Device tap tables padded to the tap count the kernels are compiled for (see ``padded_taps``)."""
-    taps = (pil_taps if pil else float_taps)(n_in, n)[0].shape[1]  # host tables, lru-cached
-    return device_taps(n_in, n, "pil" if pil else "float", device, width=padded_taps(taps))
+def _kernel_taps(n_in: int, n: int, pil: bool, device: torch.device, tap_major: bool
+                 ) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """``(index, weight, taps)``: device tap tables padded to the tap count the kernels are compiled for (see
+    ``padded_taps``), laid out ``[n, taps]``, or ``[taps, n]`` when ``tap_major``."""
+    taps = padded_taps((pil_taps if pil else float_taps)(n_in, n)[0].shape[1])  # host tables, lru-cached
+    idx, wts = device_taps(n_in, n, "pil" if pil else "float", device, width=taps, tap_major=tap_major)
+    return idx, wts, taps
 
 
 def _tuning() -> tuple:
@@ -199,7 +205,8 @@ class _Pass:
         b, c, h, w = shape
         _check_int32_extent(shape, strides)
         n_in = h if vertical else w
-        idx, wts = _kernel_taps(n_in, n, pil, device)
+        tap_major = TUNING["pass_taps"] == "tap-major"
+        idx, wts, taps = _kernel_taps(n_in, n, pil, device, tap_major)
         n_r, n_q = (n, w) if vertical else (h, n)
         _check_int32_extent((b, c, n_r, n_q), (c * n_r * n_q, n_r * n_q, n_q, 1))
         block_r, block_q = TUNING["pass_block_r"], TUNING["pass_block_q"]
@@ -207,8 +214,8 @@ class _Pass:
         from .kernels import _resample_pass_kernel
 
         self.launch = _Launcher(_resample_pass_kernel, (-(-n_r // block_r) * n_qb, c, b),
-                                dict(TAPS=idx.shape[1], VERTICAL=vertical, PIL=pil, BLOCK_R=block_r,
-                                     BLOCK_Q=block_q, num_warps=TUNING["pass_warps"]))
+                                dict(TAPS=taps, VERTICAL=vertical, PIL=pil, BLOCK_R=block_r, BLOCK_Q=block_q,
+                                     TAP_MAJOR=tap_major, num_warps=TUNING["pass_warps"]))
         self.args = (idx, wts, n_r, n_q, n_in, n_qb, *strides)
         self.dst_shape = (b, c, n_r, n_q)
         self.dst_dtype = torch.uint8 if pil else torch.float32
@@ -275,10 +282,9 @@ class _GroupPlan:
             vertical, n = passes[0]
             axis = 1 if vertical else 2
             n_in = shape[2] if vertical else shape[3]
-            idx, wts = _kernel_taps(n_in, n, pil, device)
-            taps = idx.shape[1]
+            idx, wts, taps = _kernel_taps(n_in, n, pil, device, TUNING["patch_taps"] == "tap-major")
         else:
-            axis, n_in, idx, wts, taps = 0, 1, norm, norm, 1  # unused placeholders
+            axis, n_in, n, idx, wts, taps = 0, 1, 1, norm, norm, 1  # unused placeholders
         p, m, t = config.patch_size, config.merge_size, config.image_frames
         rows = (h // p) * (w // p)
         blocks_w = w // (p * m)
@@ -290,8 +296,9 @@ class _GroupPlan:
         self.launch = _Launcher(_patchify_kernel, (-(-(blocks_w * m * c) // block), h // p, b),
                                 dict(SRC=kind, AXIS=axis, HAS_ROW_TABLE=row_offsets is not None, C=c, P=p, M=m,
                                      T=t, TAPS=taps, PP_PAD=1 << (p * p - 1).bit_length(), BLOCK=block,
-                                     ARITH=arith, num_warps=TUNING["patch_warps"]))
-        self.args = (idx, wts, level_table(config, device), norm, rows_t, rows, first_row, blocks_w, n_in,
+                                     ARITH=arith, TAP_MAJOR=TUNING["patch_taps"] == "tap-major",
+                                     num_warps=TUNING["patch_warps"]))
+        self.args = (idx, wts, level_table(config, device), norm, rows_t, rows, first_row, blocks_w, n_in, n,
                      *strides)
 
     def run(self, src: torch.Tensor, out: torch.Tensor) -> None:
