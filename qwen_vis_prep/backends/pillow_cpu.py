@@ -78,8 +78,9 @@ def preprocess_into(x: torch.Tensor, size: tuple[int, int], order: str, out: tor
     The image is cut into ``parts`` strips per pass (rows for a horizontal pass, columns for a vertical one:
     each Pillow pass treats those independently, so the result is exact) and the strips run on ``pool``;
     the last pass of each strip is normalised straight into its own rows of ``out`` (``normalize_into(u8,
-    dst)`` writes the first temporal copy, a row of merge windows at a time, and the others are copied from
-    it), with no image-sized float temporary.
+    dst)`` writes the first temporal copy, a few rows of merge windows at a time, and the others are copied
+    from it), with no image-sized float temporary. With one part (or no pool) the image is a single task:
+    one Pillow call does both passes.
     """
     in_h, in_w = x.shape[-2:]
     h, w = size
