@@ -122,15 +122,16 @@ def preprocess_into(x: torch.Tensor, size: tuple[int, int], order: str, out: tor
 
 def _normalize_region(region: np.ndarray, dst: torch.Tensor, normalize_into, p: int, m: int, t: int) -> None:
     """Patchify + normalise ``region [h, w, 3] uint8`` into ``dst [h / (p m), w / (p m), m * m, 3 t p p]``
-    (a view of the output rows), ``_CHUNK_WINDOW_ROWS`` rows of merge windows at a time."""
+    (a view of the output rows), ``_CHUNK_WINDOW_ROWS`` rows of merge windows at a time: the chunk's levels
+    are gathered into patch order (uint8, contiguous), normalised in a small float32 buffer that stays in
+    cache, and written to all ``t`` temporal copies (cast to the output dtype) with one copy."""
     block = p * m
     bh, bw = region.shape[0] // block, region.shape[1] // block
     u8 = _tensor(region).view(bh, m, p, bw, m, p, 3).permute(0, 3, 1, 4, 6, 2, 5)  # [bh, bw, m, m, 3, p, p]
     slots = dst.view(bh, bw, m, m, 3, t, p, p)
-    direct = dst.dtype == torch.float32  # else normalise in float32 and cast once per copy
+    buffer = torch.empty(min(bh, _CHUNK_WINDOW_ROWS) * bw * m * m * 3 * p * p)
     for i in range(0, bh, _CHUNK_WINDOW_ROWS):
-        rows = slice(i, i + _CHUNK_WINDOW_ROWS)
-        values = slots[rows, :, :, :, :, 0] if direct else torch.empty(u8[rows].shape)
-        normalize_into(u8[rows], values)
-        for k in range(1 if direct else 0, t):
-            slots[rows, :, :, :, :, k].copy_(values)
+        levels = u8[i:i + _CHUNK_WINDOW_ROWS].contiguous()
+        values = buffer[:levels.numel()].view(levels.shape)
+        normalize_into(levels, values)
+        slots[i:i + _CHUNK_WINDOW_ROWS].copy_(values.unsqueeze(5).expand(*values.shape[:5], t, p, p))
