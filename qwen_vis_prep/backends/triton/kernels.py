@@ -174,20 +174,16 @@ def _patchify_kernel(src_ptr, out_ptr, idx_ptr, w_ptr, lut_ptr, norm_ptr, rows_p
             level = tl.where(tie_odd, r - 1.0, r).to(tl.int32)
         else:
             val = acc.to(tl.float32)
-    if SRC == 2:
-        scale = tl.load(norm_ptr)
-        mean = tl.load(norm_ptr + 1 + c)[:, None]
-        std = tl.load(norm_ptr + 4 + c)[:, None]
-        val = (val.to(tl.float64) * scale).to(tl.float32)
-        val = (val.to(tl.float64) - mean).to(tl.float32)
-        val = (val.to(tl.float64) / std).to(tl.float32)
-    elif ARITH:
-        scale = tl.load(norm_ptr)
-        mean = tl.load(norm_ptr + 1 + c)[:, None]
-        inv_std = tl.load(norm_ptr + 7 + c)[:, None]
-        val = (level.to(tl.float64) * scale).to(tl.float32)
-        val = (val.to(tl.float64) - mean).to(tl.float32)
-        val = (val.to(tl.float64) * inv_std).to(tl.float32)
+    if SRC == 2 or ARITH:
+        # float64 constants loaded as such: the compiler cannot narrow these steps back to (possibly
+        # contracted or approximate) float32 arithmetic
+        x = val if SRC == 2 else level
+        x = (x.to(tl.float64) * tl.load(norm_ptr)).to(tl.float32)
+        x = (x.to(tl.float64) - tl.load(norm_ptr + 1 + c)[:, None]).to(tl.float32)
+        if SRC == 2:  # float input: the true float32 quotient
+            val = (x.to(tl.float64) / tl.load(norm_ptr + 4 + c)[:, None]).to(tl.float32)
+        else:  # levels: the reciprocal, checked against the level table by the launcher
+            val = (x.to(tl.float64) * tl.load(norm_ptr + 7 + c)[:, None]).to(tl.float32)
     else:
         val = tl.load(lut_ptr + ((c * 256)[:, None] + level))
     if HAS_ROW_TABLE:

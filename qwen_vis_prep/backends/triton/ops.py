@@ -139,10 +139,11 @@ def _device_guard(t: torch.Tensor):
 def _host_norm_vector(config: VisionPreprocessConfig) -> torch.Tensor:
     """float64 ``[scale, mean0..2, std0..2, 1/std0..2]``: the float32 constants of ``torch_ref.normalize``
     (identity values for skipped steps) and the float64 reciprocals of the stds."""
-    scale = config.rescale_factor if config.do_rescale else 1.0
-    mean = config.image_mean if config.do_normalize else (0.0, 0.0, 0.0)
-    std = config.image_std if config.do_normalize else (1.0, 1.0, 1.0)
-    vec = torch.tensor([scale, *mean, *std], dtype=torch.float32).double()
+    from ...functional import normalize_constants
+
+    scale, mean, std = normalize_constants(config, torch.device("cpu"))
+    vec = torch.cat([torch.tensor([1.0 if scale is None else scale], dtype=torch.float32),
+                     torch.zeros(3) if mean is None else mean, torch.ones(3) if std is None else std]).double()
     return torch.cat([vec, 1.0 / vec[4:7]])
 
 
