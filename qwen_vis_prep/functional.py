@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from itertools import accumulate
 from typing import Any, Literal, Sequence
 
+import numpy as np
 import torch
 
 from . import host_memory, sizing
@@ -145,36 +146,40 @@ def _differentiable(images: list[torch.Tensor], sizes: list[tuple[int, int]],
 
 
 @functools.lru_cache(maxsize=64)
-def _cpu_normalizer(config: VisionPreprocessConfig):
-    """``into(u8, dst)``: write the normalised float32 value of every uint8 level of ``u8 [..., 3, P, P]``
-    (channel on dim -3, any strides) into ``dst`` (same shape, float32, any strides), equal to
-    :func:`level_table`.
+def _cpu_normalizer(config: VisionPreprocessConfig, gather_only: bool = False):
+    """``into(levels, dst)``: write the normalised float32 value of every uint8 level of the NumPy array
+    ``levels [..., 3, P, P]`` (channel on axis -3, any strides) into the float32 NumPy array ``dst`` (same
+    shape, any strides), equal to :func:`level_table`.
 
-    In-place float32 ``mul/sub/div`` on ``dst`` itself is several times faster on the CPU than gathering
+    In-place float32 ``multiply/subtract/divide`` on ``dst`` itself is several times faster than gathering
     from the table and needs no temporary; it gives the same bits whenever those float32 operations are
     correctly rounded, which is checked here on all 768 (channel, level) pairs once per config. Should a
-    config ever disagree, the table is gathered.
+    config ever disagree (or with ``gather_only``, for tests), the table is gathered. NumPy rather than torch: the Pillow path calls this from
+    its worker threads, where torch's own intra-op threads would compete with the other workers; NumPy's
+    loops run on the calling thread and release the GIL.
     """
     scale, mean, std = normalize_constants(config, torch.device("cpu"))
-    lut = level_table(config, torch.device("cpu"))
+    lut = level_table(config, torch.device("cpu")).numpy()
+    scale32 = None if scale is None else np.float32(scale)
+    mean3 = None if mean is None else mean.numpy().reshape(3, 1, 1)
+    std3 = None if std is None else std.numpy().reshape(3, 1, 1)
+    offsets = np.arange(0, 3 * 256, 256, dtype=np.intp).reshape(3, 1, 1)
 
-    def arithmetic(u8: torch.Tensor, dst: torch.Tensor) -> None:
-        if scale is not None:
-            torch.mul(u8, scale, out=dst)  # computed in float32, like u8.float() * scale
+    def arithmetic(levels: np.ndarray, dst: np.ndarray) -> None:
+        if scale32 is not None:
+            np.multiply(levels, scale32, out=dst)  # float32 loop: float32(level) * float32(scale)
         else:
-            dst.copy_(u8)
-        if mean is not None:
-            dst.sub_(mean.view(3, 1, 1))
-            dst.div_(std.view(3, 1, 1))
+            np.copyto(dst, levels)
+        if mean3 is not None:
+            np.subtract(dst, mean3, out=dst)
+            np.divide(dst, std3, out=dst)
 
-    def gather(u8: torch.Tensor, dst: torch.Tensor) -> None:
-        offsets = torch.arange(0, 3 * 256, 256, dtype=torch.int64).view(3, 1, 1)
-        dst.copy_(lut.view(-1).take(u8.to(torch.int64) + offsets))
+    def gather(levels: np.ndarray, dst: np.ndarray) -> None:
+        np.take(lut.reshape(-1), levels.astype(np.intp) + offsets, out=dst)
 
-    levels = torch.arange(256, dtype=torch.uint8).expand(3, 256).reshape(3, 16, 16)
-    probe = torch.empty(3, 16, 16)
-    arithmetic(levels, probe)
-    return arithmetic if torch.equal(probe.view(3, 256), lut) else gather
+    probe = np.empty((3, 16, 16), np.float32)
+    arithmetic(np.arange(256, dtype=np.uint8).reshape(1, 16, 16).repeat(3, 0), probe)
+    return arithmetic if not gather_only and np.array_equal(probe.reshape(3, 256), lut) else gather
 
 
 def _run_torch(batch: ImageBatch, sizes: list[tuple[int, int]], row_offsets: list[int],

@@ -290,6 +290,7 @@ FAST_PATH_CONFIGS = [
     pytest.param(_cfg("qwen3-vl", min_pixels=4096, max_pixels=200 * 200), id="qwen3-down"),
     pytest.param(_cfg(max_pixels=300 * 300, compact_images=True), id="qwen2-compact"),
     pytest.param(_cfg(max_pixels=300 * 300, output_dtype=torch.bfloat16), id="qwen2-bf16"),
+    pytest.param(_cfg(max_pixels=300 * 300, output_dtype=torch.float16), id="qwen2-fp16"),
     pytest.param(_cfg(max_pixels=300 * 300, do_normalize=False), id="qwen2-no-normalize"),
     pytest.param(_cfg(), id="qwen2-real-preset"),
 ]
@@ -301,6 +302,48 @@ def test_preprocess_pillow_fast_path_equals_torch_integer_path(rgb_chw, config):
         img = rgb_chw[name]
         got = qvp.preprocess(img, config, backend="torch").pixel_values
         assert torch.equal(got, torch_reference(img, config)), name
+
+
+NORMALIZER_CONFIGS = [
+    pytest.param(_cfg(), id="clip"),
+    pytest.param(_cfg("qwen3-vl"), id="half"),
+    pytest.param(_cfg(image_mean=(0.1, 0.7, 0.33), image_std=(0.07, 0.9, 0.31)), id="odd-mean-std"),
+    pytest.param(_cfg(do_rescale=False), id="no-rescale"),
+    pytest.param(_cfg(do_normalize=False), id="no-normalize"),
+    pytest.param(_cfg(rescale_factor=1 / 127.5), id="other-rescale"),
+]
+
+
+@pytest.mark.parametrize("gather_only", [False, True], ids=["auto", "gather"])
+@pytest.mark.parametrize("config", NORMALIZER_CONFIGS)
+def test_cpu_normalizer_equals_level_table(config, gather_only):
+    """The Pillow path's NumPy normaliser (arithmetic when it is exact, else a gather) gives the level
+    table's values, on a strided [..., 3, P, P] view like the one the Pillow path reads."""
+    into = functional._cpu_normalizer(config, gather_only)
+    lut = functional.level_table(config, torch.device("cpu"))
+    rng = np.random.default_rng(7)
+    hwc = rng.integers(0, 256, (56, 84, 3), dtype=np.uint8)
+    levels = hwc.reshape(2, 2, 14, 3, 2, 14, 3).transpose(0, 3, 1, 4, 6, 2, 5)  # [bh, bw, m, m, 3, p, p]
+    dst = np.full(levels.shape, np.nan, np.float32)
+    into(levels, dst)
+    channel = torch.arange(3).view(3, 1, 1)
+    expected = lut[channel, torch.from_numpy(np.ascontiguousarray(levels)).long()]
+    assert torch.equal(torch.from_numpy(dst), expected)
+    full = np.arange(256, dtype=np.uint8).reshape(1, 16, 16).repeat(3, 0)  # every level of every channel
+    out = np.empty((3, 16, 16), np.float32)
+    into(full, out)
+    assert torch.equal(torch.from_numpy(out).view(3, 256), lut)
+
+
+def test_preprocess_fast_path_with_gathered_levels(rgb_chw, monkeypatch):
+    """The gather fallback, used should the arithmetic ever disagree with the table, through the whole path."""
+    config = _cfg(max_pixels=300 * 300)
+    original = functional._cpu_normalizer
+    monkeypatch.setattr(functional, "_cpu_normalizer", lambda cfg: original(cfg, True))
+    for img in (rgb_chw["astronaut"], [rgb_chw["chelsea"], rgb_chw["rocket"]]):
+        got = qvp.preprocess(img, config, backend="torch").pixel_values
+        imgs = img if isinstance(img, list) else [img]
+        assert torch.equal(got, torch.cat([torch_reference(i, config) for i in imgs]))
 
 
 def test_preprocess_fast_path_ragged_list_and_mixed_sizes(rgb_chw):

@@ -78,10 +78,10 @@ def preprocess_into(x: torch.Tensor, size: tuple[int, int], order: str, out: tor
 
     The image is cut into ``parts`` strips per pass (rows for a horizontal pass, columns for a vertical one:
     each Pillow pass treats those independently, so the result is exact) and the strips run on ``pool``;
-    the last pass of each strip is normalised straight into its own rows of ``out`` (``normalize_into(u8,
-    dst)`` writes the first temporal copy, a few rows of merge windows at a time, and the others are copied
-    from it), with no image-sized float temporary. With one part (or no pool) the image is a single task:
-    one Pillow call does both passes.
+    the last pass of each strip is normalised straight into its own rows of ``out`` (``normalize_into(levels,
+    dst)`` on NumPy arrays, see ``functional._cpu_normalizer``; a few rows of merge windows at a time,
+    written to every temporal copy), with no image-sized float temporary. With one part (or no pool) the
+    image is a single task: one Pillow call does both passes.
     """
     in_h, in_w = x.shape[-2:]
     h, w = size
@@ -123,19 +123,25 @@ def preprocess_into(x: torch.Tensor, size: tuple[int, int], order: str, out: tor
 
 def _normalize_region(region: np.ndarray, dst: torch.Tensor, normalize_into, p: int, m: int, t: int) -> None:
     """Patchify + normalise ``region [h, w, 3] uint8`` into ``dst [h / (p m), w / (p m), m * m, 3 t p p]``
-    (a view of the output rows), about ``_CHUNK_BYTES`` of float32 at a time: the chunk's levels
-    are read in patch order straight from the region and normalised into a small contiguous float32 buffer
-    that stays in cache, which is written to all ``t`` temporal copies (cast to the output dtype) with one
-    copy."""
+    (a view of the output rows), about ``_CHUNK_BYTES`` of float32 at a time: the chunk's levels are read
+    in patch order straight from the region and normalised (``normalize_into``, NumPy) into a small
+    contiguous float32 buffer that stays in cache, which is written to all ``t`` temporal copies (cast to
+    the output dtype) with one copy. Everything here runs on the calling thread (NumPy, no torch intra-op
+    threads), so the workers of the pool do not compete for cores."""
     block = p * m
     bh, bw = region.shape[0] // block, region.shape[1] // block
-    u8 = _tensor(region).view(bh, m, p, bw, m, p, 3).permute(0, 3, 1, 4, 6, 2, 5)  # [bh, bw, m, m, 3, p, p]
+    levels_all = region.reshape(bh, m, p, bw, m, p, 3).transpose(0, 3, 1, 4, 6, 2, 5)  # [bh, bw, m, m, 3, p, p]
     slots = dst.view(bh, bw, m, m, 3, t, p, p)
+    slots_np = slots.numpy() if slots.dtype == torch.float32 else None
     row_elements = bw * m * m * 3 * p * p
     rows = max(1, min(bh, _CHUNK_BYTES // (4 * row_elements)))
-    buffer = torch.empty(rows * row_elements)
+    buffer = np.empty(rows * row_elements, np.float32)
     for i in range(0, bh, rows):
-        levels = u8[i:i + rows]
-        values = buffer[:levels.numel()].view(levels.shape)
+        levels = levels_all[i:i + rows]
+        values = buffer[:levels.size].reshape(levels.shape)
         normalize_into(levels, values)
-        slots[i:i + rows].copy_(values.unsqueeze(5).expand(*values.shape[:5], t, p, p))
+        if slots_np is not None:
+            slots_np[i:i + rows] = values[:, :, :, :, :, None]  # broadcast over the temporal copies
+        else:  # bfloat16 / float16: torch casts (NumPy has no bfloat16)
+            chunk = _tensor(values)
+            slots[i:i + rows].copy_(chunk.unsqueeze(5).expand(*chunk.shape[:5], t, p, p))
