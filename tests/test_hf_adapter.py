@@ -135,7 +135,7 @@ def test_per_call_overrides_match_stock(kwargs, pil_images):
 
 def test_input_forms_numpy_chw_hwc_tensor_nested(pil_images):
     ours = HFQwenImageProcessor("qwen2-vl")
-    hwc = np.asarray(pil_images[0])
+    hwc = np.array(pil_images[0])  # writable, so torch.from_numpy does not warn
     chw = np.ascontiguousarray(hwc.transpose(2, 0, 1))
     ref = ours(pil_images[0], return_tensors="pt")
     for images in ([hwc], [chw], torch.from_numpy(chw), [[torch.from_numpy(hwc)]], np.stack([hwc, hwc])):
