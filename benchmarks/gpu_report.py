@@ -17,7 +17,7 @@ def main(path: str) -> None:
             continue
         name = b["name"].split("[")[0].replace("test_", "")
         param = b["name"].split("[", 1)[1].rstrip("]") if "[" in b["name"] else ""
-        label = name + ("-bf16" if "bfloat16" in param else "")
+        label = name + ("-bf16" if "bfloat16" in param else "") + (f"-{param}" if name == "ours_triton_ragged" else "")
         rows.setdefault(b["group"], {})[label] = (med, b["extra_info"].get("bytes"))
     print(f"copy bandwidth (read+write): {bw / 1e12:.2f} TB/s" if bw else "no copy benchmark")
     print("| case | ours triton fp32 | ours triton bf16 | ours torch backend | HF torchvision CUDA | floor | "
@@ -33,6 +33,11 @@ def main(path: str) -> None:
         print(f"| {case} | {f(ours)} | {f(bf16)} | {f(tb)} | {f(hf)} | {f(floor)} | "
               f"{hf / ours:.1f}x | {ours / floor:.2f}x | {bf16 / ours:.2f} |" if ours and hf and floor and bf16
               else f"| {case} | {f(ours)} | {f(bf16)} | {f(tb)} | {f(hf)} | {f(floor)} | - | - | - |")
+    for case, r in rows.items():
+        if "ours_triton_ragged-groups" in r and "ours_triton_ragged-descriptors" in r:
+            g, d = r["ours_triton_ragged-groups"][0], r["ours_triton_ragged-descriptors"][0]
+            print(f"\n{case}, fp32: ragged list launched per size {g * 1e6:.0f} us, through descriptor tables "
+                  f"{d * 1e6:.0f} us ({g / d:.2f}x)")
 
 
 if __name__ == "__main__":

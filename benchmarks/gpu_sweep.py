@@ -2,7 +2,8 @@
 
 Each kernel is timed on its own with ``triton.testing.do_bench`` (device time, medians), on the shapes of the
 benchmark cases: pass 1 horizontally and vertically on 32 x 1080p and horizontally on 8 x 4K (13 taps); the
-fused last pass from the 32 x 1080p scratch (float32 and bfloat16 output) and on 64 x 448 (no resize).
+fused last pass from the 32 x 1080p scratch (float32 and bfloat16 output) and on 64 x 448 (no resize); and
+ragged lists (16 and 4 mixed sizes) end to end, launched per size or through descriptor tables.
 Every variant's output is compared with ``torch.equal`` against the first variant's, so a launch shape that
 broke the arithmetic would show up here too. The winner (lowest sum of time / best time over the cases) is
 printed and written as JSON, ready for ``QWEN_VIS_PREP_TRITON_TUNING``.
@@ -108,8 +109,14 @@ def main(argv: list[str]) -> None:
     pass_cases = lambda: [("1080p horizontal", step(x1, tw, False)),  # noqa: E731
                           ("1080p vertical", step(x1, th, True)),
                           ("4K horizontal", step(x4, tw4, False))]
+    def save() -> None:  # after every stage, so a step timeout keeps the winners so far
+        if paths:
+            with open(paths[0], "w") as f:
+                json.dump(ops.TUNING, f)
+
     best_pass = _pick(pass_variants, pass_cases, set_pass, "pass 1 (rows, cols, warps, tables)")
     set_pass(best_pass)
+    save()
 
     scratch = ops._Pass(tuple(x1.shape), x1.stride(), tw, False, True, x1.device).run(x1)
     cfg16 = cfg.replace(output_dtype=torch.bfloat16)
@@ -132,11 +139,30 @@ def main(argv: list[str]) -> None:
                            ("448 no resize", fused(x448, (s448, s448), cfg))]
     best_patch = _pick(patch_variants, patch_cases, set_patch, "fused pass (norm, rows, warps, tables)")
     set_patch(best_patch)
+    save()
+
+    # Ragged lists: two launches per distinct size ("groups") or a few in all ("descriptors"). Timed end
+    # to end (host launches included: that is what differs), on test_bench_gpu.py's 16 mixed sizes.
+    mixed_sizes = [(480, 640), (720, 1280), (1080, 1920), (300, 400), (1200, 1600), (768, 1024), (2000, 1500),
+                   (640, 480), (900, 1600), (512, 512), (1440, 2560), (350, 700), (1000, 1000), (600, 800),
+                   (1536, 2048), (224, 224)]
+    if smoke:
+        mixed_sizes = [(60, 90), (45, 130), (90, 40), (56, 56)]
+    mixed = [_u8((3, h, w), 10 + i, device) for i, (h, w) in enumerate(mixed_sizes)]
+
+    def set_ragged(v):
+        ops.TUNING.update(ragged=v[0])
+
+    def whole(images, config):
+        return lambda: qvp.preprocess(images, config, backend="triton").pixel_values
+
+    ragged_cases = lambda: [("16 mixed fp32", whole(mixed, cfg)),  # noqa: E731
+                            ("16 mixed bf16", whole(mixed, cfg16)),
+                            ("4 mixed fp32", whole(mixed[:4], cfg))]
+    set_ragged(_pick([("groups",), ("descriptors",)], ragged_cases, set_ragged, "ragged lists"))
     ops.PLANS.clear()
     print("TUNING", json.dumps(ops.TUNING))
-    if paths:
-        with open(paths[0], "w") as f:
-            json.dump(ops.TUNING, f)
+    save()
 
 
 if __name__ == "__main__":

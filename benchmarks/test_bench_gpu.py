@@ -69,6 +69,16 @@ def test_ours_triton(benchmark, case, dtype):
     _run(benchmark, case, lambda x: prep(x).pixel_values, images, rounds=50)
 
 
+@pytest.mark.parametrize("ragged", ["groups", "descriptors"])
+def test_ours_triton_ragged(benchmark, monkeypatch, ragged):
+    """16-mixed with both ways of launching a ragged list, whatever the sweep picked (fp32)."""
+    from qwen_vis_prep.backends.triton import ops
+
+    monkeypatch.setattr(ops, "TUNING", {**ops.TUNING, "ragged": ragged})
+    prep = qvp.QwenVisionPreprocessor("qwen2-vl", max_pixels=MAX_PIXELS, backend="triton")
+    _run(benchmark, "16-mixed", lambda x: prep(x).pixel_values, _mixed(), rounds=50)
+
+
 @pytest.mark.parametrize("case", list(CASES))
 def test_ours_torch_backend(benchmark, case):
     prep = qvp.QwenVisionPreprocessor("qwen2-vl", max_pixels=MAX_PIXELS, backend="torch")

@@ -202,6 +202,9 @@ def test_same_shape_different_alignment():
     pytest.param(dict(pass_taps="tap-major", patch_taps="tap-major"), id="tap-major-tables"),
     pytest.param(dict(triton_ops.GPU_TUNING, pass_taps="tap-major", patch_taps="tap-major"),
                  id="gpu-defaults-tap-major"),
+    pytest.param(dict(triton_ops.GPU_TUNING, ragged="descriptors"), id="gpu-defaults-ragged-descriptors"),
+    pytest.param(dict(pass_taps="tap-major", patch_taps="tap-major", patch_norm="table", ragged="descriptors"),
+                 id="ragged-descriptors-tap-major-table"),
 ])
 def test_launch_shapes_do_not_change_results(monkeypatch, tuning):
     """Every launch shape the GPU sweep may pick gives the same bits (edge tiles are clamped and masked)."""
@@ -232,6 +235,7 @@ def test_batches_beyond_the_grid_limit_are_split(monkeypatch):
     ('{"block": 64}', "takes keys"),
     ('{"patch_norm": "lut"}', "one of"),
     ('{"pass_taps": "rows"}', "one of"),
+    ('{"ragged": "one"}', "one of"),
     ('[1, 2]', "takes keys"),
 ])
 def test_tuning_override_is_validated(monkeypatch, raw, match):
@@ -264,3 +268,78 @@ def test_long_filters_use_padded_tap_counts(monkeypatch, tap_layout):
         assert torch.equal(a, b)
         a, b = _both(x, _cfg(resize_mode=mode, min_pixels=28 * 28, max_pixels=28 * 28 * 2))
         assert torch.equal(a, b)
+
+
+class _CountingKernel:
+    """Stands in for a Triton kernel: counts ``kernel[grid](...)`` launches and runs the real one."""
+
+    def __init__(self, kernel):
+        self.kernel, self.grids = kernel, []
+
+    def __getitem__(self, grid):
+        self.grids.append(grid)
+        return self.kernel[grid]
+
+
+def _ragged_list():
+    """Sizes that need every kind of pass: both first-pass axes, each last-pass axis, no resize at all,
+    plus a strided crop, a channels-last view and a gray and an RGBA image (expanded / composited first)."""
+    g = torch.Generator().manual_seed(50)
+    gray = torch.randint(0, 256, (1, 50, 70), generator=g, dtype=torch.uint8).to(DEVICE)
+    rgba = torch.randint(0, 256, (4, 61, 47), generator=g, dtype=torch.uint8).to(DEVICE)
+    hwc = _img(83, 57, seed=51).permute(1, 2, 0).contiguous().permute(2, 0, 1)  # channels-last strides
+    return [_img(60, 90, seed=52), _img(250, 60, seed=53), _img(56, 56, seed=54), _img(56, 97, seed=55),
+            _img(120, 40, seed=56), _img(130, 201, seed=57)[:, 3:110:2, 5:190], hwc, gray, rgba,
+            _img(60, 90, seed=58)]
+
+
+@pytest.mark.parametrize("config", [
+    pytest.param(dict(pillow_order="pillow13"), id="pil-pillow13"),
+    pytest.param(dict(pillow_order="pillow12", output_dtype=torch.float16), id="pil-pillow12-fp16"),
+    pytest.param(dict(resize_mode="float", output_dtype=torch.bfloat16), id="float-bf16"),
+    pytest.param(dict(preset="qwen3-vl", min_pixels=32 * 32 * 4, max_pixels=32 * 32 * 20), id="qwen3"),
+])
+def test_ragged_descriptors_bit_exact_in_few_launches(monkeypatch, config):
+    """ragged="descriptors": a list of many sizes runs in at most two launches per kind of image (source
+    kind and pass axes), not two per size, and gives the torch backend's bits and the grouped path's."""
+    from qwen_vis_prep.backends.triton import kernels
+
+    images = _ragged_list()
+    cfg = _cfg(**config)
+    grouped = qvp.preprocess(images, cfg, backend="triton").pixel_values
+    monkeypatch.setattr(triton_ops, "TUNING", {**triton_ops.TUNING, "ragged": "descriptors"})
+    monkeypatch.setattr(triton_ops, "PLANS", type(triton_ops.PLANS)(maxsize=256))  # plans built below
+    first = _CountingKernel(kernels._resample_pass_kernel)
+    fused = _CountingKernel(kernels._patchify_kernel)
+    monkeypatch.setattr(kernels, "_resample_pass_kernel", first)
+    monkeypatch.setattr(kernels, "_patchify_kernel", fused)
+    a, b = _both(images, cfg)
+    assert torch.equal(a, b)
+    assert torch.equal(a, grouped)
+    sizes = {tuple(i.shape[-2:]) for i in images}
+    kinds = len(fused.grids)
+    assert 1 <= kinds <= 4 < len(sizes)  # at most (first axis or none) x (last axis or none)
+    assert len(first.grids) <= kinds
+    assert all(grid[2] >= 1 for grid in fused.grids) and sum(grid[2] for grid in fused.grids) == len(images)
+
+
+def test_ragged_descriptors_float_inputs(monkeypatch):
+    """Float images: rounded to levels per image in pil mode; float arithmetic in float mode."""
+    monkeypatch.setattr(triton_ops, "TUNING", {**triton_ops.TUNING, "ragged": "descriptors"})
+    for dtype in (torch.float32, torch.float16):
+        images = [_img(60, 90, dtype, seed=60), _img(45, 130, dtype, seed=61), _img(56, 56, dtype, seed=62)]
+        for mode in ("pil", "float"):
+            a, b = _both(images, _cfg(resize_mode=mode))
+            assert torch.equal(a, b)
+
+
+def test_ragged_descriptors_not_used_while_capturing(monkeypatch):
+    """Descriptor tables are per-call data: a CUDA-graph capture would replay one call's tables, so
+    capture takes the grouped path (here: the capture check is forced on)."""
+    monkeypatch.setattr(triton_ops, "TUNING", {**triton_ops.TUNING, "ragged": "descriptors"})
+    monkeypatch.setattr(triton_ops, "_capturing", lambda device: True)
+    calls = []
+    monkeypatch.setattr(triton_ops, "launch_ragged", lambda *a: calls.append(a) or True)
+    images = [_img(60, 90, seed=63), _img(45, 130, seed=64)]
+    a, b = _both(images, _cfg())
+    assert torch.equal(a, b) and calls == []

@@ -22,6 +22,16 @@ AXIS_NONE = 0
 AXIS_ROWS = 1       # resample along y
 AXIS_COLS = 2       # resample along x
 
+# Per-image descriptor rows (int64) of the RAGGED launches. Offsets are in elements of the pointer they
+# apply to (an image's source or tables may live in any allocation: the offset is taken from the base
+# pointer the launch passes).
+(PASS_SRC, PASS_DST, PASS_IDX_AT, PASS_W_AT, PASS_N_R, PASS_N_Q, PASS_N_IN, PASS_N_QB, PASS_S_C, PASS_S_R,
+ PASS_S_Q) = (tl.constexpr(i) for i in range(11))
+PASS_FIELDS = tl.constexpr(11)
+(PATCH_SRC, PATCH_IDX_AT, PATCH_W_AT, PATCH_ROW, PATCH_BANDS, PATCH_BLOCKS_W, PATCH_N_IN, PATCH_N_OUT,
+ PATCH_S_C, PATCH_S_Y, PATCH_S_X) = (tl.constexpr(i) for i in range(11))
+PATCH_FIELDS = tl.constexpr(11)
+
 
 @triton.jit
 def _tap(o, k, n_out, TAPS: tl.constexpr, TAP_MAJOR: tl.constexpr):
@@ -34,11 +44,12 @@ def _tap(o, k, n_out, TAPS: tl.constexpr, TAP_MAJOR: tl.constexpr):
 
 
 @triton.jit
-def _resample_pass_kernel(src_ptr, dst_ptr, idx_ptr, w_ptr,
+def _resample_pass_kernel(src_ptr, dst_ptr, idx_ptr, w_ptr, desc_ptr,
                           n_r, n_q, n_in, n_qb,
                           s_b, s_c, s_r, s_q,
                           TAPS: tl.constexpr, VERTICAL: tl.constexpr, PIL: tl.constexpr,
-                          BLOCK_R: tl.constexpr, BLOCK_Q: tl.constexpr, TAP_MAJOR: tl.constexpr):
+                          BLOCK_R: tl.constexpr, BLOCK_Q: tl.constexpr, TAP_MAJOR: tl.constexpr,
+                          RAGGED: tl.constexpr):
     """First separable pass: ``dst[b, c, r, q]`` (contiguous ``[B, C, n_r, n_q]``) from ``src`` (any strides).
 
     VERTICAL: ``r`` is resampled through the taps (``n_in`` source rows), ``q`` copied; else ``q`` is.
@@ -46,17 +57,38 @@ def _resample_pass_kernel(src_ptr, dst_ptr, idx_ptr, w_ptr,
     filter tables (see ``_tap``). The ``TAPS`` taps are unrolled
     so their loads are all in flight at once; out-of-range lanes are clamped (not masked) so every load is
     in bounds and only the store is masked. Offsets inside one image are int32 (the launcher checks).
+
+    RAGGED: images of different sizes in one launch. Image ``b``'s sizes, strides and element offsets (of
+    its source from ``src_ptr``, its filter tables from ``idx_ptr`` / ``w_ptr``, its contiguous
+    ``[C, n_r, n_q]`` result from ``dst_ptr``) come from row ``b`` of the int64 table ``desc_ptr`` (fields
+    ``PASS_*``); the scalar arguments are unused, and programs past the image's tiles return at once.
     """
     pid = tl.program_id(0)
     c = tl.program_id(1)
     b = tl.program_id(2)
+    if RAGGED:
+        d = desc_ptr + b * PASS_FIELDS
+        n_qb = tl.load(d + PASS_N_QB).to(tl.int32)
+        n_r = tl.load(d + PASS_N_R).to(tl.int32)
+        if pid >= ((n_r + BLOCK_R - 1) // BLOCK_R) * n_qb:
+            return
+        n_q = tl.load(d + PASS_N_Q).to(tl.int32)
+        n_in = tl.load(d + PASS_N_IN).to(tl.int32)
+        s_r = tl.load(d + PASS_S_R).to(tl.int32)
+        s_q = tl.load(d + PASS_S_Q).to(tl.int32)
+        base = src_ptr + (tl.load(d + PASS_SRC) + c.to(tl.int64) * tl.load(d + PASS_S_C))
+        idx_ptr += tl.load(d + PASS_IDX_AT)
+        w_ptr += tl.load(d + PASS_W_AT)
+        dst_base = dst_ptr + (tl.load(d + PASS_DST) + c.to(tl.int64) * n_r * n_q)
+    else:
+        base = src_ptr + b.to(tl.int64) * s_b + c.to(tl.int64) * s_c
+        dst_base = dst_ptr + (b * tl.num_programs(1) + c).to(tl.int64) * n_r * n_q
     rb = pid // n_qb
     r = rb * BLOCK_R + tl.arange(0, BLOCK_R)
     q = (pid - rb * n_qb) * BLOCK_Q + tl.arange(0, BLOCK_Q)
     mask = (r[:, None] < n_r) & (q[None, :] < n_q)
     r = tl.minimum(r, n_r - 1)
     q = tl.minimum(q, n_q - 1)
-    base = src_ptr + b.to(tl.int64) * s_b + c.to(tl.int64) * s_c
     if PIL:
         acc = tl.full((BLOCK_R, BLOCK_Q), 1 << 21, tl.int32)
     else:
@@ -79,7 +111,7 @@ def _resample_pass_kernel(src_ptr, dst_ptr, idx_ptr, w_ptr,
             acc += v.to(tl.int32) * wk
         else:
             acc += v.to(tl.float32).to(tl.float64) * wk.to(tl.float64)
-    dst = dst_ptr + (b * tl.num_programs(1) + c).to(tl.int64) * n_r * n_q + (r[:, None] * n_q + q[None, :])
+    dst = dst_base + (r[:, None] * n_q + q[None, :])
     if PIL:
         tl.store(dst, tl.minimum(tl.maximum(acc >> 22, 0), 255).to(tl.uint8), mask=mask)
     else:
@@ -87,13 +119,13 @@ def _resample_pass_kernel(src_ptr, dst_ptr, idx_ptr, w_ptr,
 
 
 @triton.jit
-def _patchify_kernel(src_ptr, out_ptr, idx_ptr, w_ptr, lut_ptr, norm_ptr, rows_ptr,
+def _patchify_kernel(src_ptr, out_ptr, idx_ptr, w_ptr, lut_ptr, norm_ptr, rows_ptr, desc_ptr,
                      rows_per_image, first_row, blocks_w, n_in, n_out,
                      s_b, s_c, s_y, s_x,
                      SRC: tl.constexpr, AXIS: tl.constexpr, HAS_ROW_TABLE: tl.constexpr,
                      C: tl.constexpr, P: tl.constexpr, M: tl.constexpr, T: tl.constexpr,
                      TAPS: tl.constexpr, PP_PAD: tl.constexpr, BLOCK: tl.constexpr, ARITH: tl.constexpr,
-                     TAP_MAJOR: tl.constexpr):
+                     TAP_MAJOR: tl.constexpr, RAGGED: tl.constexpr):
     """Last pass fused with normalisation, the patch permute, the temporal repeat and the output cast.
 
     Program ``(i, band, b)`` works on one band of ``P`` output rows of image ``b`` (the ``band``-th row of
@@ -110,10 +142,28 @@ def _patchify_kernel(src_ptr, out_ptr, idx_ptr, w_ptr, lut_ptr, norm_ptr, rows_p
     float32 (``level * scale``, ``- mean``, ``* (1 / std)``), which the launcher selects only where it
     reproduces the table on all 768 entries. ``norm_ptr`` holds float64 ``[scale, mean0..2, std0..2,
     1/std0..2]``.
+
+    RAGGED: images of different sizes in one launch; image ``b``'s first output row, band count, width in
+    merge windows, sizes, strides and element offsets (of its source from ``src_ptr`` and of its filter
+    tables) come from row ``b`` of the int64 table ``desc_ptr`` (fields ``PATCH_*``), and programs past
+    the image's bands or tiles return at once.
     """
     pid = tl.program_id(0)
     band = tl.program_id(1)
     b = tl.program_id(2)
+    if RAGGED:
+        d = desc_ptr + b * PATCH_FIELDS
+        blocks_w = tl.load(d + PATCH_BLOCKS_W).to(tl.int32)
+        if (band >= tl.load(d + PATCH_BANDS)) | (pid * BLOCK >= blocks_w * (M * C)):
+            return
+        n_in = tl.load(d + PATCH_N_IN).to(tl.int32)
+        n_out = tl.load(d + PATCH_N_OUT).to(tl.int32)
+        s_c = tl.load(d + PATCH_S_C).to(tl.int32)
+        s_y = tl.load(d + PATCH_S_Y).to(tl.int32)
+        s_x = tl.load(d + PATCH_S_X).to(tl.int32)
+        base = src_ptr + tl.load(d + PATCH_SRC)
+        idx_ptr += tl.load(d + PATCH_IDX_AT)
+        w_ptr += tl.load(d + PATCH_W_AT)
     PP: tl.constexpr = P * P
     MM: tl.constexpr = M * M
     n_pc = blocks_w * (M * C)              # (patch, channel) pairs in the band
@@ -132,7 +182,8 @@ def _patchify_kernel(src_ptr, out_ptr, idx_ptr, w_ptr, lut_ptr, norm_ptr, rows_p
     wy = band // M
     iy = band - wy * M
     y = band * P + py                      # [PP_PAD]
-    base = src_ptr + b.to(tl.int64) * s_b
+    if not RAGGED:
+        base = src_ptr + b.to(tl.int64) * s_b
     col0 = c * s_c + (patch_x * P) * s_x   # [BLOCK]
     if AXIS == 0:
         v = tl.load(base + (col0[:, None] + (y * s_y + px * s_x)[None, :]))
@@ -186,7 +237,9 @@ def _patchify_kernel(src_ptr, out_ptr, idx_ptr, w_ptr, lut_ptr, norm_ptr, rows_p
             val = (x.to(tl.float64) * tl.load(norm_ptr + 7 + c)[:, None]).to(tl.float32)
     else:
         val = tl.load(lut_ptr + ((c * 256)[:, None] + level))
-    if HAS_ROW_TABLE:
+    if RAGGED:
+        img_row = tl.load(d + PATCH_ROW)
+    elif HAS_ROW_TABLE:
         img_row = tl.load(rows_ptr + b)
     else:
         img_row = first_row + b.to(tl.int64) * rows_per_image

@@ -20,19 +20,23 @@ import torch
 from ...checks import ImageBatch
 from ...config import VisionPreprocessConfig
 from ...resample_tables import (DEVICE_TABLES, DeviceTableCache, device_taps, float_taps, padded_taps,
-                                pil_taps, upload_table)
+                                pil_taps, to_device, upload_table)
 from ...sizing import pillow_vertical_first, separable_passes
 from .. import torch_ref
 
 # Launch shapes (plans are keyed by them): the winners of benchmarks/gpu_sweep.py on an H200
 # (benchmarks/RESULTS.md, run 2).
 GPU_TUNING = {"pass_block_r": 1, "pass_block_q": 512, "pass_warps": 2, "pass_taps": "out-major",
-              "patch_block": 1, "patch_warps": 2, "patch_norm": "arith", "patch_taps": "out-major"}
+              "patch_block": 1, "patch_warps": 2, "patch_norm": "arith", "patch_taps": "out-major",
+              "ragged": "groups"}
 TUNING = dict(GPU_TUNING)
-# "tap-major" filter tables make one tap of neighbouring outputs contiguous (coalesced loads). It is not
-# yet timed on a GPU, so it waits in benchmarks/gpu_sweep.py instead of being the default.
+# "tap-major" filter tables make one tap of neighbouring outputs contiguous (coalesced loads), and
+# ragged="descriptors" runs a ragged list in a few launches in all (per-image descriptor tables) instead of
+# two per distinct shape. Neither is timed on a GPU yet, so both wait in benchmarks/gpu_sweep.py instead of
+# being the default.
 _TAP_LAYOUTS = ("out-major", "tap-major")
-_TUNING_CHOICES = {"patch_norm": ("table", "arith"), "pass_taps": _TAP_LAYOUTS, "patch_taps": _TAP_LAYOUTS}
+_TUNING_CHOICES = {"patch_norm": ("table", "arith"), "pass_taps": _TAP_LAYOUTS, "patch_taps": _TAP_LAYOUTS,
+                   "ragged": ("groups", "descriptors")}
 # Triton's CPU interpreter pays per program, so it runs bigger tiles; the results do not depend on the
 # launch shape (tests/test_triton.py checks the GPU defaults and others in the interpreter too).
 _INTERPRETER_TUNING = {"pass_block_r": 8, "pass_block_q": 128, "pass_warps": 4, "patch_block": 16,
@@ -147,6 +151,7 @@ def _host_norm_vector(config: VisionPreprocessConfig) -> torch.Tensor:
     return torch.cat([vec, 1.0 / vec[4:7]])
 
 
+@functools.lru_cache(maxsize=64)
 def arithmetic_levels_exact(config: VisionPreprocessConfig) -> bool:
     """Whether the kernels' arithmetic normalisation of uint8 levels (float64 steps, each rounded to float32:
     ``level * scale``, ``- mean``, ``* (1 / std)``) reproduces the level table on all 3 x 256 entries."""
@@ -216,8 +221,8 @@ class _Pass:
 
         self.launch = _Launcher(_resample_pass_kernel, (-(-n_r // block_r) * n_qb, c, b),
                                 dict(TAPS=taps, VERTICAL=vertical, PIL=pil, BLOCK_R=block_r, BLOCK_Q=block_q,
-                                     TAP_MAJOR=tap_major, num_warps=TUNING["pass_warps"]))
-        self.args = (idx, wts, n_r, n_q, n_in, n_qb, *strides)
+                                     TAP_MAJOR=tap_major, RAGGED=False, num_warps=TUNING["pass_warps"]))
+        self.args = (idx, wts, idx, n_r, n_q, n_in, n_qb, *strides)  # desc_ptr: unused placeholder
         self.dst_shape = (b, c, n_r, n_q)
         self.dst_dtype = torch.uint8 if pil else torch.float32
 
@@ -297,10 +302,10 @@ class _GroupPlan:
         self.launch = _Launcher(_patchify_kernel, (-(-(blocks_w * m * c) // block), h // p, b),
                                 dict(SRC=kind, AXIS=axis, HAS_ROW_TABLE=row_offsets is not None, C=c, P=p, M=m,
                                      T=t, TAPS=taps, PP_PAD=1 << (p * p - 1).bit_length(), BLOCK=block,
-                                     ARITH=arith, TAP_MAJOR=TUNING["patch_taps"] == "tap-major",
+                                     ARITH=arith, TAP_MAJOR=TUNING["patch_taps"] == "tap-major", RAGGED=False,
                                      num_warps=TUNING["patch_warps"]))
-        self.args = (idx, wts, level_table(config, device), norm, rows_t, rows, first_row, blocks_w, n_in, n,
-                     *strides)
+        self.args = (idx, wts, level_table(config, device), norm, rows_t, norm, rows, first_row, blocks_w, n_in,
+                     n, *strides)  # desc_ptr (after rows_t): unused placeholder
 
     def run(self, src: torch.Tensor, out: torch.Tensor) -> None:
         if self.first is not None:
@@ -332,16 +337,183 @@ def launch_group(src: torch.Tensor, size: tuple[int, int], config: VisionPreproc
         group.run(src, out)
 
 
+def _offset(t: torch.Tensor, base: torch.Tensor) -> int | None:
+    """``t``'s first element as an element offset from ``base``'s (same dtype); None if not a whole number."""
+    diff = t.data_ptr() - base.data_ptr()
+    return diff // t.element_size() if diff % t.element_size() == 0 else None
+
+
+AXES = {True: 1, False: 2}  # vertical pass -> kernels.AXIS_ROWS, horizontal -> kernels.AXIS_COLS
+
+
+@functools.lru_cache(maxsize=4096)
+def _ragged_passes(shape: tuple[int, ...], strides: tuple[int, ...], kind: int, size: tuple[int, int],
+                   order: str) -> tuple[tuple, tuple]:
+    """``(kind key, passes)`` of one image of a ragged launch (see :func:`launch_ragged`), from its shape
+    alone; checks the int32 extent once per shape."""
+    _check_int32_extent(shape, strides)
+    in_h, in_w = shape[-2:]
+    h, w = size
+    vertical_first = kind == 0 and pillow_vertical_first(in_h, in_w, h, w, order)
+    passes = tuple(separable_passes(in_h, in_w, h, w, vertical_first))
+    first_axis = passes[0][0] if len(passes) == 2 else None
+    last_axis = AXES[passes[-1][0]] if passes else 0
+    return (shape[1], first_axis, last_axis), passes
+
+
+class _RaggedPlan:
+    """One ragged sub-group (images sharing source kind, dtype, channels and pass axes; any sizes) as at
+    most two launches through per-image descriptor tables (the kernels' RAGGED mode): a first pass over
+    all members into one flat scratch buffer, then the fused pass over all members.
+
+    Everything but where the sources are is fixed per (member shapes, strides, sizes, output rows, config,
+    tuning) and cached in ``PLANS``: the descriptor rows (int64, host), the filter tables (the cached per-size
+    tables, padded to the group's longest filter: zero weights, so exact), grids and launchers. A call
+    fills in the sources' element offsets from the first source and copies the descriptors to the device
+    without blocking (``to_device``: per-call data, ordered on the current stream).
+    """
+
+    __slots__ = ("first", "fused", "desc1", "desc2", "scratch", "keep")
+
+    def __init__(self, statics: list, kind: int, config: VisionPreprocessConfig, device: torch.device) -> None:
+        from ...functional import level_table
+        from .kernels import _patchify_kernel, _resample_pass_kernel
+
+        (c, first_axis, last_axis) = statics[0][0]
+        pil = kind == 0
+        mode = "pil" if pil else "float"
+        taps_of = pil_taps if pil else float_taps
+        p, m, t = config.patch_size, config.merge_size, config.image_frames
+        self.first = self.desc1 = self.scratch = None
+        mids = []
+        if first_axis is not None:
+            vertical = first_axis
+            ins = [shape[2 if vertical else 3] for (_, _, shape, _, _, _) in statics]
+            ns = [passes[0][1] for (_, passes, _, _, _, _) in statics]
+            taps1 = max(padded_taps(taps_of(a, b)[0].shape[1]) for a, b in zip(ins, ns))
+            tap_major1 = TUNING["pass_taps"] == "tap-major"
+            tables = [device_taps(a, b, mode, device, width=taps1, tap_major=tap_major1) for a, b in zip(ins, ns)]
+            block_r, block_q = TUNING["pass_block_r"], TUNING["pass_block_q"]
+            rows, at, tiles = [], 0, 0
+            for (idx, wts), (_, passes, shape, strides, _, _), n_in in zip(tables, statics, ins):
+                n = passes[0][1]
+                n_r, n_q = (n, shape[3]) if vertical else (shape[2], n)
+                _check_int32_extent((1, c, n_r, n_q), (c * n_r * n_q, n_r * n_q, n_q, 1))
+                n_qb = -(-n_q // block_q)
+                rows.append([0, at, _offset(idx, tables[0][0]), _offset(wts, tables[0][1]), n_r, n_q, n_in, n_qb,
+                             *strides[1:]])
+                mids.append((at, n_r, n_q))
+                at += c * n_r * n_q
+                tiles = max(tiles, -(-n_r // block_r) * n_qb)
+            self.desc1 = torch.tensor(rows, dtype=torch.int64)
+            self.scratch = (at, torch.uint8 if pil else torch.float32)
+            self.first = (_Launcher(_resample_pass_kernel, (tiles, c, len(statics)),
+                                    dict(TAPS=taps1, VERTICAL=vertical, PIL=pil, BLOCK_R=block_r, BLOCK_Q=block_q,
+                                         TAP_MAJOR=tap_major1, RAGGED=True, num_warps=TUNING["pass_warps"])),
+                          tables[0])
+        norm = _norm_vector(config, device)
+        taps2, tables2 = 1, None
+        if last_axis:
+            vertical = last_axis == 1
+            ins = [(mid[1] if vertical else mid[2]) for mid in mids] if mids else \
+                [shape[2 if vertical else 3] for (_, _, shape, _, _, _) in statics]
+            ns = [passes[-1][1] for (_, passes, _, _, _, _) in statics]
+            taps2 = max(padded_taps(taps_of(a, b)[0].shape[1]) for a, b in zip(ins, ns))
+            tables2 = [device_taps(a, b, mode, device, width=taps2, tap_major=TUNING["patch_taps"] == "tap-major")
+                       for a, b in zip(ins, ns)]
+        block = TUNING["patch_block"]
+        rows, tiles, bands = [], 0, 0
+        for i, (_, passes, shape, strides, (h, w), row) in enumerate(statics):
+            at, src_strides = (mids[i][0], (mids[i][1] * mids[i][2], mids[i][2], 1)) if mids else (0, strides[1:])
+            idx_at = w_at = 0
+            n_in = n_out = 1
+            if last_axis:
+                idx, wts = tables2[i]
+                idx_at, w_at = _offset(idx, tables2[0][0]), _offset(wts, tables2[0][1])
+                n_in, n_out = ins[i], passes[-1][1]
+            blocks_w = w // (p * m)
+            rows.append([at, idx_at, w_at, row, h // p, blocks_w, n_in, n_out, *src_strides])
+            tiles = max(tiles, -(-(blocks_w * m * c) // block))
+            bands = max(bands, h // p)
+        self.desc2 = torch.tensor(rows, dtype=torch.int64)
+        arith = TUNING["patch_norm"] == "arith" and kind != 2 and arithmetic_levels_exact(config)
+        idx0, w0 = tables2[0] if tables2 else (norm, norm)
+        self.fused = (_Launcher(_patchify_kernel, (tiles, bands, len(statics)),
+                                dict(SRC=kind, AXIS=last_axis, HAS_ROW_TABLE=False, C=c, P=p, M=m, T=t, TAPS=taps2,
+                                     PP_PAD=1 << (p * p - 1).bit_length(), BLOCK=block, ARITH=arith,
+                                     TAP_MAJOR=TUNING["patch_taps"] == "tap-major", RAGGED=True,
+                                     num_warps=TUNING["patch_warps"])),
+                      (idx0, w0, level_table(config, device), norm, norm))
+        self.keep = tables2  # the padded tables the descriptors point into stay alive with the plan
+
+    def run(self, srcs: list[torch.Tensor], offsets: list[int], out: torch.Tensor) -> None:
+        """Launch for ``srcs`` (``[1, C, H, W]`` each, the shapes the plan was built for), whose first
+        elements lie ``offsets`` elements from the first source's."""
+        base = srcs[0]
+        device = out.device
+        if self.first is not None:
+            desc1 = self.desc1.clone()
+            desc1[:, 0] = torch.tensor(offsets, dtype=torch.int64)
+            scratch = torch.empty(self.scratch[0], dtype=self.scratch[1], device=device)
+            launch, (idx0, w0) = self.first
+            launch(base, scratch, idx0, w0, to_device(desc1, device), 1, 1, 1, 1, 1, 1, 1, 1)
+            desc2, src = self.desc2, scratch
+        else:
+            desc2 = self.desc2.clone()
+            desc2[:, 0] = torch.tensor(offsets, dtype=torch.int64)
+            src = base
+        launch, (idx0, w0, lut, norm, rows) = self.fused
+        launch(src, out, idx0, w0, lut, norm, rows, to_device(desc2, device), 1, 0, 1, 1, 1, 1, 1, 1, 1)
+
+
+def launch_ragged(images: list[torch.Tensor], sizes: list[tuple[int, int]], row_offsets: list[int],
+                  config: VisionPreprocessConfig, out: torch.Tensor) -> bool:
+    """All images of a ragged list in at most two launches per kind of image (source kind, dtype, channels
+    and pass axes): see :class:`_RaggedPlan`. Returns False, having launched nothing, where an offset is
+    not a whole number of elements (the caller then launches per size)."""
+    kinds: dict[tuple, tuple[list, list]] = {}
+    for img, size, row in zip(images, sizes, row_offsets):
+        x = img[None]
+        src, kind = _src_kind(x, config, tuple(x.shape[-2:]) != tuple(size))
+        shape, strides = tuple(src.shape), src.stride()
+        axes, passes = _ragged_passes(shape, strides, kind, tuple(size), config.pillow_order)
+        srcs, statics = kinds.setdefault((kind, src.dtype) + axes, ([], []))
+        srcs.append(src)
+        statics.append((axes, passes, shape, strides, tuple(size), row))
+    plans = []
+    for (kind, dtype, *_), (srcs, statics) in kinds.items():
+        key = ("ragged", kind, dtype, tuple(statics), srcs[0].device, srcs[0].data_ptr() % 16 == 0,
+               out.data_ptr() % 16 == 0, config._op_key, _tuning())
+        plans.append((PLANS.get(key, lambda: _RaggedPlan(statics, kind, config, srcs[0].device)), srcs))
+    offsets = [[_offset(s, srcs[0]) for s in srcs] for _, srcs in plans]
+    if any(None in offs for offs in offsets):
+        return False
+    with _device_guard(out):
+        for (plan, srcs), offs in zip(plans, offsets):
+            plan.run(srcs, offs, out)
+    return True
+
+
+def _capturing(device: torch.device) -> bool:
+    return device.type == "cuda" and torch.cuda.is_current_stream_capturing()
+
+
 def preprocess_into(batch: ImageBatch, sizes: list[tuple[int, int]], row_offsets: list[int],
                     config: VisionPreprocessConfig, out: torch.Tensor) -> None:
     """Fill ``out`` for every image of ``batch`` (image ``i`` starts at row ``row_offsets[i]``): one group
-    per distinct (shape, dtype, target size)."""
+    per distinct (shape, dtype, target size), or with ``TUNING["ragged"] == "descriptors"`` one ragged
+    launch pair per kind of image (see :func:`launch_ragged`; not inside CUDA-graph capture, whose replays
+    would reuse one call's descriptors)."""
     if batch.stacked is not None:
         launch_group(batch.stacked, sizes[0], config, out, 0, None)
         return
     groups: dict[tuple, list[int]] = {}
     for i, img in enumerate(batch.images):
         groups.setdefault((tuple(img.shape), img.dtype, tuple(sizes[i])), []).append(i)
+    if len(groups) > 1 and TUNING["ragged"] == "descriptors" and not _capturing(out.device) \
+            and len(batch.images) <= _MAX_GRID_YZ:
+        if launch_ragged(batch.images, sizes, row_offsets, config, out):
+            return
     for (_, _, size), members in groups.items():
         if len(members) == 1:
             launch_group(batch.images[members[0]][None], size, config, out, row_offsets[members[0]], None)
