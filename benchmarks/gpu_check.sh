@@ -19,8 +19,10 @@ step sweep
 timeout 140 python3 benchmarks/gpu_sweep.py "$OUT_DIR/tuning.json" > "$OUT_DIR/sweep.txt" 2>&1; tail -4 "$OUT_DIR/sweep.txt"
 if [ -s "$OUT_DIR/tuning.json" ]; then export QWEN_VIS_PREP_TRITON_TUNING="$(cat "$OUT_DIR/tuning.json")"; fi
 echo "tuning: ${QWEN_VIS_PREP_TRITON_TUNING:-defaults}"
+step "ragged-descriptor tests (cuda)"
+timeout 90 python3 -m pytest tests/test_triton.py -k ragged -q -p no:cacheprovider --tb=short -rf > "$OUT_DIR/tests_ragged.txt" 2>&1; tail -4 "$OUT_DIR/tests_ragged.txt"
 step "cuda+triton tests"
-timeout 200 python3 -m pytest tests/test_cuda.py tests/test_triton.py -q -p no:cacheprovider --tb=short -rf > "$OUT_DIR/tests_gpu.txt" 2>&1; tail -6 "$OUT_DIR/tests_gpu.txt"
+timeout 200 python3 -m pytest tests/test_cuda.py tests/test_triton.py -k "not ragged" -q -p no:cacheprovider --tb=short -rf > "$OUT_DIR/tests_gpu.txt" 2>&1; tail -6 "$OUT_DIR/tests_gpu.txt"
 step benchmarks
 timeout 170 python3 -m pytest benchmarks/test_bench_gpu.py --benchmark-only -q -p no:cacheprovider \
     --benchmark-json="$OUT_DIR/bench.json" --benchmark-columns=median,iqr,rounds 2>&1 | tail -60 > "$OUT_DIR/bench.txt"
