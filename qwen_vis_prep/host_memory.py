@@ -10,8 +10,8 @@ pages are already there. So :func:`empty` does two things for CPU buffers of :da
   goes back to the cache only when the last tensor, view, storage or NumPy array using it is gone (the
   tensor borrows an ``mmap`` through NumPy, and the NumPy array's finaliser returns it), so a live tensor
   never shares memory with another. The cache keeps at most :func:`cache_limit` bytes of free buffers
-  (``QWEN_VIS_PREP_HOST_CACHE_MB``, default 2048; ``0`` turns recycling off) and
-  :func:`empty_cache` drops them.
+  (``QWEN_VIS_PREP_HOST_CACHE_MB``; by default 2048 MiB or an eighth of the physical memory, whichever is
+  less; ``0`` turns recycling off) and :func:`empty_cache` drops them.
 
 What changes for the caller: a recycled tensor's storage cannot grow in place (``resize_`` to a larger
 size raises, as for any tensor from ``torch.from_numpy``); shrinking, views, ``share_memory_()``,
@@ -73,10 +73,20 @@ def advise_huge_pages(t: torch.Tensor) -> torch.Tensor:
     return t
 
 
+def default_cache_limit() -> int:
+    """2048 MiB, or an eighth of the physical memory where that is less."""
+    try:
+        physical = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):  # pragma: no cover - platform without sysconf
+        physical = 0
+    limit = _DEFAULT_CACHE_MB << 20
+    return min(limit, physical // 8) if physical > 0 else limit
+
+
 def _limit_from_env() -> int:
     raw = os.environ.get(CACHE_ENV)
     if raw is None or raw.strip() == "":
-        return _DEFAULT_CACHE_MB << 20
+        return default_cache_limit()
     try:
         mb = int(raw)
     except ValueError:

@@ -177,6 +177,18 @@ def test_threads_never_share_a_live_buffer():
     assert errors == []
 
 
+def test_default_limit_is_bounded_by_physical_memory(monkeypatch):
+    import os
+
+    monkeypatch.delenv(host_memory.CACHE_ENV, raising=False)
+    assert host_memory._limit_from_env() == host_memory.default_cache_limit()
+    physical = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    assert host_memory.default_cache_limit() == min(2048 << 20, physical // 8)
+    pages = {"SC_PHYS_PAGES": (1 << 30) // 4096, "SC_PAGE_SIZE": 4096}  # a 1 GiB machine: 128 MiB
+    monkeypatch.setattr(os, "sysconf", lambda name: pages[name])
+    assert host_memory.default_cache_limit() == 128 << 20
+
+
 def test_env_limit_is_validated(monkeypatch):
     monkeypatch.setenv(host_memory.CACHE_ENV, "64")
     assert host_memory._limit_from_env() == 64 << 20
