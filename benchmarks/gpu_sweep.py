@@ -23,10 +23,14 @@ import torch
 import qwen_vis_prep as qvp
 from qwen_vis_prep.backends.triton import ops
 
-# (rows, columns, warps, filter-table layout)
-PASS_VARIANTS = [(1, 512, 2, "out-major"), (1, 512, 2, "tap-major"), (1, 1024, 4, "out-major"),
-                 (1, 1024, 4, "tap-major"), (1, 256, 2, "tap-major"), (2, 512, 4, "tap-major"), (4, 256, 4, "tap-major"),
-                 (8, 128, 4, "tap-major"), (1, 256, 1, "out-major"), (1, 2048, 8, "tap-major")]
+# (rows, columns, warps, filter-table layout, tap loads of a horizontal pass)
+PASS_VARIANTS = [(1, 512, 2, "out-major", "bytes"), (1, 512, 2, "tap-major", "bytes"),
+                 (1, 512, 2, "out-major", "words"), (1, 512, 2, "tap-major", "words"),
+                 (1, 1024, 4, "out-major", "bytes"), (1, 1024, 4, "tap-major", "bytes"),
+                 (1, 1024, 4, "tap-major", "words"), (1, 256, 2, "tap-major", "bytes"),
+                 (1, 256, 2, "tap-major", "words"), (2, 512, 4, "tap-major", "bytes"),
+                 (4, 256, 4, "tap-major", "bytes"), (8, 128, 4, "tap-major", "bytes"),
+                 (1, 256, 1, "out-major", "bytes"), (1, 2048, 8, "tap-major", "bytes")]
 # (normalisation, tile rows, warps, filter-table layout); the fused tile is [rows, PP_PAD]
 PATCH_VARIANTS = [("arith", 1, 2, "out-major"), ("arith", 1, 2, "tap-major"), ("table", 1, 2, "out-major"),
                   ("arith", 2, 2, "tap-major"), ("arith", 4, 4, "out-major"), ("arith", 4, 4, "tap-major"),
@@ -84,7 +88,7 @@ def main(argv: list[str]) -> None:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     if smoke:
         n1, hd, wd, n4, h4, w4, n448, s448 = 2, 60, 90, 1, 90, 170, 2, 56
-        pass_variants, patch_variants = PASS_VARIANTS[:2], PATCH_VARIANTS[:2]
+        pass_variants, patch_variants = PASS_VARIANTS[:4], PATCH_VARIANTS[:2]
     else:
         n1, hd, wd, n4, h4, w4, n448, s448 = 32, 1080, 1920, 8, 2160, 3840, 64, 448
         pass_variants, patch_variants = PASS_VARIANTS, PATCH_VARIANTS
@@ -100,7 +104,7 @@ def main(argv: list[str]) -> None:
           f"{n1}x{hd}x{wd} -> {th}x{tw}, {n4}x{h4}x{w4} -> {th4}x{tw4}\n")
 
     def set_pass(v):
-        ops.TUNING.update(pass_block_r=v[0], pass_block_q=v[1], pass_warps=v[2], pass_taps=v[3])
+        ops.TUNING.update(pass_block_r=v[0], pass_block_q=v[1], pass_warps=v[2], pass_taps=v[3], pass_loads=v[4])
 
     def step(x, n, vertical):
         plan = ops._Pass(tuple(x.shape), x.stride(), n, vertical, True, x.device)
@@ -114,7 +118,7 @@ def main(argv: list[str]) -> None:
             with open(paths[0], "w") as f:
                 json.dump(ops.TUNING, f)
 
-    best_pass = _pick(pass_variants, pass_cases, set_pass, "pass 1 (rows, cols, warps, tables)")
+    best_pass = _pick(pass_variants, pass_cases, set_pass, "pass 1 (rows, cols, warps, tables, tap loads)")
     set_pass(best_pass)
     save()
 

@@ -203,6 +203,7 @@ def test_same_shape_different_alignment():
     pytest.param(dict(triton_ops.GPU_TUNING, pass_taps="tap-major", patch_taps="tap-major"),
                  id="gpu-defaults-tap-major"),
     pytest.param(dict(triton_ops.GPU_TUNING, ragged="descriptors"), id="gpu-defaults-ragged-descriptors"),
+    pytest.param(dict(pass_loads="words", pass_taps="tap-major"), id="word-loads-tap-major"),
     pytest.param(dict(pass_taps="tap-major", patch_taps="tap-major", patch_norm="table", ragged="descriptors"),
                  id="ragged-descriptors-tap-major-table"),
 ])
@@ -343,3 +344,34 @@ def test_ragged_descriptors_not_used_while_capturing(monkeypatch):
     images = [_img(60, 90, seed=63), _img(45, 130, seed=64)]
     a, b = _both(images, _cfg())
     assert torch.equal(a, b) and calls == []
+
+
+WORD_OUT_WIDTHS = [250, 200, 90, 60, 30]
+WORD_CROPS = [(0, 211), (1, 201), (2, 187), (3, 150)]  # (x offset, width): rows start at every address mod 4
+
+
+@pytest.mark.parametrize("out_w", WORD_OUT_WIDTHS)
+def test_word_loads_exact_at_every_alignment(monkeypatch, out_w):
+    """pass_loads="words": a horizontal Pillow pass reads its taps as aligned 32-bit words. Rows starting
+    at every address mod 4 (crops at x = 0..3 of odd widths), the right edge's clamped taps, and tap counts
+    from 2 to 5 words (and past 5, where bytes are used) must give the torch backend's bits."""
+    monkeypatch.setattr(triton_ops, "TUNING", {**triton_ops.TUNING, "pass_loads": "words"})
+    big = _img(40, 211, seed=70)
+    for x0, width in WORD_CROPS:
+        img = big[:, 1:38, x0:x0 + width]
+        a = qvp.resize(img, (37, out_w), mode="pil", backend="triton")
+        b = qvp.resize(img, (37, out_w), mode="pil", backend="torch")
+        assert torch.equal(a, b), (x0, width)
+    a, b = _both(big[:, :, 3:], _cfg(pillow_order="pillow12"))
+    assert torch.equal(a, b)
+
+
+def test_word_load_cases_cover_every_word_count():
+    """The sizes above exercise every word count the kernel has (2-5) and the byte fallback beyond."""
+    from qwen_vis_prep.resample_tables import padded_taps, pil_taps
+
+    words = {-(-(padded_taps(pil_taps(width, out_w)[0].shape[1]) + 3) // 4)
+             for out_w in WORD_OUT_WIDTHS for _, width in WORD_CROPS}
+    assert {2, 3, 4, 5} <= words and max(words) > 5
+    plan = triton_ops._Pass((1, 3, 37, 150), (3 * 37 * 211, 37 * 211, 211, 1), 90, False, True, DEVICE)
+    assert plan.launch.meta["WORDS"] == 0  # default tuning: byte loads

@@ -49,7 +49,7 @@ def _resample_pass_kernel(src_ptr, dst_ptr, idx_ptr, w_ptr, desc_ptr,
                           s_b, s_c, s_r, s_q,
                           TAPS: tl.constexpr, VERTICAL: tl.constexpr, PIL: tl.constexpr,
                           BLOCK_R: tl.constexpr, BLOCK_Q: tl.constexpr, TAP_MAJOR: tl.constexpr,
-                          RAGGED: tl.constexpr):
+                          RAGGED: tl.constexpr, WORDS: tl.constexpr):
     """First separable pass: ``dst[b, c, r, q]`` (contiguous ``[B, C, n_r, n_q]``) from ``src`` (any strides).
 
     VERTICAL: ``r`` is resampled through the taps (``n_in`` source rows), ``q`` copied; else ``q`` is.
@@ -62,6 +62,11 @@ def _resample_pass_kernel(src_ptr, dst_ptr, idx_ptr, w_ptr, desc_ptr,
     its source from ``src_ptr``, its filter tables from ``idx_ptr`` / ``w_ptr``, its contiguous
     ``[C, n_r, n_q]`` result from ``dst_ptr``) come from row ``b`` of the int64 table ``desc_ptr`` (fields
     ``PASS_*``); the scalar arguments are unused, and programs past the image's tiles return at once.
+
+    WORDS (horizontal Pillow pass on rows with unit stride; 0 = off): instead of one byte load per tap,
+    each output loads the ``WORDS`` aligned 32-bit words that hold its taps (``WORDS = ceil((TAPS + 3) /
+    4)``, at most 5) and takes the bytes out with shifts. Every word loaded holds at least one byte of the
+    row (the last ones are clamped to the word of the row's last byte), so no load leaves the row's pages.
     """
     pid = tl.program_id(0)
     c = tl.program_id(1)
@@ -99,6 +104,20 @@ def _resample_pass_kernel(src_ptr, dst_ptr, idx_ptr, w_ptr, desc_ptr,
     else:
         start = tl.load(idx_ptr + _tap(q, 0, n_q, TAPS, TAP_MAJOR))
         row = r * s_r
+        if WORDS > 0:
+            row_ptr = base + row                                                    # [BLOCK_R]
+            mis = (row_ptr.to(tl.int64, bitcast=True) & 3).to(tl.int32)            # address mod 4
+            ws = ((start[None, :] + mis[:, None]) & -4) - mis[:, None]             # aligned, <= start
+            wlast = ((((n_in - 1) + mis) & -4) - mis)[:, None]                     # word of the last byte
+            w0 = tl.load((row_ptr[:, None] + ws).to(tl.pointer_type(tl.int32)))
+            if WORDS > 1:
+                w1 = tl.load((row_ptr[:, None] + tl.minimum(ws + 4, wlast)).to(tl.pointer_type(tl.int32)))
+            if WORDS > 2:
+                w2 = tl.load((row_ptr[:, None] + tl.minimum(ws + 8, wlast)).to(tl.pointer_type(tl.int32)))
+            if WORDS > 3:
+                w3 = tl.load((row_ptr[:, None] + tl.minimum(ws + 12, wlast)).to(tl.pointer_type(tl.int32)))
+            if WORDS > 4:
+                w4 = tl.load((row_ptr[:, None] + tl.minimum(ws + 16, wlast)).to(tl.pointer_type(tl.int32)))
     for k in tl.static_range(TAPS):
         src_i = tl.minimum(start + k, n_in - 1)  # == the table's clamped index of tap k
         if VERTICAL:
@@ -106,7 +125,20 @@ def _resample_pass_kernel(src_ptr, dst_ptr, idx_ptr, w_ptr, desc_ptr,
             v = tl.load(base + ((src_i * s_r)[:, None] + col[None, :]))
         else:
             wk = tl.load(w_ptr + _tap(q, k, n_q, TAPS, TAP_MAJOR))[None, :]
-            v = tl.load(base + (row[:, None] + (src_i * s_q)[None, :]))
+            if WORDS > 0:
+                at = src_i[None, :] - ws                                            # byte in the words
+                word = w0
+                if WORDS > 1:
+                    word = tl.where((at >> 2) == 1, w1, word)
+                if WORDS > 2:
+                    word = tl.where((at >> 2) == 2, w2, word)
+                if WORDS > 3:
+                    word = tl.where((at >> 2) == 3, w3, word)
+                if WORDS > 4:
+                    word = tl.where((at >> 2) == 4, w4, word)
+                v = (word >> ((at & 3) * 8)) & 255
+            else:
+                v = tl.load(base + (row[:, None] + (src_i * s_q)[None, :]))
         if PIL:
             acc += v.to(tl.int32) * wk
         else:

@@ -27,16 +27,17 @@ from .. import torch_ref
 # Launch shapes (plans are keyed by them): the winners of benchmarks/gpu_sweep.py on an H200
 # (benchmarks/RESULTS.md, run 2).
 GPU_TUNING = {"pass_block_r": 1, "pass_block_q": 512, "pass_warps": 2, "pass_taps": "out-major",
-              "patch_block": 1, "patch_warps": 2, "patch_norm": "arith", "patch_taps": "out-major",
-              "ragged": "groups"}
+              "pass_loads": "bytes", "patch_block": 1, "patch_warps": 2, "patch_norm": "arith",
+              "patch_taps": "out-major", "ragged": "groups"}
 TUNING = dict(GPU_TUNING)
 # "tap-major" filter tables make one tap of neighbouring outputs contiguous (coalesced loads), and
 # ragged="descriptors" runs a ragged list in a few launches in all (per-image descriptor tables) instead of
-# two per distinct shape. Neither is timed on a GPU yet, so both wait in benchmarks/gpu_sweep.py instead of
-# being the default.
+# two per distinct shape, and pass_loads="words" loads a horizontal Pillow pass's taps as aligned 32-bit
+# words instead of single bytes. None is timed on a GPU yet, so they wait in benchmarks/gpu_sweep.py
+# instead of being the default.
 _TAP_LAYOUTS = ("out-major", "tap-major")
 _TUNING_CHOICES = {"patch_norm": ("table", "arith"), "pass_taps": _TAP_LAYOUTS, "patch_taps": _TAP_LAYOUTS,
-                   "ragged": ("groups", "descriptors")}
+                   "ragged": ("groups", "descriptors"), "pass_loads": ("bytes", "words")}
 # Triton's CPU interpreter pays per program, so it runs bigger tiles; the results do not depend on the
 # launch shape (tests/test_triton.py checks the GPU defaults and others in the interpreter too).
 _INTERPRETER_TUNING = {"pass_block_r": 8, "pass_block_q": 128, "pass_warps": 4, "patch_block": 16,
@@ -219,9 +220,13 @@ class _Pass:
         n_qb = -(-n_q // block_q)
         from .kernels import _resample_pass_kernel
 
+        words = -(-(taps + 3) // 4)  # aligned 32-bit words holding one output's taps
+        words = words if (TUNING["pass_loads"] == "words" and pil and not vertical and strides[3] == 1
+                          and words <= 5) else 0
         self.launch = _Launcher(_resample_pass_kernel, (-(-n_r // block_r) * n_qb, c, b),
                                 dict(TAPS=taps, VERTICAL=vertical, PIL=pil, BLOCK_R=block_r, BLOCK_Q=block_q,
-                                     TAP_MAJOR=tap_major, RAGGED=False, num_warps=TUNING["pass_warps"]))
+                                     TAP_MAJOR=tap_major, RAGGED=False, WORDS=words,
+                                     num_warps=TUNING["pass_warps"]))
         self.args = (idx, wts, idx, n_r, n_q, n_in, n_qb, *strides)  # desc_ptr: unused placeholder
         self.dst_shape = (b, c, n_r, n_q)
         self.dst_dtype = torch.uint8 if pil else torch.float32
@@ -409,7 +414,8 @@ class _RaggedPlan:
             self.scratch = (at, torch.uint8 if pil else torch.float32)
             self.first = (_Launcher(_resample_pass_kernel, (tiles, c, len(statics)),
                                     dict(TAPS=taps1, VERTICAL=vertical, PIL=pil, BLOCK_R=block_r, BLOCK_Q=block_q,
-                                         TAP_MAJOR=tap_major1, RAGGED=True, num_warps=TUNING["pass_warps"])),
+                                         TAP_MAJOR=tap_major1, RAGGED=True, WORDS=0,
+                                         num_warps=TUNING["pass_warps"])),
                           tables[0])
         norm = _norm_vector(config, device)
         taps2, tables2 = 1, None
