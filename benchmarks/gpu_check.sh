@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# One call on a GPU machine: versions, the launch-shape sweep, every CUDA test, the GPU benchmarks, the
-# profile, the CUDA reliability tests and the GPU memory bounds; a short table last.
-# Usage: bash benchmarks/gpu_check.sh [OUTDIR]      (each step has its own timeout; up to ~14 minutes; ~6 when nothing times out)
+# One call on a GPU machine: versions, the launch-shape sweep, the ragged-list tests, the GPU benchmarks and
+# their table, the profile, every other CUDA test, the GPU memory bounds, the CUDA reliability and fuzz
+# tests; the table again last. Most important first: each step writes its file under OUTDIR as it ends, so a
+# call cut short still returns what ran.
+# Usage: bash benchmarks/gpu_check.sh [OUTDIR]      (each step has its own timeout; ~6 minutes when nothing times out)
 set -u
 OUT_DIR="${1:-${OUT:-/tmp/qvp_gpu}}"
 mkdir -p "$OUT_DIR"
@@ -21,15 +23,15 @@ if [ -s "$OUT_DIR/tuning.json" ]; then export QWEN_VIS_PREP_TRITON_TUNING="$(cat
 echo "tuning: ${QWEN_VIS_PREP_TRITON_TUNING:-defaults}"
 step "ragged-descriptor tests (cuda)"
 timeout 90 python3 -m pytest tests/test_triton.py -k ragged -q -p no:cacheprovider --tb=short -rf > "$OUT_DIR/tests_ragged.txt" 2>&1; tail -4 "$OUT_DIR/tests_ragged.txt"
-step "cuda+triton tests"
-timeout 200 python3 -m pytest tests/test_cuda.py tests/test_triton.py -k "not ragged" -q -p no:cacheprovider --tb=short -rf > "$OUT_DIR/tests_gpu.txt" 2>&1; tail -6 "$OUT_DIR/tests_gpu.txt"
 step benchmarks
 timeout 170 python3 -m pytest benchmarks/test_bench_gpu.py --benchmark-only -q -p no:cacheprovider \
     --benchmark-json="$OUT_DIR/bench.json" --benchmark-columns=median,iqr,rounds 2>&1 | tail -60 > "$OUT_DIR/bench.txt"
 tail -3 "$OUT_DIR/bench.txt"
-python3 benchmarks/gpu_report.py "$OUT_DIR/bench.json" > "$OUT_DIR/table.md" 2>&1
+python3 benchmarks/gpu_report.py "$OUT_DIR/bench.json" > "$OUT_DIR/table.md" 2>&1; cat "$OUT_DIR/table.md"
 step profile
 timeout 45 python3 benchmarks/gpu_profile.py > "$OUT_DIR/profile.txt" 2>&1; head -8 "$OUT_DIR/profile.txt"
+step "cuda+triton tests"
+timeout 200 python3 -m pytest tests/test_cuda.py tests/test_triton.py -k "not ragged" -q -p no:cacheprovider --tb=short -rf > "$OUT_DIR/tests_gpu.txt" 2>&1; tail -6 "$OUT_DIR/tests_gpu.txt"
 step "memory bounds (cuda)"
 timeout 60 python3 benchmarks/memory_bounds.py --cuda-only > "$OUT_DIR/memory.txt" 2>&1; cat "$OUT_DIR/memory.txt"
 step "reliability (cuda)"
