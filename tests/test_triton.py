@@ -375,3 +375,20 @@ def test_word_load_cases_cover_every_word_count():
     assert {2, 3, 4, 5} <= words and max(words) > 5
     plan = triton_ops._Pass((1, 3, 37, 150), (3 * 37 * 211, 37 * 211, 211, 1), 90, False, True, DEVICE)
     assert plan.launch.meta["WORDS"] == 0  # default tuning: byte loads
+
+
+def test_ragged_plans_keep_their_tables_alive(monkeypatch):
+    """A cached ragged plan points into every member's filter tables; evicting them from the table cache
+    (and reusing their memory) must not change a later call's result."""
+    from qwen_vis_prep import resample_tables
+
+    monkeypatch.setattr(triton_ops, "TUNING", {**triton_ops.TUNING, "ragged": "descriptors"})
+    images = [_img(60, 90, seed=80), _img(45, 130, seed=81), _img(70, 100, seed=82)]
+    cfg = _cfg()
+    first = qvp.preprocess(images, cfg, backend="triton").pixel_values
+    resample_tables.DEVICE_TABLES.clear()
+    junk = [torch.full((n,), -7, dtype=torch.int32, device=DEVICE) for n in range(1, 400) for _ in range(4)]
+    again = qvp.preprocess(images, cfg, backend="triton").pixel_values
+    del junk
+    assert torch.equal(first, again)
+    assert torch.equal(again, qvp.preprocess(images, cfg, backend="torch").pixel_values)

@@ -390,6 +390,7 @@ class _RaggedPlan:
         taps_of = pil_taps if pil else float_taps
         p, m, t = config.patch_size, config.merge_size, config.image_frames
         self.first = self.desc1 = self.scratch = None
+        tables = []
         mids = []
         if first_axis is not None:
             vertical = first_axis
@@ -450,7 +451,7 @@ class _RaggedPlan:
                                      TAP_MAJOR=TUNING["patch_taps"] == "tap-major", RAGGED=True,
                                      num_warps=TUNING["patch_warps"])),
                       (idx0, w0, level_table(config, device), norm, norm))
-        self.keep = tables2  # the padded tables the descriptors point into stay alive with the plan
+        self.keep = (tables, tables2)  # every table the descriptors point into lives as long as the plan
 
     def run(self, srcs: list[torch.Tensor], offsets: list[int], out: torch.Tensor) -> None:
         """Launch for ``srcs`` (``[1, C, H, W]`` each, the shapes the plan was built for), whose first
