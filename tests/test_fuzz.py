@@ -46,13 +46,15 @@ except InvalidArgument:  # pragma: no cover - depends on conftest
 
 hf_sizing = pytest.importorskip("transformers.models.qwen2_vl.image_processing_qwen2_vl")
 
-#: (device, backend) pairs the fuzz draws from; "torch-port" is the pure-torch resampler on the CPU.
+#: (device, backend) pairs the fuzz draws from; "torch-port" is the pure-torch resampler on the CPU, and
+#: "triton-ragged" the Triton backend with ragged lists launched through descriptor tables.
 #: Triton's CPU interpreter (conftest.py turns it on without a GPU) takes ~0.5 s an example: in the quick
 #: profile only; the long soak runs the real backends (on a GPU machine, the Triton kernels too).
 TARGETS = [("cpu", "torch"), ("cpu", "torch-port")]
-TARGETS += [("cpu", "triton")] if triton_runs("cpu") and os.environ.get("HYPOTHESIS_PROFILE") != "long" else []
+TARGETS += ([("cpu", "triton"), ("cpu", "triton-ragged")]
+            if triton_runs("cpu") and os.environ.get("HYPOTHESIS_PROFILE") != "long" else [])
 TARGETS += [("cuda", "torch")] if HAS_CUDA else []
-TARGETS += [("cuda", "triton")] if triton_runs("cuda") else []
+TARGETS += [("cuda", "triton"), ("cuda", "triton-ragged")] if triton_runs("cuda") else []
 
 FLOAT_DTYPES = [torch.float32, torch.float16, torch.bfloat16, torch.float64]
 
@@ -215,7 +217,8 @@ def images(draw, cfg: qvp.VisionPreprocessConfig, max_side: int = 160):
 
 def _limits(target) -> dict:
     """Smaller images under Triton's CPU interpreter, which runs kernels a few thousand times slower."""
-    return {"max_side": 48, "max_blocks": 8} if target == ("cpu", "triton") else {"max_side": 160, "max_blocks": 40}
+    interpreted = target[0] == "cpu" and target[1].startswith("triton")
+    return {"max_side": 48, "max_blocks": 8} if interpreted else {"max_side": 160, "max_blocks": 40}
 
 
 def _run(x, cfg, layout, target):
@@ -227,6 +230,11 @@ def _run(x, cfg, layout, target):
     if backend == "torch-port":
         with mock.patch.object(pillow_cpu, "available", lambda: False):
             return qvp.preprocess(x, cfg, backend="torch", layout=layout)
+    if backend == "triton-ragged":
+        from qwen_vis_prep.backends.triton import ops
+
+        with mock.patch.dict(ops.TUNING, ragged="descriptors"):
+            return qvp.preprocess(x, cfg, backend="triton", layout=layout)
     return qvp.preprocess(x, cfg, backend=backend, layout=layout)
 
 
@@ -237,7 +245,7 @@ def test_random_images_and_configs_match_the_oracle(data):
     lim = _limits(target)
     cfg = data.draw(configs(lim["max_blocks"]), label="config")
     x, layout, chw = data.draw(images(cfg, lim["max_side"]), label="image")
-    if (target[1] == "triton" and chw.dtype == torch.float64
+    if (target[1].startswith("triton") and chw.dtype == torch.float64
             and (cfg.resize_mode == "float" or not cfg.do_resize)):
         with pytest.raises((TypeError, ValueError), match="float64"):
             _run(x, cfg, layout, target)
@@ -257,7 +265,7 @@ def test_ragged_batches_equal_images_one_by_one(data):
     cfg = data.draw(configs(lim["max_blocks"]), label="config").replace(do_resize=True)
     items = data.draw(st.lists(images(cfg, lim["max_side"]), min_size=2, max_size=4), label="images")
     chws = [chw for _, _, chw in items]
-    if target[1] == "triton" and any(c.dtype == torch.float64 for c in chws):
+    if target[1].startswith("triton") and any(c.dtype == torch.float64 for c in chws):
         return
     together = _run(chws, cfg, "auto", target)
     rows = [int(t * h * w) for t, h, w in together.grid_thw.tolist()]
@@ -347,6 +355,11 @@ def test_garbage_raises_documented_errors_only(images, layout, check_values, tar
         if backend == "torch-port":
             with mock.patch.object(pillow_cpu, "available", lambda: False):
                 out = qvp.preprocess(images, cfg, backend="torch", layout=layout, check_values=check_values)
+        elif backend == "triton-ragged":
+            from qwen_vis_prep.backends.triton import ops
+
+            with mock.patch.dict(ops.TUNING, ragged="descriptors"):
+                out = qvp.preprocess(images, cfg, backend="triton", layout=layout, check_values=check_values)
         else:
             out = qvp.preprocess(images, cfg, backend=backend, layout=layout, check_values=check_values)
     except (TypeError, ValueError) as e:
