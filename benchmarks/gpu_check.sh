@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# One call on a GPU machine: versions, the launch-shape sweep, the ragged-list tests, the GPU benchmarks and
+# One call on a GPU machine: versions, the launch-shape sweep, the tests of the opt-in kernel paths (ragged
+# descriptors, word loads), the GPU benchmarks and
 # their table, the profile, every other CUDA test, the GPU memory bounds, the CUDA reliability and fuzz
 # tests; the table again last. Most important first: each step writes its file under OUTDIR as it ends, so a
 # call cut short still returns what ran.
@@ -21,8 +22,8 @@ step sweep
 timeout 170 python3 benchmarks/gpu_sweep.py "$OUT_DIR/tuning.json" > "$OUT_DIR/sweep.txt" 2>&1; tail -4 "$OUT_DIR/sweep.txt"
 if [ -s "$OUT_DIR/tuning.json" ]; then export QWEN_VIS_PREP_TRITON_TUNING="$(cat "$OUT_DIR/tuning.json")"; fi
 echo "tuning: ${QWEN_VIS_PREP_TRITON_TUNING:-defaults}"
-step "ragged-descriptor tests (cuda)"
-timeout 90 python3 -m pytest tests/test_triton.py -k ragged -q -p no:cacheprovider --tb=short -rf > "$OUT_DIR/tests_ragged.txt" 2>&1; tail -4 "$OUT_DIR/tests_ragged.txt"
+step "ragged-descriptor and word-load tests (cuda)"
+timeout 120 python3 -m pytest tests/test_triton.py -k "ragged or word" -q -p no:cacheprovider --tb=short -rf > "$OUT_DIR/tests_new_paths.txt" 2>&1; tail -4 "$OUT_DIR/tests_new_paths.txt"
 step benchmarks
 timeout 170 python3 -m pytest benchmarks/test_bench_gpu.py --benchmark-only -q -p no:cacheprovider \
     --benchmark-json="$OUT_DIR/bench.json" --benchmark-columns=median,iqr,rounds 2>&1 | tail -60 > "$OUT_DIR/bench.txt"
@@ -31,12 +32,12 @@ python3 benchmarks/gpu_report.py "$OUT_DIR/bench.json" > "$OUT_DIR/table.md" 2>&
 step profile
 timeout 45 python3 benchmarks/gpu_profile.py > "$OUT_DIR/profile.txt" 2>&1; head -8 "$OUT_DIR/profile.txt"
 step "cuda+triton tests"
-timeout 200 python3 -m pytest tests/test_cuda.py tests/test_triton.py -k "not ragged" -q -p no:cacheprovider --tb=short -rf > "$OUT_DIR/tests_gpu.txt" 2>&1; tail -6 "$OUT_DIR/tests_gpu.txt"
+timeout 200 python3 -m pytest tests/test_cuda.py tests/test_triton.py -k "not ragged and not word" -q -p no:cacheprovider --tb=short -rf > "$OUT_DIR/tests_gpu.txt" 2>&1; tail -6 "$OUT_DIR/tests_gpu.txt"
 step "memory bounds (cuda)"
 timeout 60 python3 benchmarks/memory_bounds.py --cuda-only > "$OUT_DIR/memory.txt" 2>&1; cat "$OUT_DIR/memory.txt"
 step "reliability (cuda)"
 timeout 150 python3 -m pytest tests/test_reliability.py tests/test_errors.py -m cuda -q -p no:cacheprovider --tb=short -rf > "$OUT_DIR/tests_reliability.txt" 2>&1; tail -4 "$OUT_DIR/tests_reliability.txt"
-step "fuzz (cuda)"
-timeout 120 python3 -m pytest tests/test_fuzz.py -k cuda -q -p no:cacheprovider --tb=short -rf > "$OUT_DIR/tests_fuzz.txt" 2>&1; tail -4 "$OUT_DIR/tests_fuzz.txt"
+step "fuzz (draws CUDA targets too)"
+timeout 120 python3 -m pytest tests/test_fuzz.py -q -p no:cacheprovider --tb=short -rf > "$OUT_DIR/tests_fuzz.txt" 2>&1; tail -4 "$OUT_DIR/tests_fuzz.txt"
 step done
 cat "$OUT_DIR/table.md"
