@@ -145,11 +145,9 @@ def main(argv: list[str]) -> None:
 
     # Ragged lists: two launches per distinct size ("groups") or a few in all ("descriptors"). Timed end
     # to end (host launches included: that is what differs), on test_bench_gpu.py's 16 mixed sizes.
-    mixed_sizes = [(480, 640), (720, 1280), (1080, 1920), (300, 400), (1200, 1600), (768, 1024), (2000, 1500),
-                   (640, 480), (900, 1600), (512, 512), (1440, 2560), (350, 700), (1000, 1000), (600, 800),
-                   (1536, 2048), (224, 224)]
-    if smoke:
-        mixed_sizes = [(60, 90), (45, 130), (90, 40), (56, 56)]
+    from test_bench_gpu import MIXED_SIZES  # benchmarks/ is this script's directory, first on sys.path
+
+    mixed_sizes = [(60, 90), (45, 130), (90, 40), (56, 56)] if smoke else MIXED_SIZES
     mixed = [_u8((3, h, w), 10 + i, device) for i, (h, w) in enumerate(mixed_sizes)]
 
     def set_ragged(v):

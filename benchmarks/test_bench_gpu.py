@@ -23,11 +23,14 @@ def _batch(n, h, w, seed):
     return torch.randint(0, 256, (n, 3, h, w), dtype=torch.uint8, device="cuda", generator=g)
 
 
+# the 16-mixed case's sizes (benchmarks/gpu_sweep.py times ragged launches on them too)
+MIXED_SIZES = [(480, 640), (720, 1280), (1080, 1920), (300, 400), (1200, 1600), (768, 1024), (2000, 1500),
+               (640, 480), (900, 1600), (512, 512), (1440, 2560), (350, 700), (1000, 1000), (600, 800),
+               (1536, 2048), (224, 224)]
+
+
 def _mixed():
-    sizes = [(480, 640), (720, 1280), (1080, 1920), (300, 400), (1200, 1600), (768, 1024), (2000, 1500),
-             (640, 480), (900, 1600), (512, 512), (1440, 2560), (350, 700), (1000, 1000), (600, 800),
-             (1536, 2048), (224, 224)]
-    return [_batch(1, h, w, i)[0] for i, (h, w) in enumerate(sizes)]
+    return [_batch(1, h, w, i)[0] for i, (h, w) in enumerate(MIXED_SIZES)]
 
 
 CASES = {

@@ -44,6 +44,12 @@ def _tap(o, k, n_out, TAPS: tl.constexpr, TAP_MAJOR: tl.constexpr):
 
 
 @triton.jit
+def _word(row_ptr, off):
+    """The 32-bit word at byte offset ``off [R, Q]`` (4-aligned in absolute terms) of rows ``row_ptr [R]``."""
+    return tl.load((row_ptr[:, None] + off).to(tl.pointer_type(tl.int32)))
+
+
+@triton.jit
 def _resample_pass_kernel(src_ptr, dst_ptr, idx_ptr, w_ptr, desc_ptr,
                           n_r, n_q, n_in, n_qb,
                           s_b, s_c, s_r, s_q,
@@ -109,15 +115,15 @@ def _resample_pass_kernel(src_ptr, dst_ptr, idx_ptr, w_ptr, desc_ptr,
             mis = (row_ptr.to(tl.int64, bitcast=True) & 3).to(tl.int32)            # address mod 4
             ws = ((start[None, :] + mis[:, None]) & -4) - mis[:, None]             # aligned, <= start
             wlast = ((((n_in - 1) + mis) & -4) - mis)[:, None]                     # word of the last byte
-            w0 = tl.load((row_ptr[:, None] + ws).to(tl.pointer_type(tl.int32)))
+            w0 = _word(row_ptr, ws)
             if WORDS > 1:
-                w1 = tl.load((row_ptr[:, None] + tl.minimum(ws + 4, wlast)).to(tl.pointer_type(tl.int32)))
+                w1 = _word(row_ptr, tl.minimum(ws + 4, wlast))
             if WORDS > 2:
-                w2 = tl.load((row_ptr[:, None] + tl.minimum(ws + 8, wlast)).to(tl.pointer_type(tl.int32)))
+                w2 = _word(row_ptr, tl.minimum(ws + 8, wlast))
             if WORDS > 3:
-                w3 = tl.load((row_ptr[:, None] + tl.minimum(ws + 12, wlast)).to(tl.pointer_type(tl.int32)))
+                w3 = _word(row_ptr, tl.minimum(ws + 12, wlast))
             if WORDS > 4:
-                w4 = tl.load((row_ptr[:, None] + tl.minimum(ws + 16, wlast)).to(tl.pointer_type(tl.int32)))
+                w4 = _word(row_ptr, tl.minimum(ws + 16, wlast))
     for k in tl.static_range(TAPS):
         src_i = tl.minimum(start + k, n_in - 1)  # == the table's clamped index of tap k
         if VERTICAL:

@@ -188,11 +188,16 @@ def _check_int32_extent(shape: tuple[int, ...], strides: tuple[int, ...]) -> Non
                          f"{tuple(shape)}; use backend='torch'")
 
 
+def _kernel_tap_count(n_in: int, n: int, pil: bool) -> int:
+    """The tap count the kernels are compiled for when resampling ``n_in -> n`` (see ``padded_taps``)."""
+    return padded_taps((pil_taps if pil else float_taps)(n_in, n)[0].shape[1])  # host tables, lru-cached
+
+
 def _kernel_taps(n_in: int, n: int, pil: bool, device: torch.device, tap_major: bool
                  ) -> tuple[torch.Tensor, torch.Tensor, int]:
     """``(index, weight, taps)``: device tap tables padded to the tap count the kernels are compiled for (see
     ``padded_taps``), laid out ``[n, taps]``, or ``[taps, n]`` when ``tap_major``."""
-    taps = padded_taps((pil_taps if pil else float_taps)(n_in, n)[0].shape[1])  # host tables, lru-cached
+    taps = _kernel_tap_count(n_in, n, pil)
     idx, wts = device_taps(n_in, n, "pil" if pil else "float", device, width=taps, tap_major=tap_major)
     return idx, wts, taps
 
@@ -348,7 +353,7 @@ def _offset(t: torch.Tensor, base: torch.Tensor) -> int | None:
     return diff // t.element_size() if diff % t.element_size() == 0 else None
 
 
-AXES = {True: 1, False: 2}  # vertical pass -> kernels.AXIS_ROWS, horizontal -> kernels.AXIS_COLS
+_AXES = {True: 1, False: 2}  # vertical pass -> kernels.AXIS_ROWS, horizontal -> kernels.AXIS_COLS
 
 
 @functools.lru_cache(maxsize=4096)
@@ -362,7 +367,7 @@ def _ragged_passes(shape: tuple[int, ...], strides: tuple[int, ...], kind: int, 
     vertical_first = kind == 0 and pillow_vertical_first(in_h, in_w, h, w, order)
     passes = tuple(separable_passes(in_h, in_w, h, w, vertical_first))
     first_axis = passes[0][0] if len(passes) == 2 else None
-    last_axis = AXES[passes[-1][0]] if passes else 0
+    last_axis = _AXES[passes[-1][0]] if passes else 0
     return (shape[1], first_axis, last_axis), passes
 
 
@@ -387,7 +392,6 @@ class _RaggedPlan:
         (c, first_axis, last_axis) = statics[0][0]
         pil = kind == 0
         mode = "pil" if pil else "float"
-        taps_of = pil_taps if pil else float_taps
         p, m, t = config.patch_size, config.merge_size, config.image_frames
         self.first = self.desc1 = self.scratch = None
         tables = []
@@ -396,7 +400,7 @@ class _RaggedPlan:
             vertical = first_axis
             ins = [shape[2 if vertical else 3] for (_, _, shape, _, _, _) in statics]
             ns = [passes[0][1] for (_, passes, _, _, _, _) in statics]
-            taps1 = max(padded_taps(taps_of(a, b)[0].shape[1]) for a, b in zip(ins, ns))
+            taps1 = max(_kernel_tap_count(a, b, pil) for a, b in zip(ins, ns))
             tap_major1 = TUNING["pass_taps"] == "tap-major"
             tables = [device_taps(a, b, mode, device, width=taps1, tap_major=tap_major1) for a, b in zip(ins, ns)]
             block_r, block_q = TUNING["pass_block_r"], TUNING["pass_block_q"]
@@ -425,7 +429,7 @@ class _RaggedPlan:
             ins = [(mid[1] if vertical else mid[2]) for mid in mids] if mids else \
                 [shape[2 if vertical else 3] for (_, _, shape, _, _, _) in statics]
             ns = [passes[-1][1] for (_, passes, _, _, _, _) in statics]
-            taps2 = max(padded_taps(taps_of(a, b)[0].shape[1]) for a, b in zip(ins, ns))
+            taps2 = max(_kernel_tap_count(a, b, pil) for a, b in zip(ins, ns))
             tables2 = [device_taps(a, b, mode, device, width=taps2, tap_major=TUNING["patch_taps"] == "tap-major")
                        for a, b in zip(ins, ns)]
         block = TUNING["patch_block"]
@@ -459,18 +463,23 @@ class _RaggedPlan:
         base = srcs[0]
         device = out.device
         if self.first is not None:
-            desc1 = self.desc1.clone()
-            desc1[:, 0] = torch.tensor(offsets, dtype=torch.int64)
             scratch = torch.empty(self.scratch[0], dtype=self.scratch[1], device=device)
             launch, (idx0, w0) = self.first
-            launch(base, scratch, idx0, w0, to_device(desc1, device), 1, 1, 1, 1, 1, 1, 1, 1)
-            desc2, src = self.desc2, scratch
+            launch(base, scratch, idx0, w0, _descriptors(self.desc1, offsets, device), 1, 1, 1, 1, 1, 1, 1, 1)
+            desc2, src = to_device(self.desc2, device), scratch
         else:
-            desc2 = self.desc2.clone()
-            desc2[:, 0] = torch.tensor(offsets, dtype=torch.int64)
-            src = base
+            desc2, src = _descriptors(self.desc2, offsets, device), base
         launch, (idx0, w0, lut, norm, rows) = self.fused
-        launch(src, out, idx0, w0, lut, norm, rows, to_device(desc2, device), 1, 0, 1, 1, 1, 1, 1, 1, 1)
+        launch(src, out, idx0, w0, lut, norm, rows, desc2, 1, 0, 1, 1, 1, 1, 1, 1, 1)
+
+
+def _descriptors(template: torch.Tensor, offsets: list[int], device: torch.device) -> torch.Tensor:
+    """``template`` (host descriptor rows) with column 0 set to the sources' ``offsets``, on ``device``:
+    filled in pinned memory on CUDA, so the non-blocking copy needs no staging copy of its own."""
+    rows = torch.empty_like(template, pin_memory=device.type == "cuda")
+    rows.copy_(template)
+    rows[:, 0] = torch.tensor(offsets, dtype=torch.int64)
+    return to_device(rows, device)
 
 
 def launch_ragged(images: list[torch.Tensor], sizes: list[tuple[int, int]], row_offsets: list[int],
