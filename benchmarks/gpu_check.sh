@@ -1,16 +1,24 @@
 #!/usr/bin/env bash
-# One call on a GPU machine: versions, the launch-shape sweep, the tests of the opt-in kernel paths (ragged
-# descriptors, word loads), the GPU benchmarks and
-# their table, the profile, every other CUDA test, the GPU memory bounds, the CUDA reliability and fuzz
-# tests; the table again last. Most important first: each step writes its file under OUTDIR as it ends, so a
-# call cut short still returns what ran.
-# Usage: bash benchmarks/gpu_check.sh [OUTDIR]      (each step has its own timeout; ~6 minutes when nothing times out)
+# One call on a GPU machine: versions, the launch-shape sweep (it also picks the pipeline), the tests of the
+# opt-in kernel paths (rows pipeline, ragged descriptors, word loads), the GPU benchmarks and their table,
+# the profile, every other CUDA test, the GPU memory bounds, the CUDA reliability and fuzz tests; the table
+# again last. Most important first: each step writes its file under OUTDIR as it ends, so a call cut short
+# still returns what ran.
+# Usage: [GPU_CHECK_BUDGET_S=540] bash benchmarks/gpu_check.sh [OUTDIR]
+#   Each step has its own timeout, cut to what is left of GPU_CHECK_BUDGET_S (a step with under 15 s left is
+#   skipped); about 8 minutes when nothing is cut.
 set -u
 OUT_DIR="${1:-${OUT:-/tmp/qvp_gpu}}"
 mkdir -p "$OUT_DIR"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 unset TRITON_INTERPRET
-step() { echo "== $1 ($(date +%T))"; }
+END=$((SECONDS + ${GPU_CHECK_BUDGET_S:-100000}))
+step() { echo "== $1 ($(date +%T), $((END - SECONDS)) s left)"; }
+run_for() {  # run_for MAX_SECONDS CMD...: CMD under timeout min(MAX_SECONDS, budget left - 5)
+    local max=$1 left=$((END - SECONDS - 5)); shift
+    if [ "$left" -lt 15 ]; then echo "(skipped: budget spent)"; return 0; fi
+    timeout $((max < left ? max : left)) "$@"
+}
 step versions
 python3 - <<'PY' | tee "$OUT_DIR/versions.txt"
 import torch, triton, PIL, transformers
@@ -19,25 +27,25 @@ print("torch", torch.__version__, "triton", triton.__version__, "pillow", PIL.__
       "transformers", transformers.__version__)
 PY
 step sweep
-timeout 170 python3 benchmarks/gpu_sweep.py "$OUT_DIR/tuning.json" > "$OUT_DIR/sweep.txt" 2>&1; tail -4 "$OUT_DIR/sweep.txt"
+run_for 200 python3 benchmarks/gpu_sweep.py "$OUT_DIR/tuning.json" > "$OUT_DIR/sweep.txt" 2>&1; tail -4 "$OUT_DIR/sweep.txt"
 if [ -s "$OUT_DIR/tuning.json" ]; then export QWEN_VIS_PREP_TRITON_TUNING="$(cat "$OUT_DIR/tuning.json")"; fi
 echo "tuning: ${QWEN_VIS_PREP_TRITON_TUNING:-defaults}"
-step "ragged-descriptor and word-load tests (cuda)"
-timeout 120 python3 -m pytest tests/test_triton.py -k "ragged or word" -q -p no:cacheprovider --tb=short -rf > "$OUT_DIR/tests_new_paths.txt" 2>&1; tail -4 "$OUT_DIR/tests_new_paths.txt"
+step "rows-pipeline, ragged-descriptor and word-load tests (cuda)"
+run_for 100 python3 -m pytest tests/test_triton.py -k "rows or ragged or word or launch_shapes" -q -p no:cacheprovider --tb=short -rf > "$OUT_DIR/tests_new_paths.txt" 2>&1; tail -4 "$OUT_DIR/tests_new_paths.txt"
 step benchmarks
-timeout 170 python3 -m pytest benchmarks/test_bench_gpu.py --benchmark-only -q -p no:cacheprovider \
+run_for 160 python3 -m pytest benchmarks/test_bench_gpu.py --benchmark-only -q -p no:cacheprovider \
     --benchmark-json="$OUT_DIR/bench.json" --benchmark-columns=median,iqr,rounds 2>&1 | tail -60 > "$OUT_DIR/bench.txt"
 tail -3 "$OUT_DIR/bench.txt"
 python3 benchmarks/gpu_report.py "$OUT_DIR/bench.json" > "$OUT_DIR/table.md" 2>&1; cat "$OUT_DIR/table.md"
 step profile
-timeout 45 python3 benchmarks/gpu_profile.py > "$OUT_DIR/profile.txt" 2>&1; head -8 "$OUT_DIR/profile.txt"
+run_for 45 python3 benchmarks/gpu_profile.py > "$OUT_DIR/profile.txt" 2>&1; head -8 "$OUT_DIR/profile.txt"
 step "cuda+triton tests"
-timeout 200 python3 -m pytest tests/test_cuda.py tests/test_triton.py -k "not ragged and not word" -q -p no:cacheprovider --tb=short -rf > "$OUT_DIR/tests_gpu.txt" 2>&1; tail -6 "$OUT_DIR/tests_gpu.txt"
+run_for 200 python3 -m pytest tests/test_cuda.py tests/test_triton.py -k "not rows and not ragged and not word and not launch_shapes" -q -p no:cacheprovider --tb=short -rf > "$OUT_DIR/tests_gpu.txt" 2>&1; tail -6 "$OUT_DIR/tests_gpu.txt"
 step "memory bounds (cuda)"
-timeout 60 python3 benchmarks/memory_bounds.py --cuda-only > "$OUT_DIR/memory.txt" 2>&1; cat "$OUT_DIR/memory.txt"
+run_for 60 python3 benchmarks/memory_bounds.py --cuda-only > "$OUT_DIR/memory.txt" 2>&1; cat "$OUT_DIR/memory.txt"
 step "reliability (cuda)"
-timeout 150 python3 -m pytest tests/test_reliability.py tests/test_errors.py -m cuda -q -p no:cacheprovider --tb=short -rf > "$OUT_DIR/tests_reliability.txt" 2>&1; tail -4 "$OUT_DIR/tests_reliability.txt"
+run_for 150 python3 -m pytest tests/test_reliability.py tests/test_errors.py -m cuda -q -p no:cacheprovider --tb=short -rf > "$OUT_DIR/tests_reliability.txt" 2>&1; tail -4 "$OUT_DIR/tests_reliability.txt"
 step "fuzz (draws CUDA targets too)"
-timeout 120 python3 -m pytest tests/test_fuzz.py -q -p no:cacheprovider --tb=short -rf > "$OUT_DIR/tests_fuzz.txt" 2>&1; tail -4 "$OUT_DIR/tests_fuzz.txt"
+run_for 120 python3 -m pytest tests/test_fuzz.py -q -p no:cacheprovider --tb=short -rf > "$OUT_DIR/tests_fuzz.txt" 2>&1; tail -4 "$OUT_DIR/tests_fuzz.txt"
 step done
 cat "$OUT_DIR/table.md"

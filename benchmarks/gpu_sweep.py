@@ -2,8 +2,10 @@
 
 Each kernel is timed on its own with ``triton.testing.do_bench`` (device time, medians), on the shapes of the
 benchmark cases: pass 1 horizontally and vertically on 32 x 1080p and horizontally on 8 x 4K (13 taps); the
-fused last pass from the 32 x 1080p scratch (float32 and bfloat16 output) and on 64 x 448 (no resize); and
-ragged lists (16 and 4 mixed sizes) end to end, launched per size or through descriptor tables.
+fused last pass from the 32 x 1080p scratch (float32 and bfloat16 output) and on 64 x 448 (no resize); the
+same for the kernels of ``pipeline="rows"`` (packed scratch), then both launches of a whole group with each
+pipeline; and ragged lists (16 and 4 mixed sizes) end to end, launched per size or through descriptor
+tables.
 Every variant's output is compared with ``torch.equal`` against the first variant's, so a launch shape that
 broke the arithmetic would show up here too. The winner (lowest sum of time / best time over the cases) is
 printed and written as JSON, ready for ``QWEN_VIS_PREP_TRITON_TUNING``.
@@ -26,13 +28,15 @@ from qwen_vis_prep.backends.triton import ops
 # (rows, columns, warps, filter-table layout, tap loads of a horizontal pass)
 PASS_VARIANTS = [(1, 512, 2, "out-major", "bytes"), (1, 512, 2, "tap-major", "bytes"),
                  (1, 512, 2, "out-major", "words"), (1, 512, 2, "tap-major", "words"),
-                 (1, 1024, 4, "tap-major", "bytes"), (1, 1024, 4, "tap-major", "words"),
-                 (1, 256, 2, "tap-major", "bytes"), (1, 256, 2, "tap-major", "words"),
-                 (1, 256, 1, "out-major", "bytes"), (4, 256, 4, "tap-major", "bytes")]
+                 (1, 1024, 4, "tap-major", "words"), (1, 256, 2, "tap-major", "bytes"),
+                 (1, 256, 2, "tap-major", "words"), (1, 256, 1, "out-major", "bytes")]
 # (normalisation, tile rows, warps, filter-table layout); the fused tile is [rows, PP_PAD]
 PATCH_VARIANTS = [("arith", 1, 2, "out-major"), ("arith", 1, 2, "tap-major"), ("table", 1, 2, "out-major"),
-                  ("arith", 2, 2, "tap-major"), ("arith", 4, 4, "out-major"), ("arith", 4, 4, "tap-major"),
-                  ("arith", 1, 1, "tap-major"), ("arith", 2, 4, "tap-major")]
+                  ("arith", 2, 2, "tap-major"), ("arith", 4, 4, "tap-major"), ("arith", 1, 1, "tap-major")]
+# pipeline="rows" (kernels._rows_pass_kernel + _patch_rows_kernel): (rows per program, columns, warps) of the
+# horizontal pass, then (patches per program, warps) of the fused pass
+ROWS_PASS_VARIANTS = [(8, 512, 2), (8, 128, 4), (4, 256, 2), (16, 256, 4), (8, 64, 2), (32, 512, 4)]
+ROWS_PATCH_VARIANTS = [(32, 1), (64, 2), (16, 1), (128, 4), (32, 2)]
 
 
 def _time(fn) -> float:
@@ -87,9 +91,11 @@ def main(argv: list[str]) -> None:
     if smoke:
         n1, hd, wd, n4, h4, w4, n448, s448 = 2, 60, 90, 1, 90, 170, 2, 56
         pass_variants, patch_variants = PASS_VARIANTS[:4], PATCH_VARIANTS[:2]
+        rows_pass_variants, rows_patch_variants = ROWS_PASS_VARIANTS[:2], ROWS_PATCH_VARIANTS[:2]
     else:
         n1, hd, wd, n4, h4, w4, n448, s448 = 32, 1080, 1920, 8, 2160, 3840, 64, 448
         pass_variants, patch_variants = PASS_VARIANTS, PATCH_VARIANTS
+        rows_pass_variants, rows_patch_variants = ROWS_PASS_VARIANTS, ROWS_PATCH_VARIANTS
     cfg = qvp.VisionPreprocessConfig.from_preset("qwen2-vl", max_pixels=28 * 28 * 1280)
     if smoke:
         cfg = cfg.replace(min_pixels=28 * 28, max_pixels=28 * 28 * 4)
@@ -141,6 +147,58 @@ def main(argv: list[str]) -> None:
                            ("448 no resize", fused(x448, (s448, s448), cfg))]
     best_patch = _pick(patch_variants, patch_cases, set_patch, "fused pass (norm, rows, warps, tables)")
     set_patch(best_patch)
+    save()
+
+    # pipeline="rows": its two kernels' launch shapes (each timed alone, on the same cases as above), then
+    # the whole group (both launches) against the tile pipeline with the winners so far
+    ops.TUNING.update(pipeline="rows")
+
+    def set_rows_pass(v):
+        ops.TUNING.update(rows_per_program=v[0], rows_block_q=v[1], rows_warps=v[2])
+
+    def rows_step(x, n):
+        plan = ops._RowsPass(tuple(x.shape), x.stride(), n, 14, x.device)
+        return lambda: plan.run(x)
+
+    rows_pass_cases = lambda: [("1080p horizontal, packed", rows_step(x1, tw)),  # noqa: E731
+                               ("4K horizontal, packed", rows_step(x4, tw4))]
+    set_rows_pass(_pick(rows_pass_variants, rows_pass_cases, set_rows_pass,
+                        "rows pass (rows per program, columns, warps)"))
+
+    def set_rows_patch(v):
+        ops.TUNING.update(rows_patch_block=v[0], rows_patch_warps=v[1])
+
+    packed1 = ops._RowsPass(tuple(x1.shape), x1.stride(), tw, 14, x1.device).run(x1)
+    packed4 = ops._RowsPass(tuple(x4.shape), x4.stride(), tw4, 14, x4.device).run(x4)
+
+    def fused_rows(x, packed, size, config):
+        plan = ops._GroupPlan(tuple(x.shape), x.stride(), 0, size, config, 0, None, x.device)
+        out = torch.empty(x.shape[0] * (size[0] // 14) * (size[1] // 14), config.patch_dim,
+                          dtype=config.output_dtype, device=x.device)
+
+        def run():
+            plan.launch(packed, out, *plan.args)
+            return out
+        return run
+
+    rows_patch_cases = lambda: [("fused 1080p fp32", fused_rows(x1, packed1, (th, tw), cfg)),  # noqa: E731
+                                ("fused 1080p bf16", fused_rows(x1, packed1, (th, tw), cfg16)),
+                                ("fused 4K fp32", fused_rows(x4, packed4, (th4, tw4), cfg))]
+    set_rows_patch(_pick(rows_patch_variants, rows_patch_cases, set_rows_patch,
+                         "rows fused pass (patches per program, warps)"))
+    del packed1, packed4
+
+    def set_pipeline(v):
+        ops.TUNING.update(pipeline=v[0])
+
+    def group(x, size, config):
+        return fused(x, size, config)  # the whole plan: first pass + fused pass
+
+    pipeline_cases = lambda: [("32x1080p fp32", group(x1, (th, tw), cfg)),  # noqa: E731
+                              ("32x1080p bf16", group(x1, (th, tw), cfg16)),
+                              ("8x4K fp32", group(x4, (th4, tw4), cfg)),
+                              ("1x1080p fp32", group(x1[:1], (th, tw), cfg))]
+    set_pipeline(_pick([("tiles",), ("rows",)], pipeline_cases, set_pipeline, "pipeline (both launches)"))
     save()
 
     # Ragged lists: two launches per distinct size ("groups") or a few in all ("descriptors"). Timed end

@@ -47,7 +47,8 @@ SIZES = [
     pytest.param((201, 31), id="201x31-tall"),
     pytest.param((56, 112), id="56x112-identity"),
     pytest.param((56, 97), id="56x97-width-only"),
-    pytest.param((250, 60), id="250x60-vertical-first-in-pillow13"),
+    pytest.param((250, 60), id="250x60-taller"),
+    pytest.param((150, 58), id="150x58-vertical-first-in-pillow13"),
 ]
 
 
@@ -206,6 +207,10 @@ def test_same_shape_different_alignment():
     pytest.param(dict(pass_loads="words", pass_taps="tap-major"), id="word-loads-tap-major"),
     pytest.param(dict(pass_taps="tap-major", patch_taps="tap-major", patch_norm="table", ragged="descriptors"),
                  id="ragged-descriptors-tap-major-table"),
+    pytest.param(dict(triton_ops.GPU_TUNING, pipeline="rows"), id="gpu-defaults-rows-pipeline"),
+    pytest.param(dict(pipeline="rows", rows_per_program=2, rows_block_q=32, rows_patch_block=4, rows_warps=4,
+                      rows_patch_warps=2, pass_taps="tap-major", patch_taps="tap-major", patch_norm="table"),
+                 id="rows-pipeline-small-tiles-tap-major-table"),
 ])
 def test_launch_shapes_do_not_change_results(monkeypatch, tuning):
     """Every launch shape the GPU sweep may pick gives the same bits (edge tiles are clamped and masked)."""
@@ -289,7 +294,8 @@ def _ragged_list():
     gray = torch.randint(0, 256, (1, 50, 70), generator=g, dtype=torch.uint8).to(DEVICE)
     rgba = torch.randint(0, 256, (4, 61, 47), generator=g, dtype=torch.uint8).to(DEVICE)
     hwc = _img(83, 57, seed=51).permute(1, 2, 0).contiguous().permute(2, 0, 1)  # channels-last strides
-    return [_img(60, 90, seed=52), _img(250, 60, seed=53), _img(56, 56, seed=54), _img(56, 97, seed=55),
+    return [_img(60, 90, seed=52), _img(150, 58, seed=53), _img(250, 60, seed=59), _img(56, 56, seed=54),
+            _img(56, 97, seed=55),
             _img(120, 40, seed=56), _img(130, 201, seed=57)[:, 3:110:2, 5:190], hwc, gray, rgba,
             _img(60, 90, seed=58)]
 
@@ -392,3 +398,67 @@ def test_ragged_plans_keep_their_tables_alive(monkeypatch):
     del junk
     assert torch.equal(first, again)
     assert torch.equal(again, qvp.preprocess(images, cfg, backend="torch").pixel_values)
+
+
+ROWS_CONFIGS = [
+    pytest.param(dict(pillow_order="pillow12"), id="fp32"),
+    pytest.param(dict(pillow_order="pillow13", output_dtype=torch.bfloat16), id="bf16"),
+    pytest.param(dict(output_dtype=torch.float16, patch_norm="table"), id="fp16-level-table"),
+    pytest.param(dict(preset="qwen3-vl", min_pixels=32 * 32 * 4, max_pixels=32 * 32 * 20), id="qwen3-patch16"),
+]
+
+
+@pytest.mark.parametrize("config", ROWS_CONFIGS)
+def test_rows_pipeline_bit_exact(monkeypatch, config):
+    """pipeline="rows": the horizontal pass writes the patch-packed scratch (every patch row 16-byte
+    aligned) and the fused pass reads it back with vector loads. Stacked batches, same-shape lists (row
+    tables), channels-last and HWC-strided crops, gray and upscales must give the torch backend's bits, and
+    both new kernels must have run (two launches per same-shape group)."""
+    from qwen_vis_prep.backends.triton import kernels
+
+    config = dict(config)
+    norm = config.pop("patch_norm", "arith")
+    monkeypatch.setattr(triton_ops, "TUNING", {**triton_ops.TUNING, "pipeline": "rows", "patch_norm": norm})
+    monkeypatch.setattr(triton_ops, "PLANS", type(triton_ops.PLANS)(maxsize=256))
+    first = _CountingKernel(kernels._rows_pass_kernel)
+    fused = _CountingKernel(kernels._patch_rows_kernel)
+    monkeypatch.setattr(kernels, "_rows_pass_kernel", first)
+    monkeypatch.setattr(kernels, "_patch_rows_kernel", fused)
+    cfg = _cfg(**config)
+    crop = _img(130, 201, seed=90)[:, 3:110:2, 5:190]
+    hwc = _img(83, 157, seed=91).permute(1, 2, 0).contiguous().permute(2, 0, 1)
+    gray = _img(50, 171, seed=92)[:1]
+    inputs = [torch.stack([_img(57, 171, seed=93), _img(57, 171, seed=94)]),
+              [_img(60, 90, seed=95), _img(60, 90, seed=96), crop], hwc, gray]
+    for x in inputs:
+        a, b = _both(x, cfg)
+        assert torch.equal(a, b)
+    assert len(first.grids) == len(fused.grids) >= len(inputs) + 1
+
+
+def test_rows_pipeline_only_where_it_applies(monkeypatch):
+    """The rows pipeline takes Pillow arithmetic with a width-then-height resize; other groups (no resize,
+    height only, vertical first, float arithmetic) keep the tile kernels, and the results stay exact."""
+    from qwen_vis_prep.backends.triton import kernels
+
+    monkeypatch.setattr(triton_ops, "TUNING", {**triton_ops.TUNING, "pipeline": "rows"})
+    monkeypatch.setattr(triton_ops, "PLANS", type(triton_ops.PLANS)(maxsize=256))
+    first = _CountingKernel(kernels._rows_pass_kernel)
+    monkeypatch.setattr(kernels, "_rows_pass_kernel", first)
+    cases = [(_img(56, 112, seed=97), _cfg()), (_img(70, 112, seed=98), _cfg()),
+             (_img(150, 58, seed=99), _cfg(pillow_order="pillow13")),
+             (_img(60, 90, seed=100), _cfg(resize_mode="float"))]
+    for x, cfg in cases:
+        a, b = _both(x, cfg)
+        assert torch.equal(a, b)
+    assert first.grids == []
+
+
+def test_named_sizes_cover_both_pass_orders():
+    """The sizes above named for it really do take Pillow 13's vertical-first order (and the rest do not)."""
+    from qwen_vis_prep.sizing import pillow_vertical_first
+
+    cfg = _cfg()
+    for h, w in [(150, 58), (250, 60), (60, 90)]:
+        out = qvp.smart_resize(h, w, 28, cfg.min_pixels, cfg.max_pixels)
+        assert pillow_vertical_first(h, w, *out, "pillow13") == ((h, w) == (150, 58))

@@ -50,6 +50,32 @@ def _word(row_ptr, off):
 
 
 @triton.jit
+def _normalize(x, norm_ptr, c, FLOAT_INPUT: tl.constexpr):
+    """Rescale and normalise ``x`` (uint8 levels as int32, or float32 values) of channel(s) ``c`` (a scalar
+    or a tensor broadcasting against ``x``): float64 steps, each rounded to float32. The constants are
+    loaded as float64, so the compiler cannot narrow the steps back to (possibly contracted or approximate)
+    float32 arithmetic. Float input divides by the std (the true float32 quotient); levels multiply by the
+    reciprocal, which the launcher has checked against the level table entry by entry."""
+    x = (x.to(tl.float64) * tl.load(norm_ptr)).to(tl.float32)
+    x = (x.to(tl.float64) - tl.load(norm_ptr + 1 + c)).to(tl.float32)
+    if FLOAT_INPUT:
+        return (x.to(tl.float64) / tl.load(norm_ptr + 4 + c)).to(tl.float32)
+    else:
+        return (x.to(tl.float64) * tl.load(norm_ptr + 7 + c)).to(tl.float32)
+
+
+@triton.jit
+def _to_output(val, out_ptr):
+    """float32 ``val`` cast to ``out_ptr``'s element type (bfloat16: round to nearest even, by hand, so no
+    conversion instruction of the card can differ from torch's)."""
+    if out_ptr.dtype.element_ty == tl.bfloat16:
+        u = val.to(tl.int32, bitcast=True)
+        u = (u + 0x7FFF + ((u >> 16) & 1)) & -65536
+        val = u.to(tl.float32, bitcast=True)
+    return val.to(out_ptr.dtype.element_ty)
+
+
+@triton.jit
 def _resample_pass_kernel(src_ptr, dst_ptr, idx_ptr, w_ptr, desc_ptr,
                           n_r, n_q, n_in, n_qb,
                           s_b, s_c, s_r, s_q,
@@ -263,16 +289,10 @@ def _patchify_kernel(src_ptr, out_ptr, idx_ptr, w_ptr, lut_ptr, norm_ptr, rows_p
             level = tl.where(tie_odd, r - 1.0, r).to(tl.int32)
         else:
             val = acc.to(tl.float32)
-    if SRC == 2 or ARITH:
-        # float64 constants loaded as such: the compiler cannot narrow these steps back to (possibly
-        # contracted or approximate) float32 arithmetic
-        x = val if SRC == 2 else level
-        x = (x.to(tl.float64) * tl.load(norm_ptr)).to(tl.float32)
-        x = (x.to(tl.float64) - tl.load(norm_ptr + 1 + c)[:, None]).to(tl.float32)
-        if SRC == 2:  # float input: the true float32 quotient
-            val = (x.to(tl.float64) / tl.load(norm_ptr + 4 + c)[:, None]).to(tl.float32)
-        else:  # levels: the reciprocal, checked against the level table by the launcher
-            val = (x.to(tl.float64) * tl.load(norm_ptr + 7 + c)[:, None]).to(tl.float32)
+    if SRC == 2:
+        val = _normalize(val, norm_ptr, c[:, None], True)
+    elif ARITH:
+        val = _normalize(level, norm_ptr, c[:, None], False)
     else:
         val = tl.load(lut_ptr + ((c * 256)[:, None] + level))
     if RAGGED:
@@ -283,11 +303,115 @@ def _patchify_kernel(src_ptr, out_ptr, idx_ptr, w_ptr, lut_ptr, norm_ptr, rows_p
         img_row = first_row + b.to(tl.int64) * rows_per_image
     out_row = img_row + (wy * blocks_w * MM + iy * M) + (wx * MM + ix)   # [BLOCK]
     dst = out_ptr + (out_row.to(tl.int64) * (C * T * PP) + c * (T * PP))[:, None] + pp_raw[None, :]
-    if out_ptr.dtype.element_ty == tl.bfloat16:
-        u = val.to(tl.int32, bitcast=True)
-        u = (u + 0x7FFF + ((u >> 16) & 1)) & -65536
-        val = u.to(tl.float32, bitcast=True)
-    val = val.to(out_ptr.dtype.element_ty)
+    val = _to_output(val, out_ptr)
     mask = j_ok[:, None] & pp_ok[None, :]
     for t in tl.static_range(T):
         tl.store(dst + t * PP, val, mask=mask)
+
+
+@triton.jit
+def _rows_pass_kernel(src_ptr, dst_ptr, idx_ptr, w_ptr,
+                      n_r, n_q, n_in, n_qp, n_qb,
+                      s_b, s_c, s_r, s_q,
+                      TAPS: tl.constexpr, ROWS: tl.constexpr, BLOCK_Q: tl.constexpr, P: tl.constexpr,
+                      PAD: tl.constexpr, TAP_MAJOR: tl.constexpr):
+    """Horizontal Pillow pass (uint8 -> uint8 fixed point) over ``ROWS`` rows per program, with the taps of
+    the program's ``BLOCK_Q`` columns loaded once and held in registers for all its rows (a row costs one
+    byte load per tap and output, nothing else).
+
+    ``dst`` is contiguous ``[B, C, n_r, n_qp]``. With ``P > 0`` it is the patch-packed scratch of
+    ``_patch_rows_kernel``: output column ``q`` lives at ``(q // P) * PAD + q % P``, so every run of ``P``
+    columns (one patch row) starts 16-byte aligned (``n_q`` is a multiple of ``P``, ``n_qp = n_q / P *
+    PAD``); the ``PAD - P`` slots after each run repeat its last column. With ``P == 0``, ``n_qp == n_q``.
+    Program ``(pid, c, b)`` covers column block ``pid % n_qb`` of rows ``(pid // n_qb) * ROWS ...``.
+    """
+    pid = tl.program_id(0)
+    c = tl.program_id(1)
+    b = tl.program_id(2)
+    rb = pid // n_qb
+    qq = (pid - rb * n_qb) * BLOCK_Q + tl.arange(0, BLOCK_Q)
+    ok = qq < n_qp
+    if P > 0:
+        q = (qq // PAD) * P + tl.minimum(qq % PAD, P - 1)
+    else:
+        q = qq
+    q = tl.minimum(q, n_q - 1)
+    start = tl.load(idx_ptr + _tap(q, 0, n_q, TAPS, TAP_MAJOR))
+    offs = ()
+    wts = ()
+    for k in tl.static_range(TAPS):
+        offs = offs + (tl.minimum(start + k, n_in - 1) * s_q,)  # == the table's clamped index of tap k
+        wts = wts + (tl.load(w_ptr + _tap(q, k, n_q, TAPS, TAP_MAJOR)),)
+    base = src_ptr + b.to(tl.int64) * s_b + c.to(tl.int64) * s_c
+    dst = dst_ptr + (b * tl.num_programs(1) + c).to(tl.int64) * n_r * n_qp + qq
+    r0 = rb * ROWS
+    for r in range(r0, tl.minimum(r0 + ROWS, n_r)):
+        row = base + r * s_r
+        acc = tl.full((BLOCK_Q,), 1 << 21, tl.int32)
+        for k in tl.static_range(TAPS):
+            acc += tl.load(row + offs[k]).to(tl.int32) * wts[k]
+        tl.store(dst + r * n_qp, tl.minimum(tl.maximum(acc >> 22, 0), 255).to(tl.uint8), mask=ok)
+
+
+@triton.jit
+def _patch_rows_kernel(src_ptr, out_ptr, idx_ptr, w_ptr, lut_ptr, norm_ptr, rows_ptr,
+                       rows_per_image, first_row, blocks_w, n_in, n_out,
+                       s_b, s_c, s_y,
+                       HAS_ROW_TABLE: tl.constexpr, C: tl.constexpr, P: tl.constexpr, M: tl.constexpr,
+                       T: tl.constexpr, TAPS: tl.constexpr, PAD: tl.constexpr, BLOCK: tl.constexpr,
+                       ARITH: tl.constexpr, TAP_MAJOR: tl.constexpr):
+    """Vertical Pillow pass from the patch-packed uint8 scratch of ``_rows_pass_kernel``, fused with
+    normalisation, the patch permute, the temporal repeat and the output cast.
+
+    Program ``(i, band, b)`` works on ``BLOCK`` neighbouring patches of the ``band``-th row of patches of
+    image ``b`` as a ``[BLOCK, PAD]`` tile: one patch row (``P`` values, padded to ``PAD``) per tile row.
+    For each of the ``P`` output rows of the band and each channel, a tap is one aligned ``PAD``-byte vector
+    load per patch (the scratch keeps every patch row 16-byte aligned), and the row's taps and weights are
+    scalars shared by the whole tile. Each tile row is stored ``T`` times as ``P`` contiguous values of the
+    patch's output row (columns ``(c, t, py, px)``). ``s_b``, ``s_c``, ``s_y`` are the scratch's strides
+    (``s_y`` = the packed row length, a multiple of 16).
+    """
+    pid = tl.program_id(0)
+    band = tl.program_id(1)
+    b = tl.program_id(2)
+    PP: tl.constexpr = P * P
+    MM: tl.constexpr = M * M
+    n_px = blocks_w * M
+    patch_x = pid * BLOCK + tl.arange(0, BLOCK)
+    x_ok = patch_x < n_px
+    patch_x = tl.minimum(patch_x, n_px - 1)
+    px = tl.arange(0, PAD)
+    wx = patch_x // M
+    ix = patch_x - wx * M
+    wy = band // M
+    iy = band - wy * M
+    if HAS_ROW_TABLE:
+        img_row = tl.load(rows_ptr + b)
+    else:
+        img_row = first_row + b.to(tl.int64) * rows_per_image
+    out_row = img_row + (wy * blocks_w * MM + iy * M) + (wx * MM + ix)   # [BLOCK]
+    dst0 = out_ptr + (out_row.to(tl.int64) * (C * T * PP))[:, None] + px[None, :]
+    mask = x_ok[:, None] & (px < P)[None, :]
+    base = src_ptr + b.to(tl.int64) * s_b
+    at = (patch_x * PAD)[:, None] + px[None, :]                           # [BLOCK, PAD]
+    for py in range(P):
+        y = band * P + py
+        start = tl.load(idx_ptr + _tap(y, 0, n_out, TAPS, TAP_MAJOR))
+        rows = ()
+        wts = ()
+        for k in tl.static_range(TAPS):
+            rows = rows + (tl.minimum(start + k, n_in - 1) * s_y,)
+            wts = wts + (tl.load(w_ptr + _tap(y, k, n_out, TAPS, TAP_MAJOR)),)
+        for c in tl.static_range(C):
+            acc = tl.full((BLOCK, PAD), 1 << 21, tl.int32)
+            for k in tl.static_range(TAPS):
+                acc += tl.load(base + (c * s_c + rows[k]) + at).to(tl.int32) * wts[k]
+            level = tl.minimum(tl.maximum(acc >> 22, 0), 255)
+            if ARITH:
+                val = _normalize(level, norm_ptr, c, False)
+            else:
+                val = tl.load(lut_ptr + (c * 256 + level))
+            val = _to_output(val, out_ptr)
+            dst = dst0 + (c * (T * PP) + py * P)
+            for t in tl.static_range(T):
+                tl.store(dst + t * PP, val, mask=mask)

@@ -28,20 +28,25 @@ from .. import torch_ref
 # (benchmarks/RESULTS.md, run 2).
 GPU_TUNING = {"pass_block_r": 1, "pass_block_q": 512, "pass_warps": 2, "pass_taps": "out-major",
               "pass_loads": "bytes", "patch_block": 1, "patch_warps": 2, "patch_norm": "arith",
-              "patch_taps": "out-major", "ragged": "groups"}
+              "patch_taps": "out-major", "ragged": "groups", "pipeline": "tiles", "rows_per_program": 8,
+              "rows_block_q": 512, "rows_warps": 2, "rows_patch_block": 32, "rows_patch_warps": 1}
 TUNING = dict(GPU_TUNING)
 # "tap-major" filter tables make one tap of neighbouring outputs contiguous (coalesced loads), and
 # ragged="descriptors" runs a ragged list in a few launches in all (per-image descriptor tables) instead of
 # two per distinct shape, and pass_loads="words" loads a horizontal Pillow pass's taps as aligned 32-bit
-# words instead of single bytes. None is timed on a GPU yet, so they wait in benchmarks/gpu_sweep.py
-# instead of being the default.
+# words instead of single bytes. pipeline="rows" runs the usual Pillow resize (width first, then height)
+# as a horizontal pass that holds its taps in registers over several rows and writes a patch-packed scratch,
+# then a fused pass that reads each patch row of that scratch with one 16-byte load per tap (see
+# kernels._rows_pass_kernel / _patch_rows_kernel; rows_* are its launch shapes). None is timed on a GPU yet,
+# so they wait in benchmarks/gpu_sweep.py instead of being the default.
 _TAP_LAYOUTS = ("out-major", "tap-major")
 _TUNING_CHOICES = {"patch_norm": ("table", "arith"), "pass_taps": _TAP_LAYOUTS, "patch_taps": _TAP_LAYOUTS,
-                   "ragged": ("groups", "descriptors"), "pass_loads": ("bytes", "words")}
+                   "ragged": ("groups", "descriptors"), "pass_loads": ("bytes", "words"),
+                   "pipeline": ("tiles", "rows")}
 # Triton's CPU interpreter pays per program, so it runs bigger tiles; the results do not depend on the
 # launch shape (tests/test_triton.py checks the GPU defaults and others in the interpreter too).
 _INTERPRETER_TUNING = {"pass_block_r": 8, "pass_block_q": 128, "pass_warps": 4, "patch_block": 16,
-                       "patch_warps": 4}
+                       "patch_warps": 4, "rows_per_program": 16, "rows_block_q": 256, "rows_patch_block": 32}
 TUNING_ENV = "QWEN_VIS_PREP_TRITON_TUNING"      # JSON object overriding TUNING entries (experts, sweeps)
 FAST_LAUNCH_ENV = "QWEN_VIS_PREP_FAST_LAUNCH"   # "0" turns off the direct launch of compiled kernels
 _MAX_GRID_YZ = 65535  # CUDA's limit on grid dims 1 and 2 (images per launch ride on dim 2)
@@ -252,6 +257,48 @@ def resample_pass(src: torch.Tensor, n: int, vertical: bool, pil: bool) -> torch
         return step.run(src)
 
 
+class _RowsPass:
+    """One prepared launch of ``_rows_pass_kernel`` (horizontal Pillow pass ``[B, C, H, W] -> [B, C, H, n]``,
+    uint8, any source strides), writing the patch-packed scratch of ``_patch_rows_kernel`` when
+    ``patch > 0`` (``n`` a multiple of ``patch``; see the kernel), a plain contiguous one otherwise."""
+
+    __slots__ = ("launch", "args", "dst_shape")
+
+    def __init__(self, shape: tuple[int, ...], strides: tuple[int, ...], n: int, patch: int,
+                 device: torch.device) -> None:
+        b, c, h, w = shape
+        _check_int32_extent(shape, strides)
+        tap_major = TUNING["pass_taps"] == "tap-major"
+        idx, wts, taps = _kernel_taps(w, n, True, device, tap_major)
+        pad = _PACKED_RUN if patch else 1
+        n_qp = n // patch * pad if patch else n
+        _check_int32_extent((b, c, h, n_qp), (c * h * n_qp, h * n_qp, n_qp, 1))
+        rows, block_q = TUNING["rows_per_program"], TUNING["rows_block_q"]
+        n_qb = -(-n_qp // block_q)
+        from .kernels import _rows_pass_kernel
+
+        self.launch = _Launcher(_rows_pass_kernel, (-(-h // rows) * n_qb, c, b),
+                                dict(TAPS=taps, ROWS=rows, BLOCK_Q=block_q, P=patch, PAD=pad, TAP_MAJOR=tap_major,
+                                     num_warps=TUNING["rows_warps"]))
+        self.args = (idx, wts, h, n, w, n_qp, n_qb, *strides)
+        self.dst_shape = (b, c, h, n_qp)
+
+    def run(self, src: torch.Tensor) -> torch.Tensor:
+        dst = torch.empty(self.dst_shape, dtype=torch.uint8, device=src.device)
+        self.launch(src, dst, *self.args)
+        return dst
+
+
+_PACKED_RUN = 16  # bytes per patch row in the packed scratch (patch sizes up to 16)
+
+
+def _rows_pipeline(passes: list[tuple[bool, int]], kind: int, patch: int) -> bool:
+    """Whether a group runs as ``_rows_pass_kernel`` + ``_patch_rows_kernel`` (``TUNING["pipeline"] ==
+    "rows"``): Pillow arithmetic on uint8, a horizontal pass then a vertical one, patches of at most 16."""
+    return (TUNING["pipeline"] == "rows" and kind == 0 and len(passes) == 2 and not passes[0][0]
+            and 0 < patch <= _PACKED_RUN)
+
+
 def _src_kind(src: torch.Tensor, config: VisionPreprocessConfig, resizing: bool) -> tuple[torch.Tensor, int]:
     """Bring ``src`` to a dtype the kernels take and pick their arithmetic (see kernels.SRC_*)."""
     from ...functional import to_levels
@@ -287,6 +334,13 @@ class _GroupPlan:
         # float resizing goes width first, as torch_ref.resize_float does
         vertical_first = pil and pillow_vertical_first(in_h, in_w, h, w, config.pillow_order)
         passes = separable_passes(in_h, in_w, h, w, vertical_first)
+        p, m, t = config.patch_size, config.merge_size, config.image_frames
+        rows = (h // p) * (w // p)
+        blocks_w = w // (p * m)
+        rows_t = _row_table(row_offsets, device) if row_offsets is not None else None
+        if _rows_pipeline(passes, kind, p):
+            self._init_rows(shape, strides, passes, config, first_row, rows_t, device)
+            return
         self.first = None
         if len(passes) == 2:
             self.first = _Pass(shape, strides, passes[0][1], passes[0][0], pil, device)
@@ -301,10 +355,6 @@ class _GroupPlan:
             idx, wts, taps = _kernel_taps(n_in, n, pil, device, TUNING["patch_taps"] == "tap-major")
         else:
             axis, n_in, n, idx, wts, taps = 0, 1, 1, norm, norm, 1  # unused placeholders
-        p, m, t = config.patch_size, config.merge_size, config.image_frames
-        rows = (h // p) * (w // p)
-        blocks_w = w // (p * m)
-        rows_t = _row_table(row_offsets, device) if row_offsets is not None else norm
         block = TUNING["patch_block"]
         from .kernels import _patchify_kernel
 
@@ -314,8 +364,33 @@ class _GroupPlan:
                                      T=t, TAPS=taps, PP_PAD=1 << (p * p - 1).bit_length(), BLOCK=block,
                                      ARITH=arith, TAP_MAJOR=TUNING["patch_taps"] == "tap-major", RAGGED=False,
                                      num_warps=TUNING["patch_warps"]))
-        self.args = (idx, wts, level_table(config, device), norm, rows_t, norm, rows, first_row, blocks_w, n_in,
-                     n, *strides)  # desc_ptr (after rows_t): unused placeholder
+        self.args = (idx, wts, level_table(config, device), norm, norm if rows_t is None else rows_t, norm, rows,
+                     first_row, blocks_w, n_in, n, *strides)  # desc_ptr (after rows_t): unused placeholder
+
+    def _init_rows(self, shape: tuple[int, ...], strides: tuple[int, ...], passes: list[tuple[bool, int]],
+                   config: VisionPreprocessConfig, first_row: int, rows_t: torch.Tensor | None,
+                   device: torch.device) -> None:
+        """The ``pipeline="rows"`` plan (see :func:`_rows_pipeline`): packed horizontal pass, then the
+        vector-load fused pass."""
+        from ...functional import level_table
+        from .kernels import _patch_rows_kernel
+
+        (_, w), (_, h) = passes
+        p, m, t = config.patch_size, config.merge_size, config.image_frames
+        self.first = _RowsPass(shape, strides, w, p, device)
+        b, c, in_h, n_qp = self.first.dst_shape
+        idx, wts, taps = _kernel_taps(in_h, h, True, device, TUNING["patch_taps"] == "tap-major")
+        norm = _norm_vector(config, device)
+        block = TUNING["rows_patch_block"]
+        blocks_w = w // (p * m)
+        self.launch = _Launcher(_patch_rows_kernel, (-(-(blocks_w * m) // block), h // p, b),
+                                dict(HAS_ROW_TABLE=rows_t is not None, C=c, P=p, M=m, T=t, TAPS=taps,
+                                     PAD=_PACKED_RUN, BLOCK=block,
+                                     ARITH=TUNING["patch_norm"] == "arith" and arithmetic_levels_exact(config),
+                                     TAP_MAJOR=TUNING["patch_taps"] == "tap-major",
+                                     num_warps=TUNING["rows_patch_warps"]))
+        self.args = (idx, wts, level_table(config, device), norm, norm if rows_t is None else rows_t,
+                     (h // p) * (w // p), first_row, blocks_w, in_h, h, c * in_h * n_qp, in_h * n_qp, n_qp)
 
     def run(self, src: torch.Tensor, out: torch.Tensor) -> None:
         if self.first is not None:
