@@ -10,7 +10,8 @@ Every variant's output is compared with ``torch.equal`` against the first varian
 broke the arithmetic would show up here too. The winner (lowest sum of time / best time over the cases) is
 printed and written as JSON, ready for ``QWEN_VIS_PREP_TRITON_TUNING``.
 
-Usage: ``python benchmarks/gpu_sweep.py [OUT.json]``; ``--smoke`` runs tiny shapes (works under
+Usage: ``python benchmarks/gpu_sweep.py [OUT.json] [--rows-only] [--smoke]``; ``--rows-only`` keeps the
+tile kernels' launch shapes as they are and sweeps the rest; ``--smoke`` runs tiny shapes (works under
 ``TRITON_INTERPRET=1`` on a CPU, to test this script itself).
 """
 
@@ -35,8 +36,8 @@ PATCH_VARIANTS = [("arith", 1, 2, "out-major"), ("arith", 1, 2, "tap-major"), ("
                   ("arith", 2, 2, "tap-major"), ("arith", 4, 4, "tap-major"), ("arith", 1, 1, "tap-major")]
 # pipeline="rows" (kernels._rows_pass_kernel + _patch_rows_kernel): (rows per program, columns, warps) of the
 # horizontal pass, then (patches per program, warps) of the fused pass
-ROWS_PASS_VARIANTS = [(8, 512, 2), (8, 128, 4), (4, 256, 2), (16, 256, 4), (8, 64, 2), (32, 512, 4)]
-ROWS_PATCH_VARIANTS = [(32, 1), (64, 2), (16, 1), (128, 4), (32, 2)]
+ROWS_PASS_VARIANTS = [(16, 256, 4), (8, 128, 4), (32, 256, 4), (16, 128, 4), (8, 64, 2), (32, 512, 8)]
+ROWS_PATCH_VARIANTS = [(8, 2), (4, 1), (16, 4), (8, 4), (2, 1)]
 
 
 def _time(fn) -> float:
@@ -122,9 +123,11 @@ def main(argv: list[str]) -> None:
             with open(paths[0], "w") as f:
                 json.dump(ops.TUNING, f)
 
-    best_pass = _pick(pass_variants, pass_cases, set_pass, "pass 1 (rows, cols, warps, tables, tap loads)")
-    set_pass(best_pass)
-    save()
+    if "--rows-only" in argv:  # the tile kernels' shapes as they are (TUNING / QWEN_VIS_PREP_TRITON_TUNING)
+        pass_variants, patch_variants = pass_variants[:0], patch_variants[:0]
+    if pass_variants:
+        set_pass(_pick(pass_variants, pass_cases, set_pass, "pass 1 (rows, cols, warps, tables, tap loads)"))
+        save()
 
     scratch = ops._Pass(tuple(x1.shape), x1.stride(), tw, False, True, x1.device).run(x1)
     cfg16 = cfg.replace(output_dtype=torch.bfloat16)
@@ -145,9 +148,9 @@ def main(argv: list[str]) -> None:
     patch_cases = lambda: [("fused 1080p fp32", fused(scratch, (th, tw), cfg)),  # noqa: E731
                            ("fused 1080p bf16", fused(scratch, (th, tw), cfg16)),
                            ("448 no resize", fused(x448, (s448, s448), cfg))]
-    best_patch = _pick(patch_variants, patch_cases, set_patch, "fused pass (norm, rows, warps, tables)")
-    set_patch(best_patch)
-    save()
+    if patch_variants:
+        set_patch(_pick(patch_variants, patch_cases, set_patch, "fused pass (norm, rows, warps, tables)"))
+        save()
 
     # pipeline="rows": its two kernels' launch shapes (each timed alone, on the same cases as above), then
     # the whole group (both launches) against the tile pipeline with the winners so far

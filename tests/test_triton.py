@@ -418,7 +418,10 @@ def test_rows_pipeline_bit_exact(monkeypatch, config):
 
     config = dict(config)
     norm = config.pop("patch_norm", "arith")
-    monkeypatch.setattr(triton_ops, "TUNING", {**triton_ops.TUNING, "pipeline": "rows", "patch_norm": norm})
+    # ragged="groups": a same-shape list pair must take the grouped path the launch count below assumes,
+    # whatever tuning the environment exports
+    monkeypatch.setattr(triton_ops, "TUNING",
+                        {**triton_ops.TUNING, "pipeline": "rows", "patch_norm": norm, "ragged": "groups"})
     monkeypatch.setattr(triton_ops, "PLANS", type(triton_ops.PLANS)(maxsize=256))
     first = _CountingKernel(kernels._rows_pass_kernel)
     fused = _CountingKernel(kernels._patch_rows_kernel)

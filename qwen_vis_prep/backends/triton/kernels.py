@@ -363,12 +363,13 @@ def _patch_rows_kernel(src_ptr, out_ptr, idx_ptr, w_ptr, lut_ptr, norm_ptr, rows
     """Vertical Pillow pass from the patch-packed uint8 scratch of ``_rows_pass_kernel``, fused with
     normalisation, the patch permute, the temporal repeat and the output cast.
 
-    Program ``(i, band, b)`` works on ``BLOCK`` neighbouring patches of the ``band``-th row of patches of
-    image ``b`` as a ``[BLOCK, PAD]`` tile: one patch row (``P`` values, padded to ``PAD``) per tile row.
-    For each of the ``P`` output rows of the band and each channel, a tap is one aligned ``PAD``-byte vector
-    load per patch (the scratch keeps every patch row 16-byte aligned), and the row's taps and weights are
-    scalars shared by the whole tile. Each tile row is stored ``T`` times as ``P`` contiguous values of the
-    patch's output row (columns ``(c, t, py, px)``). ``s_b``, ``s_c``, ``s_y`` are the scratch's strides
+    Program ``(i, band, b)`` makes ``BLOCK`` neighbouring whole patches of the ``band``-th row of patches
+    of image ``b``, one channel at a time, as a ``[PAD, BLOCK, PAD]`` tile (row in the patch, patch, column
+    in the patch; ``P`` padded to ``PAD``). A tap is one aligned ``PAD``-byte vector load per patch row (the
+    scratch keeps every patch row 16-byte aligned), and neighbouring patches of a scratch row are
+    neighbouring vectors, so a warp reads whole lines. For the stores the tile is turned to ``[BLOCK, PAD,
+    PAD]``: a patch's ``P * P`` values of one channel are one contiguous run of its output row (columns
+    ``(c, t, py, px)``), written ``T`` times at once. ``s_b``, ``s_c``, ``s_y`` are the scratch's strides
     (``s_y`` = the packed row length, a multiple of 16).
     """
     pid = tl.program_id(0)
@@ -380,7 +381,17 @@ def _patch_rows_kernel(src_ptr, out_ptr, idx_ptr, w_ptr, lut_ptr, norm_ptr, rows
     patch_x = pid * BLOCK + tl.arange(0, BLOCK)
     x_ok = patch_x < n_px
     patch_x = tl.minimum(patch_x, n_px - 1)
-    px = tl.arange(0, PAD)
+    pad = tl.arange(0, PAD)
+    py = tl.minimum(pad, P - 1)
+    y = band * P + py                                                     # [PAD]
+    start = tl.load(idx_ptr + _tap(y, 0, n_out, TAPS, TAP_MAJOR))
+    rows = ()
+    wts = ()
+    for k in tl.static_range(TAPS):
+        rows = rows + ((tl.minimum(start + k, n_in - 1) * s_y)[:, None, None],)   # the table's clamped index
+        wts = wts + (tl.load(w_ptr + _tap(y, k, n_out, TAPS, TAP_MAJOR))[:, None, None],)
+    base = src_ptr + b.to(tl.int64) * s_b
+    at = (patch_x * PAD)[None, :, None] + pad[None, None, :]             # [1, BLOCK, PAD]
     wx = patch_x // M
     ix = patch_x - wx * M
     wy = band // M
@@ -390,28 +401,18 @@ def _patch_rows_kernel(src_ptr, out_ptr, idx_ptr, w_ptr, lut_ptr, norm_ptr, rows
     else:
         img_row = first_row + b.to(tl.int64) * rows_per_image
     out_row = img_row + (wy * blocks_w * MM + iy * M) + (wx * MM + ix)   # [BLOCK]
-    dst0 = out_ptr + (out_row.to(tl.int64) * (C * T * PP))[:, None] + px[None, :]
-    mask = x_ok[:, None] & (px < P)[None, :]
-    base = src_ptr + b.to(tl.int64) * s_b
-    at = (patch_x * PAD)[:, None] + px[None, :]                           # [BLOCK, PAD]
-    for py in range(P):
-        y = band * P + py
-        start = tl.load(idx_ptr + _tap(y, 0, n_out, TAPS, TAP_MAJOR))
-        rows = ()
-        wts = ()
+    dst0 = out_ptr + ((out_row.to(tl.int64) * (C * T * PP))[:, None, None] + (pad * P)[None, :, None]
+                      + pad[None, None, :])                               # [BLOCK, PAD (py), PAD (px)]
+    mask = x_ok[:, None, None] & (pad < P)[None, :, None] & (pad < P)[None, None, :]
+    for c in tl.static_range(C):
+        acc = tl.full((PAD, BLOCK, PAD), 1 << 21, tl.int32)
         for k in tl.static_range(TAPS):
-            rows = rows + (tl.minimum(start + k, n_in - 1) * s_y,)
-            wts = wts + (tl.load(w_ptr + _tap(y, k, n_out, TAPS, TAP_MAJOR)),)
-        for c in tl.static_range(C):
-            acc = tl.full((BLOCK, PAD), 1 << 21, tl.int32)
-            for k in tl.static_range(TAPS):
-                acc += tl.load(base + (c * s_c + rows[k]) + at).to(tl.int32) * wts[k]
-            level = tl.minimum(tl.maximum(acc >> 22, 0), 255)
-            if ARITH:
-                val = _normalize(level, norm_ptr, c, False)
-            else:
-                val = tl.load(lut_ptr + (c * 256 + level))
-            val = _to_output(val, out_ptr)
-            dst = dst0 + (c * (T * PP) + py * P)
-            for t in tl.static_range(T):
-                tl.store(dst + t * PP, val, mask=mask)
+            acc += tl.load(base + (c * s_c + rows[k] + at)).to(tl.int32) * wts[k]
+        level = tl.permute(tl.minimum(tl.maximum(acc >> 22, 0), 255), (1, 0, 2))
+        if ARITH:
+            val = _normalize(level, norm_ptr, c, False)
+        else:
+            val = tl.load(lut_ptr + (c * 256 + level))
+        val = _to_output(val, out_ptr)
+        for t in tl.static_range(T):
+            tl.store(dst0 + (c * (T * PP) + t * PP), val, mask=mask)

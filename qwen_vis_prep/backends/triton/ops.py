@@ -29,7 +29,7 @@ from .. import torch_ref
 GPU_TUNING = {"pass_block_r": 1, "pass_block_q": 512, "pass_warps": 2, "pass_taps": "out-major",
               "pass_loads": "bytes", "patch_block": 1, "patch_warps": 2, "patch_norm": "arith",
               "patch_taps": "out-major", "ragged": "groups", "pipeline": "tiles", "rows_per_program": 8,
-              "rows_block_q": 512, "rows_warps": 2, "rows_patch_block": 32, "rows_patch_warps": 1}
+              "rows_block_q": 256, "rows_warps": 4, "rows_patch_block": 8, "rows_patch_warps": 2}
 TUNING = dict(GPU_TUNING)
 # "tap-major" filter tables make one tap of neighbouring outputs contiguous (coalesced loads), and
 # ragged="descriptors" runs a ragged list in a few launches in all (per-image descriptor tables) instead of
@@ -46,7 +46,7 @@ _TUNING_CHOICES = {"patch_norm": ("table", "arith"), "pass_taps": _TAP_LAYOUTS, 
 # Triton's CPU interpreter pays per program, so it runs bigger tiles; the results do not depend on the
 # launch shape (tests/test_triton.py checks the GPU defaults and others in the interpreter too).
 _INTERPRETER_TUNING = {"pass_block_r": 8, "pass_block_q": 128, "pass_warps": 4, "patch_block": 16,
-                       "patch_warps": 4, "rows_per_program": 16, "rows_block_q": 256, "rows_patch_block": 32}
+                       "patch_warps": 4, "rows_per_program": 16, "rows_block_q": 256, "rows_patch_block": 8}
 TUNING_ENV = "QWEN_VIS_PREP_TRITON_TUNING"      # JSON object overriding TUNING entries (experts, sweeps)
 FAST_LAUNCH_ENV = "QWEN_VIS_PREP_FAST_LAUNCH"   # "0" turns off the direct launch of compiled kernels
 _MAX_GRID_YZ = 65535  # CUDA's limit on grid dims 1 and 2 (images per launch ride on dim 2)
