@@ -2,7 +2,9 @@
 
 A same-shape batch takes at most two launches (first separable pass into a uint8/float32 scratch, then the
 last pass fused with normalisation + patchify + cast, writing each output element once); no resize is one
-launch. Ragged lists are grouped by shape: two launches per distinct shape. Every table (filter taps,
+launch. Two kernel pairs do this: the "rows" pipeline (``_RowsPass`` + ``_patch_rows_kernel``, patch-packed
+scratch) for Pillow arithmetic resized width first, the tile kernels (``_Pass`` + ``_patchify_kernel``) for
+everything else (see ``GPU_TUNING``). Ragged lists are grouped by shape: two launches per distinct shape. Every table (filter taps,
 level table, normalisation constants, row offsets) comes from a device-side LRU cache and every launch from
 a cached plan, so a warm call does no host<->device copy and no sync, and can be captured in a CUDA graph.
 The first call for a new size uploads its tables and waits for them (see ``resample_tables.upload_table``).
@@ -24,21 +26,21 @@ from ...resample_tables import (DEVICE_TABLES, DeviceTableCache, device_taps, fl
 from ...sizing import pillow_vertical_first, separable_passes
 from .. import torch_ref
 
-# Launch shapes (plans are keyed by them): the winners of benchmarks/gpu_sweep.py on an H200
-# (benchmarks/RESULTS.md, run 2).
-GPU_TUNING = {"pass_block_r": 1, "pass_block_q": 512, "pass_warps": 2, "pass_taps": "out-major",
-              "pass_loads": "bytes", "patch_block": 1, "patch_warps": 2, "patch_norm": "arith",
-              "patch_taps": "out-major", "ragged": "groups", "pipeline": "tiles", "rows_per_program": 8,
-              "rows_block_q": 256, "rows_warps": 4, "rows_patch_block": 8, "rows_patch_warps": 2}
+# Launch shapes and kernel choices (plans are keyed by them): the winners of benchmarks/gpu_sweep.py on an
+# H200 (benchmarks/RESULTS.md, session 4). pipeline="rows" runs the usual Pillow resize (width first, then
+# height) as a horizontal pass that holds its taps in registers over ``rows_per_program`` rows and writes a
+# patch-packed scratch, then a fused pass that reads each patch row of that scratch with one 16-byte load per
+# tap and writes whole patches (kernels._rows_pass_kernel / _patch_rows_kernel); every other group (no
+# resize, one side only, vertical first, float arithmetic) and ragged="descriptors" take the tile kernels,
+# whose shapes are the pass_* / patch_* entries. "tap-major" filter tables make one tap of neighbouring
+# outputs contiguous; pass_loads="words" (aligned 32-bit tap loads) and ragged="descriptors" (a ragged list
+# in a few launches through per-image descriptor tables) are exact too but were slower end to end on the
+# H200, so they stay opt-in.
+GPU_TUNING = {"pass_block_r": 1, "pass_block_q": 256, "pass_warps": 2, "pass_taps": "tap-major",
+              "pass_loads": "bytes", "patch_block": 1, "patch_warps": 2, "patch_norm": "table",
+              "patch_taps": "out-major", "ragged": "groups", "pipeline": "rows", "rows_per_program": 16,
+              "rows_block_q": 128, "rows_warps": 4, "rows_patch_block": 2, "rows_patch_warps": 1}
 TUNING = dict(GPU_TUNING)
-# "tap-major" filter tables make one tap of neighbouring outputs contiguous (coalesced loads), and
-# ragged="descriptors" runs a ragged list in a few launches in all (per-image descriptor tables) instead of
-# two per distinct shape, and pass_loads="words" loads a horizontal Pillow pass's taps as aligned 32-bit
-# words instead of single bytes. pipeline="rows" runs the usual Pillow resize (width first, then height)
-# as a horizontal pass that holds its taps in registers over several rows and writes a patch-packed scratch,
-# then a fused pass that reads each patch row of that scratch with one 16-byte load per tap (see
-# kernels._rows_pass_kernel / _patch_rows_kernel; rows_* are its launch shapes). None is timed on a GPU yet,
-# so they wait in benchmarks/gpu_sweep.py instead of being the default.
 _TAP_LAYOUTS = ("out-major", "tap-major")
 _TUNING_CHOICES = {"patch_norm": ("table", "arith"), "pass_taps": _TAP_LAYOUTS, "patch_taps": _TAP_LAYOUTS,
                    "ragged": ("groups", "descriptors"), "pass_loads": ("bytes", "words"),
