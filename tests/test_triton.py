@@ -210,8 +210,10 @@ def test_same_shape_different_alignment():
     pytest.param(dict(triton_ops.GPU_TUNING, pipeline="tiles"), id="gpu-defaults-tile-pipeline"),
     pytest.param(dict(triton_ops.GPU_TUNING, pass_taps="out-major", patch_norm="arith"),
                  id="gpu-defaults-out-major-arith"),
+    pytest.param(dict(triton_ops.GPU_TUNING, rows_unroll=4, rows_per_program=8), id="gpu-defaults-rows-unroll"),
     pytest.param(dict(pipeline="rows", rows_per_program=2, rows_block_q=32, rows_patch_block=1, rows_warps=4,
-                      rows_patch_warps=2, pass_taps="tap-major", patch_taps="tap-major", patch_norm="table"),
+                      rows_unroll=4, rows_patch_warps=2, pass_taps="tap-major", patch_taps="tap-major",
+                      patch_norm="table"),
                  id="rows-pipeline-small-tiles-tap-major-table"),
 ])
 def test_launch_shapes_do_not_change_results(monkeypatch, tuning):

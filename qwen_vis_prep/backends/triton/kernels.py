@@ -314,7 +314,7 @@ def _rows_pass_kernel(src_ptr, dst_ptr, idx_ptr, w_ptr,
                       n_r, n_q, n_in, n_qp, n_qb,
                       s_b, s_c, s_r, s_q,
                       TAPS: tl.constexpr, ROWS: tl.constexpr, BLOCK_Q: tl.constexpr, P: tl.constexpr,
-                      PAD: tl.constexpr, TAP_MAJOR: tl.constexpr):
+                      PAD: tl.constexpr, TAP_MAJOR: tl.constexpr, UNROLL: tl.constexpr):
     """Horizontal Pillow pass (uint8 -> uint8 fixed point) over ``ROWS`` rows per program, with the taps of
     the program's ``BLOCK_Q`` columns loaded once and held in registers for all its rows (a row costs one
     byte load per tap and output, nothing else).
@@ -323,7 +323,8 @@ def _rows_pass_kernel(src_ptr, dst_ptr, idx_ptr, w_ptr,
     ``_patch_rows_kernel``: output column ``q`` lives at ``(q // P) * PAD + q % P``, so every run of ``P``
     columns (one patch row) starts 16-byte aligned (``n_q`` is a multiple of ``P``, ``n_qp = n_q / P *
     PAD``); the ``PAD - P`` slots after each run repeat its last column. With ``P == 0``, ``n_qp == n_q``.
-    Program ``(pid, c, b)`` covers column block ``pid % n_qb`` of rows ``(pid // n_qb) * ROWS ...``.
+    Program ``(pid, c, b)`` covers column block ``pid % n_qb`` of rows ``(pid // n_qb) * ROWS ...``,
+    ``UNROLL`` rows per step.
     """
     pid = tl.program_id(0)
     c = tl.program_id(1)
@@ -345,12 +346,26 @@ def _rows_pass_kernel(src_ptr, dst_ptr, idx_ptr, w_ptr,
     base = src_ptr + b.to(tl.int64) * s_b + c.to(tl.int64) * s_c
     dst = dst_ptr + (b * tl.num_programs(1) + c).to(tl.int64) * n_r * n_qp + qq
     r0 = rb * ROWS
-    for r in range(r0, tl.minimum(r0 + ROWS, n_r)):
-        row = base + r * s_r
-        acc = tl.full((BLOCK_Q,), 1 << 21, tl.int32)
-        for k in tl.static_range(TAPS):
-            acc += tl.load(row + offs[k]).to(tl.int32) * wts[k]
-        tl.store(dst + r * n_qp, tl.minimum(tl.maximum(acc >> 22, 0), 255).to(tl.uint8), mask=ok)
+    r_end = tl.minimum(r0 + ROWS, n_r)
+    if UNROLL == 1:
+        for r in range(r0, r_end):
+            row = base + r * s_r
+            acc = tl.full((BLOCK_Q,), 1 << 21, tl.int32)
+            for k in tl.static_range(TAPS):
+                acc += tl.load(row + offs[k]).to(tl.int32) * wts[k]
+            tl.store(dst + r * n_qp, tl.minimum(tl.maximum(acc >> 22, 0), 255).to(tl.uint8), mask=ok)
+    else:
+        # UNROLL rows per step as one [UNROLL, BLOCK_Q] tile: all their tap loads are issued before the
+        # step's stores (which the compiler may not move loads across), so more bytes are in flight
+        ru = tl.arange(0, UNROLL)
+        for r in range(r0, r_end, UNROLL):
+            rows = tl.minimum(r + ru, n_r - 1)                   # clamped: loads stay in the image
+            row = base + (rows * s_r)[:, None]
+            acc = tl.full((UNROLL, BLOCK_Q), 1 << 21, tl.int32)
+            for k in tl.static_range(TAPS):
+                acc += tl.load(row + offs[k][None, :]).to(tl.int32) * wts[k][None, :]
+            tl.store(dst + (rows * n_qp)[:, None], tl.minimum(tl.maximum(acc >> 22, 0), 255).to(tl.uint8),
+                     mask=((r + ru) < r_end)[:, None] & ok[None, :])
 
 
 @triton.jit

@@ -35,11 +35,13 @@ from .. import torch_ref
 # whose shapes are the pass_* / patch_* entries. "tap-major" filter tables make one tap of neighbouring
 # outputs contiguous; pass_loads="words" (aligned 32-bit tap loads) and ragged="descriptors" (a ragged list
 # in a few launches through per-image descriptor tables) are exact too but were slower end to end on the
-# H200, so they stay opt-in.
+# H200, so they stay opt-in. rows_unroll > 1 (rows of the rows pass per step, for more loads in flight) is
+# exact and swept by gpu_sweep.py, not yet timed on a GPU.
 GPU_TUNING = {"pass_block_r": 1, "pass_block_q": 256, "pass_warps": 2, "pass_taps": "tap-major",
               "pass_loads": "bytes", "patch_block": 1, "patch_warps": 2, "patch_norm": "table",
               "patch_taps": "out-major", "ragged": "groups", "pipeline": "rows", "rows_per_program": 16,
-              "rows_block_q": 128, "rows_warps": 4, "rows_patch_block": 2, "rows_patch_warps": 1}
+              "rows_block_q": 128, "rows_warps": 4, "rows_unroll": 1, "rows_patch_block": 2,
+              "rows_patch_warps": 1}
 TUNING = dict(GPU_TUNING)
 _TAP_LAYOUTS = ("out-major", "tap-major")
 _TUNING_CHOICES = {"patch_norm": ("table", "arith"), "pass_taps": _TAP_LAYOUTS, "patch_taps": _TAP_LAYOUTS,
@@ -281,7 +283,7 @@ class _RowsPass:
 
         self.launch = _Launcher(_rows_pass_kernel, (-(-h // rows) * n_qb, c, b),
                                 dict(TAPS=taps, ROWS=rows, BLOCK_Q=block_q, P=patch, PAD=pad, TAP_MAJOR=tap_major,
-                                     num_warps=TUNING["rows_warps"]))
+                                     UNROLL=TUNING["rows_unroll"], num_warps=TUNING["rows_warps"]))
         self.args = (idx, wts, h, n, w, n_qp, n_qb, *strides)
         self.dst_shape = (b, c, h, n_qp)
 
