@@ -1,0 +1,61 @@
+"""The GPU scripts that spend lent device time must not break unnoticed: the launch-shape sweep runs on tiny
+shapes (``--smoke``; in Triton's interpreter without a GPU) and its winner must be a tuning the package
+accepts; the report turns a pytest-benchmark JSON into the results table."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from qwen_vis_prep.backends.triton import ops as triton_ops
+
+BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
+DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@pytest.mark.skipif(not triton_ops.can_run(DEVICE)[0], reason="Triton cannot run here")
+def test_sweep_smoke_writes_an_accepted_tuning(tmp_path, monkeypatch):
+    out = tmp_path / "tuning.json"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(BENCH.parent), os.environ.get("PYTHONPATH", "")]))
+    env.pop(triton_ops.TUNING_ENV, None)
+    run = subprocess.run([sys.executable, str(BENCH / "gpu_sweep.py"), "--smoke", "--rows-only", str(out)],
+                         cwd=BENCH, env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "pipeline (both launches)" in run.stdout and "winner:" in run.stdout
+    tuning = json.loads(out.read_text())
+    assert set(tuning) == set(triton_ops.TUNING)
+    monkeypatch.setenv(triton_ops.TUNING_ENV, json.dumps(tuning))
+    monkeypatch.setattr(triton_ops, "TUNING", dict(triton_ops.TUNING))
+    triton_ops._apply_tuning_override()  # raises on any value the package would not take
+    assert triton_ops.TUNING == tuning
+
+
+def test_report_table_from_benchmark_json(tmp_path):
+    def bench(name, group, median, nbytes=None):
+        return {"name": name, "group": group, "stats": {"median": median},
+                "extra_info": {} if nbytes is None else {"bytes": nbytes}}
+
+    data = {"benchmarks": [
+        bench("test_copy_bandwidth", "copy", 1e-3, 4e9),                         # 4 TB/s
+        bench("test_ours_triton[float32-32x1080p]", "32x1080p", 1e-3, 1e9),      # floor 250 us
+        bench("test_ours_triton[bfloat16-32x1080p]", "32x1080p", 8e-4, 6e8),
+        bench("test_ours_torch_backend[32x1080p]", "32x1080p", 2e-2),
+        bench("test_hf_torchvision_cuda[32x1080p]", "32x1080p", 8e-3),
+        bench("test_ours_triton_cuda_graph[32x1080p]", "32x1080p", 9e-4),
+    ]}
+    path = tmp_path / "bench.json"
+    path.write_text(json.dumps(data))
+    run = subprocess.run([sys.executable, str(BENCH / "gpu_report.py"), str(path)], capture_output=True,
+                         text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert "copy bandwidth (read+write): 4.00 TB/s" in run.stdout
+    row = next(line for line in run.stdout.splitlines() if line.startswith("| 32x1080p"))
+    assert row.split(" | ")[1:] == ["1000 us", "800 us", "20000 us", "8000 us", "250 us", "8.0x", "4.00x",
+                                   "0.80 |"]
+    assert "captured in a CUDA graph (input copy + replay): 900 us (eager 1000 us)" in run.stdout
