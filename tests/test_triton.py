@@ -318,7 +318,8 @@ def test_ragged_descriptors_bit_exact_in_few_launches(monkeypatch, config):
     images = _ragged_list()
     cfg = _cfg(**config)
     grouped = qvp.preprocess(images, cfg, backend="triton").pixel_values
-    monkeypatch.setattr(triton_ops, "TUNING", {**triton_ops.TUNING, "ragged": "descriptors"})
+    # the tile kernels for every kind (the rows pipeline's ragged plan is tested below)
+    monkeypatch.setattr(triton_ops, "TUNING", {**triton_ops.TUNING, "ragged": "descriptors", "pipeline": "tiles"})
     monkeypatch.setattr(triton_ops, "PLANS", type(triton_ops.PLANS)(maxsize=256))  # plans built below
     first = _CountingKernel(kernels._resample_pass_kernel)
     fused = _CountingKernel(kernels._patchify_kernel)
@@ -469,3 +470,40 @@ def test_named_sizes_cover_both_pass_orders():
     for h, w in [(150, 58), (250, 60), (60, 90)]:
         out = qvp.smart_resize(h, w, 28, cfg.min_pixels, cfg.max_pixels)
         assert pillow_vertical_first(h, w, *out, "pillow13") == ((h, w) == (150, 58))
+
+
+@pytest.mark.parametrize("config", ROWS_CONFIGS)
+def test_ragged_rows_plan_bit_exact_in_two_launches(monkeypatch, config):
+    """ragged="descriptors" with the rows pipeline: every image of the list resized width then height with
+    Pillow arithmetic, whatever its size, goes through one launch of each rows kernel on a flat grid (the
+    other kinds through the tile kernels), with the torch backend's bits and the grouped path's."""
+    from qwen_vis_prep.backends.triton import kernels
+    from qwen_vis_prep.sizing import pillow_vertical_first
+
+    config = dict(config)
+    norm = config.pop("patch_norm", "arith")
+    cfg = _cfg(**config)
+    images = _ragged_list()
+    base = {**triton_ops.TUNING, "pipeline": "rows", "patch_norm": norm}
+    monkeypatch.setattr(triton_ops, "TUNING", {**base, "ragged": "groups"})
+    grouped = qvp.preprocess(images, cfg, backend="triton").pixel_values
+    monkeypatch.setattr(triton_ops, "TUNING", {**base, "ragged": "descriptors"})
+    monkeypatch.setattr(triton_ops, "PLANS", type(triton_ops.PLANS)(maxsize=256))
+    counters = {}
+    for name in ("_rows_pass_kernel", "_patch_rows_kernel", "_resample_pass_kernel", "_patchify_kernel"):
+        counters[name] = _CountingKernel(getattr(kernels, name))
+        monkeypatch.setattr(kernels, name, counters[name])
+    a, b = _both(images, cfg)
+    assert torch.equal(a, b)
+    assert torch.equal(a, grouped)
+    unit = cfg.patch_size * cfg.merge_size
+    eligible = 0
+    for img in images:
+        h, w = img.shape[-2:]
+        oh, ow = qvp.smart_resize(h, w, unit, cfg.min_pixels, cfg.max_pixels)
+        eligible += ow != w and oh != h and not pillow_vertical_first(h, w, oh, ow, cfg.pillow_order)
+    assert eligible >= 4
+    rows_first, rows_fused = counters["_rows_pass_kernel"].grids, counters["_patch_rows_kernel"].grids
+    assert len(rows_first) == len(rows_fused) == 1  # all eligible images, whatever their sizes: two launches
+    assert rows_first[0][1:] == rows_fused[0][1:] == (1, 1)  # one flat grid
+    assert sum(g[2] for g in counters["_patchify_kernel"].grids) == len(images) - eligible

@@ -31,6 +31,14 @@ PASS_FIELDS = tl.constexpr(11)
 (PATCH_SRC, PATCH_IDX_AT, PATCH_W_AT, PATCH_ROW, PATCH_BANDS, PATCH_BLOCKS_W, PATCH_N_IN, PATCH_N_OUT,
  PATCH_S_C, PATCH_S_Y, PATCH_S_X) = (tl.constexpr(i) for i in range(11))
 PATCH_FIELDS = tl.constexpr(11)
+# Descriptor rows of the rows pipeline's RAGGED launches: one flat grid over every image's programs; FIRST is
+# the image's first program (ascending), found by a binary search. Offsets as above.
+(RP_SRC, RP_DST, RP_IDX_AT, RP_W_AT, RP_N_R, RP_N_Q, RP_N_IN, RP_N_QP, RP_N_QB, RP_S_C, RP_S_R, RP_S_Q,
+ RP_FIRST) = (tl.constexpr(i) for i in range(13))
+RP_FIELDS = tl.constexpr(13)
+(FP_SRC, FP_IDX_AT, FP_W_AT, FP_ROW, FP_BLOCKS_W, FP_N_IN, FP_N_OUT, FP_S_C, FP_S_Y, FP_FIRST) = \
+    (tl.constexpr(i) for i in range(10))
+FP_FIELDS = tl.constexpr(10)
 
 
 @triton.jit
@@ -73,6 +81,20 @@ def _to_output(val, out_ptr):
         u = (u + 0x7FFF + ((u >> 16) & 1)) & -65536
         val = u.to(tl.float32, bitcast=True)
     return val.to(out_ptr.dtype.element_ty)
+
+
+@triton.jit
+def _find_image(desc_ptr, pid, n_images, FIELDS: tl.constexpr, FIRST: tl.constexpr, STEPS: tl.constexpr):
+    """The image whose programs include flat program ``pid``: the last row of the descriptor table whose
+    ``FIRST`` field is <= ``pid`` (the field ascends; ``STEPS >= log2(n_images)`` halvings)."""
+    lo = pid * 0
+    hi = lo + n_images
+    for _ in tl.static_range(STEPS):
+        mid = (lo + hi) // 2
+        go = tl.load(desc_ptr + mid * FIELDS + FIRST) <= pid
+        lo = tl.where(go, mid, lo)
+        hi = tl.where(go, hi, mid)
+    return lo
 
 
 @triton.jit
@@ -310,11 +332,12 @@ def _patchify_kernel(src_ptr, out_ptr, idx_ptr, w_ptr, lut_ptr, norm_ptr, rows_p
 
 
 @triton.jit
-def _rows_pass_kernel(src_ptr, dst_ptr, idx_ptr, w_ptr,
-                      n_r, n_q, n_in, n_qp, n_qb,
+def _rows_pass_kernel(src_ptr, dst_ptr, idx_ptr, w_ptr, desc_ptr,
+                      n_r, n_q, n_in, n_qp, n_qb, n_images,
                       s_b, s_c, s_r, s_q,
                       TAPS: tl.constexpr, ROWS: tl.constexpr, BLOCK_Q: tl.constexpr, P: tl.constexpr,
-                      PAD: tl.constexpr, TAP_MAJOR: tl.constexpr, UNROLL: tl.constexpr):
+                      PAD: tl.constexpr, TAP_MAJOR: tl.constexpr, UNROLL: tl.constexpr, RAGGED: tl.constexpr,
+                      STEPS: tl.constexpr):
     """Horizontal Pillow pass (uint8 -> uint8 fixed point) over ``ROWS`` rows per program, with the taps of
     the program's ``BLOCK_Q`` columns loaded once and held in registers for all its rows (a row costs one
     byte load per tap and output, nothing else).
@@ -325,10 +348,35 @@ def _rows_pass_kernel(src_ptr, dst_ptr, idx_ptr, w_ptr,
     PAD``); the ``PAD - P`` slots after each run repeat its last column. With ``P == 0``, ``n_qp == n_q``.
     Program ``(pid, c, b)`` covers column block ``pid % n_qb`` of rows ``(pid // n_qb) * ROWS ...``,
     ``UNROLL`` rows per step.
+
+    RAGGED: ``n_images`` images of any sizes on one flat grid. Image ``i``'s sizes, strides and element
+    offsets (of its source from ``src_ptr``, its tables from ``idx_ptr`` / ``w_ptr``, its ``[C, n_r, n_qp]``
+    result from ``dst_ptr``) and its first program come from row ``i`` of the int64 table ``desc_ptr``
+    (fields ``RP_*``); the scalar size and stride arguments are unused.
     """
     pid = tl.program_id(0)
-    c = tl.program_id(1)
-    b = tl.program_id(2)
+    if RAGGED:
+        d = desc_ptr + _find_image(desc_ptr, pid, n_images, RP_FIELDS, RP_FIRST, STEPS) * RP_FIELDS
+        pid = pid - tl.load(d + RP_FIRST).to(tl.int32)
+        n_r = tl.load(d + RP_N_R).to(tl.int32)
+        n_q = tl.load(d + RP_N_Q).to(tl.int32)
+        n_in = tl.load(d + RP_N_IN).to(tl.int32)
+        n_qp = tl.load(d + RP_N_QP).to(tl.int32)
+        n_qb = tl.load(d + RP_N_QB).to(tl.int32)
+        s_r = tl.load(d + RP_S_R).to(tl.int32)
+        s_q = tl.load(d + RP_S_Q).to(tl.int32)
+        per_c = ((n_r + ROWS - 1) // ROWS) * n_qb
+        c = pid // per_c
+        pid = pid - c * per_c
+        base = src_ptr + (tl.load(d + RP_SRC) + c.to(tl.int64) * tl.load(d + RP_S_C))
+        idx_ptr += tl.load(d + RP_IDX_AT)
+        w_ptr += tl.load(d + RP_W_AT)
+        dst_img = dst_ptr + (tl.load(d + RP_DST) + c.to(tl.int64) * n_r * n_qp)
+    else:
+        c = tl.program_id(1)
+        b = tl.program_id(2)
+        base = src_ptr + b.to(tl.int64) * s_b + c.to(tl.int64) * s_c
+        dst_img = dst_ptr + (b * tl.num_programs(1) + c).to(tl.int64) * n_r * n_qp
     rb = pid // n_qb
     qq = (pid - rb * n_qb) * BLOCK_Q + tl.arange(0, BLOCK_Q)
     ok = qq < n_qp
@@ -343,8 +391,7 @@ def _rows_pass_kernel(src_ptr, dst_ptr, idx_ptr, w_ptr,
     for k in tl.static_range(TAPS):
         offs = offs + (tl.minimum(start + k, n_in - 1) * s_q,)  # == the table's clamped index of tap k
         wts = wts + (tl.load(w_ptr + _tap(q, k, n_q, TAPS, TAP_MAJOR)),)
-    base = src_ptr + b.to(tl.int64) * s_b + c.to(tl.int64) * s_c
-    dst = dst_ptr + (b * tl.num_programs(1) + c).to(tl.int64) * n_r * n_qp + qq
+    dst = dst_img + qq
     r0 = rb * ROWS
     r_end = tl.minimum(r0 + ROWS, n_r)
     if UNROLL == 1:
@@ -369,12 +416,12 @@ def _rows_pass_kernel(src_ptr, dst_ptr, idx_ptr, w_ptr,
 
 
 @triton.jit
-def _patch_rows_kernel(src_ptr, out_ptr, idx_ptr, w_ptr, lut_ptr, norm_ptr, rows_ptr,
-                       rows_per_image, first_row, blocks_w, n_in, n_out,
+def _patch_rows_kernel(src_ptr, out_ptr, idx_ptr, w_ptr, lut_ptr, norm_ptr, rows_ptr, desc_ptr,
+                       rows_per_image, first_row, blocks_w, n_in, n_out, n_images,
                        s_b, s_c, s_y,
                        HAS_ROW_TABLE: tl.constexpr, C: tl.constexpr, P: tl.constexpr, M: tl.constexpr,
                        T: tl.constexpr, TAPS: tl.constexpr, PAD: tl.constexpr, BLOCK: tl.constexpr,
-                       ARITH: tl.constexpr, TAP_MAJOR: tl.constexpr):
+                       ARITH: tl.constexpr, TAP_MAJOR: tl.constexpr, RAGGED: tl.constexpr, STEPS: tl.constexpr):
     """Vertical Pillow pass from the patch-packed uint8 scratch of ``_rows_pass_kernel``, fused with
     normalisation, the patch permute, the temporal repeat and the output cast.
 
@@ -386,12 +433,37 @@ def _patch_rows_kernel(src_ptr, out_ptr, idx_ptr, w_ptr, lut_ptr, norm_ptr, rows
     PAD]``: a patch's ``P * P`` values of one channel are one contiguous run of its output row (columns
     ``(c, t, py, px)``), written ``T`` times at once. ``s_b``, ``s_c``, ``s_y`` are the scratch's strides
     (``s_y`` = the packed row length, a multiple of 16).
+
+    RAGGED: ``n_images`` images of any sizes on one flat grid. Image ``i``'s first output row, width in
+    merge windows, sizes, scratch strides and element offsets (of its scratch from ``src_ptr`` and of its
+    tables) and its first program come from row ``i`` of the int64 table ``desc_ptr`` (fields ``FP_*``).
     """
     pid = tl.program_id(0)
-    band = tl.program_id(1)
-    b = tl.program_id(2)
     PP: tl.constexpr = P * P
     MM: tl.constexpr = M * M
+    if RAGGED:
+        d = desc_ptr + _find_image(desc_ptr, pid, n_images, FP_FIELDS, FP_FIRST, STEPS) * FP_FIELDS
+        pid = pid - tl.load(d + FP_FIRST).to(tl.int32)
+        blocks_w = tl.load(d + FP_BLOCKS_W).to(tl.int32)
+        n_pb = (blocks_w * M + BLOCK - 1) // BLOCK
+        band = pid // n_pb
+        pid = pid - band * n_pb
+        n_in = tl.load(d + FP_N_IN).to(tl.int32)
+        n_out = tl.load(d + FP_N_OUT).to(tl.int32)
+        s_c = tl.load(d + FP_S_C).to(tl.int32)
+        s_y = tl.load(d + FP_S_Y).to(tl.int32)
+        base = src_ptr + tl.load(d + FP_SRC)
+        idx_ptr += tl.load(d + FP_IDX_AT)
+        w_ptr += tl.load(d + FP_W_AT)
+        img_row = tl.load(d + FP_ROW)
+    else:
+        band = tl.program_id(1)
+        b = tl.program_id(2)
+        base = src_ptr + b.to(tl.int64) * s_b
+        if HAS_ROW_TABLE:
+            img_row = tl.load(rows_ptr + b)
+        else:
+            img_row = first_row + b.to(tl.int64) * rows_per_image
     n_px = blocks_w * M
     patch_x = pid * BLOCK + tl.arange(0, BLOCK)
     x_ok = patch_x < n_px
@@ -405,16 +477,11 @@ def _patch_rows_kernel(src_ptr, out_ptr, idx_ptr, w_ptr, lut_ptr, norm_ptr, rows
     for k in tl.static_range(TAPS):
         rows = rows + ((tl.minimum(start + k, n_in - 1) * s_y)[:, None, None],)   # the table's clamped index
         wts = wts + (tl.load(w_ptr + _tap(y, k, n_out, TAPS, TAP_MAJOR))[:, None, None],)
-    base = src_ptr + b.to(tl.int64) * s_b
     at = (patch_x * PAD)[None, :, None] + pad[None, None, :]             # [1, BLOCK, PAD]
     wx = patch_x // M
     ix = patch_x - wx * M
     wy = band // M
     iy = band - wy * M
-    if HAS_ROW_TABLE:
-        img_row = tl.load(rows_ptr + b)
-    else:
-        img_row = first_row + b.to(tl.int64) * rows_per_image
     out_row = img_row + (wy * blocks_w * MM + iy * M) + (wx * MM + ix)   # [BLOCK]
     dst0 = out_ptr + ((out_row.to(tl.int64) * (C * T * PP))[:, None, None] + (pad * P)[None, :, None]
                       + pad[None, None, :])                               # [BLOCK, PAD (py), PAD (px)]

@@ -283,8 +283,9 @@ class _RowsPass:
 
         self.launch = _Launcher(_rows_pass_kernel, (-(-h // rows) * n_qb, c, b),
                                 dict(TAPS=taps, ROWS=rows, BLOCK_Q=block_q, P=patch, PAD=pad, TAP_MAJOR=tap_major,
-                                     UNROLL=TUNING["rows_unroll"], num_warps=TUNING["rows_warps"]))
-        self.args = (idx, wts, h, n, w, n_qp, n_qb, *strides)
+                                     UNROLL=TUNING["rows_unroll"], RAGGED=False, STEPS=0,
+                                     num_warps=TUNING["rows_warps"]))
+        self.args = (idx, wts, idx, h, n, w, n_qp, n_qb, 1, *strides)  # desc_ptr: unused placeholder
         self.dst_shape = (b, c, h, n_qp)
 
     def run(self, src: torch.Tensor) -> torch.Tensor:
@@ -391,10 +392,11 @@ class _GroupPlan:
                                 dict(HAS_ROW_TABLE=rows_t is not None, C=c, P=p, M=m, T=t, TAPS=taps,
                                      PAD=_PACKED_RUN, BLOCK=block,
                                      ARITH=TUNING["patch_norm"] == "arith" and arithmetic_levels_exact(config),
-                                     TAP_MAJOR=TUNING["patch_taps"] == "tap-major",
+                                     TAP_MAJOR=TUNING["patch_taps"] == "tap-major", RAGGED=False, STEPS=0,
                                      num_warps=TUNING["rows_patch_warps"]))
-        self.args = (idx, wts, level_table(config, device), norm, norm if rows_t is None else rows_t,
-                     (h // p) * (w // p), first_row, blocks_w, in_h, h, c * in_h * n_qp, in_h * n_qp, n_qp)
+        self.args = (idx, wts, level_table(config, device), norm, norm if rows_t is None else rows_t, norm,
+                     (h // p) * (w // p), first_row, blocks_w, in_h, h, 1, c * in_h * n_qp, in_h * n_qp, n_qp)
+        # desc_ptr (after rows_t): unused placeholder
 
     def run(self, src: torch.Tensor, out: torch.Tensor) -> None:
         if self.first is not None:
@@ -552,6 +554,76 @@ class _RaggedPlan:
         launch(src, out, idx0, w0, lut, norm, rows, desc2, 1, 0, 1, 1, 1, 1, 1, 1, 1)
 
 
+class _RaggedRowsPlan:
+    """The rows pipeline (see :func:`_rows_pipeline`) over a ragged sub-group of any sizes, each image
+    resized width then height with Pillow arithmetic: two launches in all, each on one flat grid over every
+    member's programs (no program waits idle for a larger member), through per-image descriptor tables.
+
+    Cached in ``PLANS`` like :class:`_RaggedPlan`. The fused pass's descriptors are fixed per plan and live
+    on the device with it; the first pass's carry the sources' offsets, filled in per call (``to_device``,
+    ordered on the current stream)."""
+
+    __slots__ = ("first", "fused", "desc1", "desc2", "scratch", "keep")
+
+    def __init__(self, statics: list, config: VisionPreprocessConfig, device: torch.device) -> None:
+        from ...functional import level_table
+        from .kernels import _patch_rows_kernel, _rows_pass_kernel
+
+        c = statics[0][0][0]
+        p, m, t = config.patch_size, config.merge_size, config.image_frames
+        n = len(statics)
+        steps = (n - 1).bit_length()
+        widths = [(shape[3], passes[0][1]) for (_, passes, shape, _, _, _) in statics]
+        heights = [(shape[2], passes[1][1]) for (_, passes, shape, _, _, _) in statics]
+        taps1 = max(_kernel_tap_count(a, b, True) for a, b in widths)
+        taps2 = max(_kernel_tap_count(a, b, True) for a, b in heights)
+        tap_major1, tap_major2 = TUNING["pass_taps"] == "tap-major", TUNING["patch_taps"] == "tap-major"
+        tables1 = [device_taps(a, b, "pil", device, width=taps1, tap_major=tap_major1) for a, b in widths]
+        tables2 = [device_taps(a, b, "pil", device, width=taps2, tap_major=tap_major2) for a, b in heights]
+        rows_pp, block_q, block = TUNING["rows_per_program"], TUNING["rows_block_q"], TUNING["rows_patch_block"]
+        rows1, rows2, at, first1, first2 = [], [], 0, 0, 0
+        for i, (_, passes, shape, strides, (h, w), row) in enumerate(statics):
+            in_h, in_w = shape[2:]
+            n_qp = w // p * _PACKED_RUN
+            _check_int32_extent((1, c, in_h, n_qp), (c * in_h * n_qp, in_h * n_qp, n_qp, 1))
+            n_qb = -(-n_qp // block_q)
+            rows1.append([0, at, _offset(tables1[i][0], tables1[0][0]), _offset(tables1[i][1], tables1[0][1]),
+                          in_h, w, in_w, n_qp, n_qb, *strides[1:], first1])
+            blocks_w = w // (p * m)
+            rows2.append([at, _offset(tables2[i][0], tables2[0][0]), _offset(tables2[i][1], tables2[0][1]), row,
+                          blocks_w, in_h, h, in_h * n_qp, n_qp, first2])
+            first1 += c * -(-in_h // rows_pp) * n_qb
+            first2 += (h // p) * -(-(blocks_w * m) // block)
+            at += c * in_h * n_qp
+        self.desc1 = torch.tensor(rows1, dtype=torch.int64)
+        self.desc2 = upload_table(torch.tensor(rows2, dtype=torch.int64), device)
+        self.scratch = at
+        self.first = (_Launcher(_rows_pass_kernel, (first1, 1, 1),
+                                dict(TAPS=taps1, ROWS=rows_pp, BLOCK_Q=block_q, P=p, PAD=_PACKED_RUN,
+                                     TAP_MAJOR=tap_major1, UNROLL=TUNING["rows_unroll"], RAGGED=True, STEPS=steps,
+                                     num_warps=TUNING["rows_warps"])),
+                      tables1[0])
+        norm = _norm_vector(config, device)
+        self.fused = (_Launcher(_patch_rows_kernel, (first2, 1, 1),
+                                dict(HAS_ROW_TABLE=False, C=c, P=p, M=m, T=t, TAPS=taps2, PAD=_PACKED_RUN, BLOCK=block,
+                                     ARITH=TUNING["patch_norm"] == "arith" and arithmetic_levels_exact(config),
+                                     TAP_MAJOR=tap_major2, RAGGED=True, STEPS=steps,
+                                     num_warps=TUNING["rows_patch_warps"])),
+                      (*tables2[0], level_table(config, device), norm))
+        self.keep = (tables1, tables2)  # every table the descriptors point into lives as long as the plan
+
+    def run(self, srcs: list[torch.Tensor], offsets: list[int], out: torch.Tensor) -> None:
+        """Launch for ``srcs`` (``[1, C, H, W]`` each, the shapes the plan was built for), whose first
+        elements lie ``offsets`` elements from the first source's."""
+        device = out.device
+        n = len(srcs)
+        scratch = torch.empty(self.scratch, dtype=torch.uint8, device=device)
+        launch, (idx0, w0) = self.first
+        launch(srcs[0], scratch, idx0, w0, _descriptors(self.desc1, offsets, device), 1, 1, 1, 1, 1, n, 1, 1, 1, 1)
+        launch, (idx0, w0, lut, norm) = self.fused
+        launch(scratch, out, idx0, w0, lut, norm, norm, self.desc2, 1, 0, 1, 1, 1, n, 1, 1, 1)
+
+
 def _descriptors(template: torch.Tensor, offsets: list[int], device: torch.device) -> torch.Tensor:
     """``template`` (host descriptor rows) with column 0 set to the sources' ``offsets``, on ``device``:
     filled in pinned memory on CUDA, so the non-blocking copy needs no staging copy of its own."""
@@ -564,7 +636,8 @@ def _descriptors(template: torch.Tensor, offsets: list[int], device: torch.devic
 def launch_ragged(images: list[torch.Tensor], sizes: list[tuple[int, int]], row_offsets: list[int],
                   config: VisionPreprocessConfig, out: torch.Tensor) -> bool:
     """All images of a ragged list in at most two launches per kind of image (source kind, dtype, channels
-    and pass axes): see :class:`_RaggedPlan`. Returns False, having launched nothing, where an offset is
+    and pass axes): see :class:`_RaggedPlan`, or :class:`_RaggedRowsPlan` for the kind the rows pipeline
+    takes (``TUNING["pipeline"] == "rows"``). Returns False, having launched nothing, where an offset is
     not a whole number of elements (the caller then launches per size)."""
     kinds: dict[tuple, tuple[list, list]] = {}
     for img, size, row in zip(images, sizes, row_offsets):
@@ -576,10 +649,14 @@ def launch_ragged(images: list[torch.Tensor], sizes: list[tuple[int, int]], row_
         srcs.append(src)
         statics.append((axes, passes, shape, strides, tuple(size), row))
     plans = []
-    for (kind, dtype, *_), (srcs, statics) in kinds.items():
+    for (kind, dtype, _, first_axis, last_axis), (srcs, statics) in kinds.items():
+        rows = first_axis is False and last_axis == 1 and \
+            _rows_pipeline([(False, 0), (True, 0)], kind, config.patch_size)  # width, then height
         key = ("ragged", kind, dtype, tuple(statics), srcs[0].device, srcs[0].data_ptr() % 16 == 0,
                out.data_ptr() % 16 == 0, config._op_key, _tuning())
-        plans.append((PLANS.get(key, lambda: _RaggedPlan(statics, kind, config, srcs[0].device)), srcs))
+        make = (lambda: _RaggedRowsPlan(statics, config, srcs[0].device)) if rows else \
+            (lambda: _RaggedPlan(statics, kind, config, srcs[0].device))
+        plans.append((PLANS.get(key, make), srcs))
     offsets = [[_offset(s, srcs[0]) for s in srcs] for _, srcs in plans]
     if any(None in offs for offs in offsets):
         return False
