@@ -342,10 +342,10 @@ def _rows_pass_kernel(src_ptr, dst_ptr, idx_ptr, w_ptr, desc_ptr,
     the program's ``BLOCK_Q`` columns loaded once and held in registers for all its rows (a row costs one
     byte load per tap and output, nothing else).
 
-    ``dst`` is contiguous ``[B, C, n_r, n_qp]``. With ``P > 0`` it is the patch-packed scratch of
-    ``_patch_rows_kernel``: output column ``q`` lives at ``(q // P) * PAD + q % P``, so every run of ``P``
-    columns (one patch row) starts 16-byte aligned (``n_q`` is a multiple of ``P``, ``n_qp = n_q / P *
-    PAD``); the ``PAD - P`` slots after each run repeat its last column. With ``P == 0``, ``n_qp == n_q``.
+    ``dst`` is the contiguous patch-packed scratch ``[B, C, n_r, n_qp]`` of ``_patch_rows_kernel``: output
+    column ``q`` lives at ``(q // P) * PAD + q % P``, so every run of ``P`` columns (one patch row) starts
+    16-byte aligned (``n_q`` is a multiple of ``P``, ``n_qp = n_q / P * PAD``); the ``PAD - P`` slots after
+    each run repeat its last column.
     Program ``(pid, c, b)`` covers column block ``pid % n_qb`` of rows ``(pid // n_qb) * ROWS ...``,
     ``UNROLL`` rows per step.
 
@@ -380,11 +380,7 @@ def _rows_pass_kernel(src_ptr, dst_ptr, idx_ptr, w_ptr, desc_ptr,
     rb = pid // n_qb
     qq = (pid - rb * n_qb) * BLOCK_Q + tl.arange(0, BLOCK_Q)
     ok = qq < n_qp
-    if P > 0:
-        q = (qq // PAD) * P + tl.minimum(qq % PAD, P - 1)
-    else:
-        q = qq
-    q = tl.minimum(q, n_q - 1)
+    q = tl.minimum((qq // PAD) * P + tl.minimum(qq % PAD, P - 1), n_q - 1)
     start = tl.load(idx_ptr + _tap(q, 0, n_q, TAPS, TAP_MAJOR))
     offs = ()
     wts = ()

@@ -261,10 +261,13 @@ def resample_pass(src: torch.Tensor, n: int, vertical: bool, pil: bool) -> torch
         return step.run(src)
 
 
+_PACKED_RUN = 16  # bytes per patch row in the packed scratch (patch sizes up to 16)
+
+
 class _RowsPass:
-    """One prepared launch of ``_rows_pass_kernel`` (horizontal Pillow pass ``[B, C, H, W] -> [B, C, H, n]``,
-    uint8, any source strides), writing the patch-packed scratch of ``_patch_rows_kernel`` when
-    ``patch > 0`` (``n`` a multiple of ``patch``; see the kernel), a plain contiguous one otherwise."""
+    """One prepared launch of ``_rows_pass_kernel``: the horizontal Pillow pass ``[B, C, H, W] -> [B, C, H,
+    n / patch * 16]`` (uint8, any source strides) into the patch-packed scratch of ``_patch_rows_kernel``
+    (``n`` a multiple of ``patch``; see the kernel)."""
 
     __slots__ = ("launch", "args", "dst_shape")
 
@@ -274,16 +277,15 @@ class _RowsPass:
         _check_int32_extent(shape, strides)
         tap_major = TUNING["pass_taps"] == "tap-major"
         idx, wts, taps = _kernel_taps(w, n, True, device, tap_major)
-        pad = _PACKED_RUN if patch else 1
-        n_qp = n // patch * pad if patch else n
+        n_qp = n // patch * _PACKED_RUN
         _check_int32_extent((b, c, h, n_qp), (c * h * n_qp, h * n_qp, n_qp, 1))
         rows, block_q = TUNING["rows_per_program"], TUNING["rows_block_q"]
         n_qb = -(-n_qp // block_q)
         from .kernels import _rows_pass_kernel
 
         self.launch = _Launcher(_rows_pass_kernel, (-(-h // rows) * n_qb, c, b),
-                                dict(TAPS=taps, ROWS=rows, BLOCK_Q=block_q, P=patch, PAD=pad, TAP_MAJOR=tap_major,
-                                     UNROLL=TUNING["rows_unroll"], RAGGED=False, STEPS=0,
+                                dict(TAPS=taps, ROWS=rows, BLOCK_Q=block_q, P=patch, PAD=_PACKED_RUN,
+                                     TAP_MAJOR=tap_major, UNROLL=TUNING["rows_unroll"], RAGGED=False, STEPS=0,
                                      num_warps=TUNING["rows_warps"]))
         self.args = (idx, wts, idx, h, n, w, n_qp, n_qb, 1, *strides)  # desc_ptr: unused placeholder
         self.dst_shape = (b, c, h, n_qp)
@@ -292,9 +294,6 @@ class _RowsPass:
         dst = torch.empty(self.dst_shape, dtype=torch.uint8, device=src.device)
         self.launch(src, dst, *self.args)
         return dst
-
-
-_PACKED_RUN = 16  # bytes per patch row in the packed scratch (patch sizes up to 16)
 
 
 def _rows_pipeline(passes: list[tuple[bool, int]], kind: int, patch: int) -> bool:
@@ -344,7 +343,7 @@ class _GroupPlan:
         blocks_w = w // (p * m)
         rows_t = _row_table(row_offsets, device) if row_offsets is not None else None
         if _rows_pipeline(passes, kind, p):
-            self._init_rows(shape, strides, passes, config, first_row, rows_t, device)
+            self._init_rows(shape, strides, size, config, rows, blocks_w, first_row, rows_t, device)
             return
         self.first = None
         if len(passes) == 2:
@@ -372,22 +371,21 @@ class _GroupPlan:
         self.args = (idx, wts, level_table(config, device), norm, norm if rows_t is None else rows_t, norm, rows,
                      first_row, blocks_w, n_in, n, *strides)  # desc_ptr (after rows_t): unused placeholder
 
-    def _init_rows(self, shape: tuple[int, ...], strides: tuple[int, ...], passes: list[tuple[bool, int]],
-                   config: VisionPreprocessConfig, first_row: int, rows_t: torch.Tensor | None,
-                   device: torch.device) -> None:
+    def _init_rows(self, shape: tuple[int, ...], strides: tuple[int, ...], size: tuple[int, int],
+                   config: VisionPreprocessConfig, rows: int, blocks_w: int, first_row: int,
+                   rows_t: torch.Tensor | None, device: torch.device) -> None:
         """The ``pipeline="rows"`` plan (see :func:`_rows_pipeline`): packed horizontal pass, then the
         vector-load fused pass."""
         from ...functional import level_table
         from .kernels import _patch_rows_kernel
 
-        (_, w), (_, h) = passes
+        h, w = size
         p, m, t = config.patch_size, config.merge_size, config.image_frames
         self.first = _RowsPass(shape, strides, w, p, device)
         b, c, in_h, n_qp = self.first.dst_shape
         idx, wts, taps = _kernel_taps(in_h, h, True, device, TUNING["patch_taps"] == "tap-major")
         norm = _norm_vector(config, device)
         block = TUNING["rows_patch_block"]
-        blocks_w = w // (p * m)
         self.launch = _Launcher(_patch_rows_kernel, (-(-(blocks_w * m) // block), h // p, b),
                                 dict(HAS_ROW_TABLE=rows_t is not None, C=c, P=p, M=m, T=t, TAPS=taps,
                                      PAD=_PACKED_RUN, BLOCK=block,
@@ -395,7 +393,7 @@ class _GroupPlan:
                                      TAP_MAJOR=TUNING["patch_taps"] == "tap-major", RAGGED=False, STEPS=0,
                                      num_warps=TUNING["rows_patch_warps"]))
         self.args = (idx, wts, level_table(config, device), norm, norm if rows_t is None else rows_t, norm,
-                     (h // p) * (w // p), first_row, blocks_w, in_h, h, 1, c * in_h * n_qp, in_h * n_qp, n_qp)
+                     rows, first_row, blocks_w, in_h, h, 1, c * in_h * n_qp, in_h * n_qp, n_qp)
         # desc_ptr (after rows_t): unused placeholder
 
     def run(self, src: torch.Tensor, out: torch.Tensor) -> None:
@@ -459,9 +457,11 @@ class _RaggedPlan:
 
     Everything but where the sources are is fixed per (member shapes, strides, sizes, output rows, config,
     tuning) and cached in ``PLANS``: the descriptor rows (int64, host), the filter tables (the cached per-size
-    tables, padded to the group's longest filter: zero weights, so exact), grids and launchers. A call
-    fills in the sources' element offsets from the first source and copies the descriptors to the device
-    without blocking (``to_device``: per-call data, ordered on the current stream).
+    tables, padded to the group's longest filter: zero weights, so exact), grids and launchers. The
+    descriptors of the launch that reads the sources get the sources' element offsets from the first source
+    per call and go to the device without blocking (``to_device``: per-call data, ordered on the current
+    stream); with a first pass, the fused pass reads the plan's scratch, so its rows are fixed and uploaded
+    once with the plan.
     """
 
     __slots__ = ("first", "fused", "desc1", "desc2", "scratch", "keep")
@@ -528,6 +528,8 @@ class _RaggedPlan:
             tiles = max(tiles, -(-(blocks_w * m * c) // block))
             bands = max(bands, h // p)
         self.desc2 = torch.tensor(rows, dtype=torch.int64)
+        if self.first is not None:  # the fused pass reads the plan's scratch: fixed rows, on the device once
+            self.desc2 = upload_table(self.desc2, device)
         arith = TUNING["patch_norm"] == "arith" and kind != 2 and arithmetic_levels_exact(config)
         idx0, w0 = tables2[0] if tables2 else (norm, norm)
         self.fused = (_Launcher(_patchify_kernel, (tiles, bands, len(statics)),
@@ -547,7 +549,7 @@ class _RaggedPlan:
             scratch = torch.empty(self.scratch[0], dtype=self.scratch[1], device=device)
             launch, (idx0, w0) = self.first
             launch(base, scratch, idx0, w0, _descriptors(self.desc1, offsets, device), 1, 1, 1, 1, 1, 1, 1, 1)
-            desc2, src = to_device(self.desc2, device), scratch
+            desc2, src = self.desc2, scratch
         else:
             desc2, src = _descriptors(self.desc2, offsets, device), base
         launch, (idx0, w0, lut, norm, rows) = self.fused
@@ -649,9 +651,8 @@ def launch_ragged(images: list[torch.Tensor], sizes: list[tuple[int, int]], row_
         srcs.append(src)
         statics.append((axes, passes, shape, strides, tuple(size), row))
     plans = []
-    for (kind, dtype, _, first_axis, last_axis), (srcs, statics) in kinds.items():
-        rows = first_axis is False and last_axis == 1 and \
-            _rows_pipeline([(False, 0), (True, 0)], kind, config.patch_size)  # width, then height
+    for (kind, dtype, *_), (srcs, statics) in kinds.items():
+        rows = _rows_pipeline(statics[0][1], kind, config.patch_size)  # the members share their pass axes
         key = ("ragged", kind, dtype, tuple(statics), srcs[0].device, srcs[0].data_ptr() % 16 == 0,
                out.data_ptr() % 16 == 0, config._op_key, _tuning())
         make = (lambda: _RaggedRowsPlan(statics, config, srcs[0].device)) if rows else \
