@@ -1,5 +1,5 @@
-"""Where the time goes on a GPU: host time per call (direct and regular kernel launches), device time of the
-whole call and of each launch, and a cProfile of the host path of one 1080p image.
+"""Where the time goes on a GPU: host time per call (from the warm entry with direct launches, without the
+warm entry, and with Triton's regular launch), device time of the whole call and of each launch, and a cProfile of the host path of one 1080p image.
 
 Run on a GPU: ``python benchmarks/gpu_profile.py`` (``benchmarks/gpu_check.sh`` does).
 """
@@ -36,12 +36,15 @@ def _device_us(fn) -> float:
 def main() -> None:
     cfg = qvp.VisionPreprocessConfig.from_preset("qwen2-vl", max_pixels=28 * 28 * 1280)
     prep = qvp.QwenVisionPreprocessor(config=cfg, backend="triton")
-    print("| case | host/call direct launch | host/call regular launch | device total | first pass | "
-          "fused pass | bytes in+out | fused-pass bandwidth |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| case | host/call (warm entry, direct launch) | host/call, no warm entry | host/call regular launch | "
+          "device total | first pass | fused pass | bytes in+out | fused-pass bandwidth |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for n, h, w in [(1, 1080, 1920), (32, 1080, 1920), (64, 448, 448), (8, 2160, 3840)]:
         x = torch.randint(0, 256, (n, 3, h, w), dtype=torch.uint8, device="cuda")
         host_direct = _host_us(lambda: prep(x))
+        warm_call, ops.warm_call = ops.warm_call, lambda *args: None
+        host_full = _host_us(lambda: prep(x))
+        ops.warm_call = warm_call
         ops._Launcher.enabled = False
         ops.PLANS.clear()
         host_regular = _host_us(lambda: prep(x))
@@ -61,7 +64,8 @@ def main() -> None:
             fused = _device_us(lambda: plan.launch(x, out, *plan.args))
             fused_bytes = x.numel() + out.numel() * out.element_size()
         io_bytes = x.numel() + out.numel() * out.element_size()
-        print(f"| {n}x{h}x{w} -> {th}x{tw} | {host_direct:.0f} us | {host_regular:.0f} us | {total:.0f} us | "
+        print(f"| {n}x{h}x{w} -> {th}x{tw} | {host_direct:.0f} us | {host_full:.0f} us | {host_regular:.0f} us | "
+              f"{total:.0f} us | "
               f"{first:.0f} us | {fused:.0f} us | {io_bytes / 1e6:.0f} MB | {fused_bytes / fused / 1e6:.2f} TB/s |")
 
     x = torch.randint(0, 256, (1, 3, 1080, 1920), dtype=torch.uint8, device="cuda")

@@ -3,7 +3,8 @@
 Each kernel is timed on its own with ``triton.testing.do_bench`` (device time, medians), on the shapes of the
 benchmark cases: pass 1 horizontally and vertically on 32 x 1080p and horizontally on 8 x 4K (13 taps); the
 fused last pass from the 32 x 1080p scratch (float32 and bfloat16 output) and on 64 x 448 (no resize); the
-same for the kernels of ``pipeline="rows"`` (packed scratch), then both launches of a whole group with each
+same for the kernels of ``pipeline="rows"`` (packed scratch; its first pass on one 1080p image too, where a
+grid of a few waves may favour other shapes), then both launches of a whole group with each
 pipeline; and ragged lists (16 and 4 mixed sizes) end to end, launched per size or through descriptor
 tables.
 Every variant's output is compared with ``torch.equal`` against the first variant's, so a launch shape that
@@ -167,7 +168,8 @@ def main(argv: list[str]) -> None:
         return lambda: plan.run(x)
 
     rows_pass_cases = lambda: [("1080p horizontal, packed", rows_step(x1, tw)),  # noqa: E731
-                               ("4K horizontal, packed", rows_step(x4, tw4))]
+                               ("4K horizontal, packed", rows_step(x4, tw4)),
+                               ("1x1080p horizontal, packed", rows_step(x1[:1], tw))]
     set_rows_pass(_pick(rows_pass_variants, rows_pass_cases, set_rows_pass,
                         "rows pass (rows per program, columns, warps, rows per step)"))
 

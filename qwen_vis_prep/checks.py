@@ -184,7 +184,7 @@ def prepare_images(images: Any, *, layout: Layout = "auto", do_convert_rgb: bool
         _check_size(batch, "images")
         if batch.shape[1] != 3 and not do_convert_rgb:
             raise ValueError(f"images: do_convert_rgb=False needs 3 channels, got {batch.shape[1]}")
-        if _want_value_check(check_values, batch):
+        if wants_value_check(check_values, batch):
             _check_values(batch, input_range, "images")
         stacked = to_rgb(batch, input_range) if do_convert_rgb else batch
         return ImageBatch(images=None, stacked=stacked, device=stacked.device)
@@ -240,13 +240,13 @@ def prepare_images(images: Any, *, layout: Layout = "auto", do_convert_rgb: bool
             raise ValueError(f"{where}: all images must be on one device, got {chw.device} after {device}")
         if chw.shape[0] != 3 and not do_convert_rgb:
             raise ValueError(f"{where}: do_convert_rgb=False needs 3 channels, got {chw.shape[0]}")
-        if _want_value_check(check_values, chw):
+        if wants_value_check(check_values, chw):
             _check_values(chw, input_range, where)
         out.append(to_rgb(chw, input_range) if do_convert_rgb else chw)
     return ImageBatch(images=out, stacked=None, device=device)
 
 
-def _want_value_check(check_values: bool | None, x: torch.Tensor) -> bool:
+def wants_value_check(check_values: bool | None, x: torch.Tensor) -> bool:
     if not x.is_floating_point():
         return False
     return (x.device.type == "cpu") if check_values is None else bool(check_values)

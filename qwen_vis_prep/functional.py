@@ -13,7 +13,7 @@ import torch
 
 from . import host_memory, sizing
 from .backends import pillow_cpu, torch_ref
-from .checks import ImageBatch, Layout, describe, prepare_images
+from .checks import ImageBatch, Layout, wants_value_check, describe, prepare_images
 from .config import VisionPreprocessConfig
 from .outputs import VisionBatch
 from .resample_tables import DEVICE_TABLES, upload_table
@@ -267,6 +267,14 @@ def plan(batch: ImageBatch, config: VisionPreprocessConfig) -> tuple[list[tuple[
     return sizes, grid
 
 
+_TRITON_OPS = None  # the Triton launchers once a call has recorded a warm entry (see ops.warm_call)
+
+
+def _remember_triton_ops(module) -> None:
+    global _TRITON_OPS
+    _TRITON_OPS = module
+
+
 def preprocess(images: Any, config: VisionPreprocessConfig | str | None = None, *, backend: Backend = "auto",
                layout: Layout = "auto", check_values: bool | None = None) -> VisionBatch:
     """Turn images into Qwen-VL ``pixel_values`` and ``grid_thw``.
@@ -285,8 +293,13 @@ def preprocess(images: Any, config: VisionPreprocessConfig | str | None = None, 
         and ``grid_thw int64 [num_images, 3]`` (CPU).
     """
     config = resolve_config(config)
-    if torch.compiler.is_compiling() and isinstance(images, torch.Tensor) and images.dim() in (3, 4):
-        return _preprocess_traced(images, config, backend, layout)
+    if isinstance(images, torch.Tensor) and images.dim() in (3, 4):
+        if torch.compiler.is_compiling():
+            return _preprocess_traced(images, config, backend, layout)
+        if _TRITON_OPS is not None and not (images.requires_grad and torch.is_grad_enabled()):
+            warm = _TRITON_OPS.warm_call(images, config, backend, layout, check_values)
+            if warm is not None:
+                return VisionBatch(*warm)
     batch = prepare_images(images, layout=layout, do_convert_rgb=config.do_convert_rgb,
                            input_range=config.input_range, check_values=check_values)
     sizes, grid = plan(batch, config)
@@ -300,7 +313,16 @@ def preprocess(images: Any, config: VisionPreprocessConfig | str | None = None, 
     if chosen == "triton":
         from .backends.triton import ops as triton_ops
 
-        triton_ops.preprocess_into(batch, sizes, row_offsets, config, out)
+        group = triton_ops.preprocess_into(batch, sizes, row_offsets, config, out)
+        if (group is not None and isinstance(images, torch.Tensor) and images.dim() in (3, 4)
+                and images.shape[-1 if layout == "hwc" else -3] == 3
+                and not wants_value_check(check_values, images)):
+            # nothing this call checked or converted depended on the pixel values: later calls with the same
+            # metadata repeat it from the plan (ops.warm_call)
+            src = batch.stacked if batch.stacked is not None else batch.images[0][None]
+            triton_ops.remember_call(images, config, backend, layout, check_values, group, src, sizes[0], out,
+                                     grid)
+            _remember_triton_ops(triton_ops)
     else:
         _run_torch(batch, sizes, row_offsets, config, out)
     return VisionBatch(out, grid)

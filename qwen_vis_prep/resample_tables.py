@@ -107,6 +107,14 @@ class DeviceTableCache:
                 self._data.popitem(last=False)
         return value
 
+    def find(self, key):
+        """The value cached under ``key`` (now the most recently used), or None; never builds one."""
+        with self._lock:
+            value = self._data.get(key)
+            if value is not None:
+                self._data.move_to_end(key)
+            return value
+
     def __len__(self) -> int:
         return len(self._data)
 

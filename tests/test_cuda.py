@@ -30,19 +30,31 @@ def test_cuda_equals_cpu_on_real_images(mode):
     assert torch.equal(gpu.grid_thw, cpu.grid_thw)
 
 
-def test_no_host_sync_on_hot_path():
+def test_no_host_sync_on_hot_path(monkeypatch):
+    """Warm calls never sync: a batch (served by ``ops.warm_call``), one HWC image (likewise) and a ragged
+    list (the full path, from cached plans)."""
+    from qwen_vis_prep.backends.triton import ops
+
     batch = torch.randint(0, 256, (4, 3, 540, 960), dtype=torch.uint8, device="cuda")
+    hwc = batch[0].permute(1, 2, 0).contiguous()
     ragged = _imgs()
     prep = qvp.QwenVisionPreprocessor(config=CFG).cuda()
-    prep(batch), prep(ragged)  # warm: tables land in the device cache
+    prep(batch), prep(hwc, layout="hwc"), prep(ragged)  # warm: tables land in the device cache
+    hits = []
+    real = ops.warm_call
+    monkeypatch.setattr(ops, "warm_call", lambda *a: hits.append(real(*a)) or hits[-1])
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
     try:
         out = prep(batch)
+        out1 = prep(hwc, layout="hwc")
         out2 = prep(ragged)
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert out.grid_thw.device.type == "cpu" and out2.pixel_values.is_cuda
+    assert [h is not None for h in hits] == [True, True]  # the list never asks for an entry
+    assert torch.equal(out.pixel_values, qvp.preprocess(batch, CFG, backend="torch").pixel_values)
+    assert torch.equal(out1.pixel_values, qvp.preprocess(hwc, CFG, backend="torch", layout="hwc").pixel_values)
 
 
 def test_cuda_graph_capture_and_replay():

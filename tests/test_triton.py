@@ -507,3 +507,142 @@ def test_ragged_rows_plan_bit_exact_in_two_launches(monkeypatch, config):
     assert len(rows_first) == len(rows_fused) == 1  # all eligible images, whatever their sizes: two launches
     assert rows_first[0][1:] == rows_fused[0][1:] == (1, 1)  # one flat grid
     assert sum(g[2] for g in counters["_patchify_kernel"].grids) == len(images) - eligible
+
+
+# ------------------------------------------------------------------------------------ warm calls
+@pytest.fixture
+def warm_hits(monkeypatch):
+    """Fresh plans (so no earlier test's entries), and a list with one True per call served by
+    ``ops.warm_call`` (misses are not listed: before any entry exists the lookup is skipped)."""
+    monkeypatch.setattr(triton_ops, "PLANS", type(triton_ops.PLANS)(maxsize=256))
+    hits: list[bool] = []
+    real = triton_ops.warm_call
+
+    def spy(*args):
+        result = real(*args)
+        if result is not None:
+            hits.append(True)
+        return result
+
+    monkeypatch.setattr(triton_ops, "warm_call", spy)
+    return hits
+
+
+def _warm_inputs():
+    """Tensors a warm call takes: each layout and rank, a strided crop, float input, two output dtypes."""
+    g = torch.Generator().manual_seed(40)
+    batch = torch.randint(0, 256, (2, 3, 61, 95), generator=g, dtype=torch.uint8).to(DEVICE)
+    hwc = torch.randint(0, 256, (2, 58, 150, 3), generator=g, dtype=torch.uint8).to(DEVICE)
+    yield pytest.param(batch, {}, {}, id="batch-chw")
+    yield pytest.param(batch.contiguous(memory_format=torch.channels_last), {}, {}, id="batch-channels-last")
+    yield pytest.param(hwc, {"layout": "hwc"}, {}, id="batch-hwc")
+    yield pytest.param(hwc[1, 3:50, 7:120], {"layout": "hwc"}, {}, id="image-hwc-crop")
+    yield pytest.param(batch[1], {}, {"output_dtype": torch.bfloat16}, id="image-chw-bf16")
+    yield pytest.param(batch[:, :, :56, :56], {}, {}, id="no-resize-crop")
+    yield pytest.param(batch.float(), {"check_values": False}, {}, id="float-input-pil")
+    yield pytest.param(batch.float() / 255, {"check_values": False}, {"resize_mode": "float", "input_range": "0-1"},
+                       id="unit-float-input-float-mode")
+
+
+@pytest.mark.parametrize("x, kw, cfg_kw", list(_warm_inputs()))
+def test_warm_calls_repeat_the_full_path(warm_hits, x, kw, cfg_kw):
+    """A repeated call with the same tensor metadata runs from its cached plan (``ops.warm_call``) and gives
+    the torch backend's bits, a fresh output and a fresh ``grid_thw`` every time; the input is untouched."""
+    cfg = _cfg(**cfg_kw)
+    before, version = x.clone(), x._version
+    ref = qvp.preprocess(x, cfg, backend="torch", **kw)
+    first = qvp.preprocess(x, cfg, backend="triton", **kw)
+    assert warm_hits == []  # nothing recorded yet: the full path ran and recorded this call
+    second = qvp.preprocess(x, cfg, backend="triton", **kw)
+    second.grid_thw[0, 1] = -1  # the caller owns what it got back
+    third = qvp.preprocess(x, cfg, backend="triton", **kw)
+    assert warm_hits == [True, True]
+    for got in (first, third):
+        assert torch.equal(got.pixel_values, ref.pixel_values)
+        assert torch.equal(got.grid_thw, ref.grid_thw)
+    assert torch.equal(second.pixel_values, ref.pixel_values)
+    assert len({first.pixel_values.data_ptr(), second.pixel_values.data_ptr(), third.pixel_values.data_ptr()}) == 3
+    assert x._version == version and torch.equal(x, before)
+
+
+def test_warm_calls_are_keyed_on_all_metadata(warm_hits, monkeypatch):
+    """Whatever changes a plan (strides, alignment, config, layout, launch shapes) gets its own entry."""
+    flat = torch.randint(0, 256, (2 * 3 * 61 * 95 + 1,), generator=torch.Generator().manual_seed(41),
+                         dtype=torch.uint8).to(DEVICE)
+    aligned, odd = flat[:-1].view(2, 3, 61, 95), flat[1:].view(2, 3, 61, 95)
+    calls = [(aligned, _cfg(), {}), (odd, _cfg(), {}), (aligned.transpose(2, 3).contiguous().transpose(2, 3),
+                                                        _cfg(), {}),
+             (aligned, _cfg(output_dtype=torch.float16), {}), (aligned, _cfg(pillow_order="pillow13"), {}),
+             (aligned[:, :, :, :61], _cfg(), {}), (aligned, _cfg(), {"layout": "chw"})]
+    for x, cfg, kw in calls:
+        ref = qvp.preprocess(x, cfg, backend="torch", **kw).pixel_values
+        assert torch.equal(qvp.preprocess(x, cfg, backend="triton", **kw).pixel_values, ref)
+    assert warm_hits == []
+    for x, cfg, kw in calls:  # every one of them now repeats from its own entry
+        ref = qvp.preprocess(x, cfg, backend="torch", **kw).pixel_values
+        assert torch.equal(qvp.preprocess(x, cfg, backend="triton", **kw).pixel_values, ref)
+    assert warm_hits == [True] * len(calls)
+    monkeypatch.setitem(triton_ops.TUNING, "pipeline", "tiles" if triton_ops.TUNING["pipeline"] == "rows" else "rows")
+    x, cfg, _ = calls[0]
+    assert torch.equal(qvp.preprocess(x, cfg, backend="triton").pixel_values,
+                       qvp.preprocess(x, cfg, backend="torch").pixel_values)
+    assert len(warm_hits) == len(calls)  # new launch shapes: a new plan, not the old entry
+
+
+def test_warm_calls_keep_value_checks_and_conversions(warm_hits):
+    """Calls whose checks or conversions look at the pixels are never repeated from metadata alone: a
+    value check still rejects a bad image after good ones, gray and RGBA still convert."""
+    good = _img(61, 95, dtype=torch.float32, seed=42)[None]
+    bad = good.clone()
+    bad[0, 1, 5, 7] = float("nan")
+    for _ in range(2):
+        qvp.preprocess(good, _cfg(), backend="triton", check_values=True)
+    with pytest.raises(ValueError, match="finite"):
+        qvp.preprocess(bad, _cfg(), backend="triton", check_values=True)
+    assert not any(warm_hits)
+    g = torch.Generator().manual_seed(43)
+    for c in (1, 4):
+        x = torch.randint(0, 256, (2, c, 61, 95), generator=g, dtype=torch.uint8).to(DEVICE)
+        for _ in range(2):
+            a, b = _both(x, _cfg())
+            assert torch.equal(a, b)
+    assert not any(warm_hits)
+
+
+def test_warm_calls_never_drop_gradients(warm_hits):
+    """An entry recorded without gradients does not serve a call that needs them: ``backend="triton"``
+    still refuses it, ``"auto"`` (Triton only on CUDA) still takes the differentiable torch path."""
+    cfg = _cfg(resize_mode="float")
+    x = _img(61, 95, dtype=torch.float32, seed=44)[None].requires_grad_()
+    backends = ["triton", "auto"] if DEVICE.type == "cuda" else ["triton"]
+    with torch.no_grad():
+        for backend in backends:
+            for _ in range(2):
+                qvp.preprocess(x, cfg, backend=backend, check_values=False)
+    assert warm_hits == [True] * len(backends)
+    with pytest.raises(ValueError, match="backward"):
+        qvp.preprocess(x, cfg, backend="triton", check_values=False)
+    if "auto" in backends:
+        out = qvp.preprocess(x, cfg, backend="auto", check_values=False).pixel_values
+        assert out.requires_grad
+        out.sum().backward()
+        assert x.grad is not None and x.grad.abs().sum() > 0
+    assert warm_hits == [True] * len(backends)  # no call with gradients was served from an entry
+
+
+def test_warm_call_with_an_unaligned_output(warm_hits, monkeypatch):
+    """A warm call whose new output lands at another alignment than the recorded one takes the full launch
+    path (Triton specialised the plan's kernels on the old alignment) and still gives the same bits."""
+    x = _img(61, 95, seed=45)[None]
+    cfg = _cfg()
+    ref = qvp.preprocess(x, cfg, backend="torch").pixel_values
+    qvp.preprocess(x, cfg, backend="triton")
+
+    def unaligned(shape, dtype, device):
+        n = shape[0] * shape[1]
+        return torch.empty(n + 1, dtype=dtype, device=device)[1:].view(shape)
+
+    monkeypatch.setattr(triton_ops, "_empty_out", unaligned)
+    got = qvp.preprocess(x, cfg, backend="triton").pixel_values
+    assert warm_hits == [True] and got.data_ptr() % 16 != 0
+    assert torch.equal(got, ref)

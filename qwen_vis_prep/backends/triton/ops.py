@@ -8,6 +8,9 @@ everything else (see ``GPU_TUNING``). Ragged lists are grouped by shape: two lau
 level table, normalisation constants, row offsets) comes from a device-side LRU cache and every launch from
 a cached plan, so a warm call does no host<->device copy and no sync, and can be captured in a CUDA graph.
 The first call for a new size uploads its tables and waits for them (see ``resample_tables.upload_table``).
+A repeated call on one image tensor with the same metadata (shape, strides, dtype, device, alignment, config,
+backend, layout) skips validation, sizing and the plan lookups: :func:`warm_call` runs it from an entry
+:func:`remember_call` recorded after the first such call.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import os
 
 import torch
 
+from ... import host_memory
 from ...checks import ImageBatch
 from ...config import VisionPreprocessConfig
 from ...resample_tables import (DEVICE_TABLES, DeviceTableCache, device_taps, float_taps, padded_taps,
@@ -54,7 +58,7 @@ _INTERPRETER_TUNING = {"pass_block_r": 8, "pass_block_q": 128, "pass_warps": 4, 
 TUNING_ENV = "QWEN_VIS_PREP_TRITON_TUNING"      # JSON object overriding TUNING entries (experts, sweeps)
 FAST_LAUNCH_ENV = "QWEN_VIS_PREP_FAST_LAUNCH"   # "0" turns off the direct launch of compiled kernels
 _MAX_GRID_YZ = 65535  # CUDA's limit on grid dims 1 and 2 (images per launch ride on dim 2)
-PLANS = DeviceTableCache(maxsize=256)
+PLANS = DeviceTableCache(maxsize=512)  # launch plans and warm-call entries (about two per image size)
 
 
 def _apply_tuning_override() -> None:
@@ -403,10 +407,11 @@ class _GroupPlan:
 
 
 def launch_group(src: torch.Tensor, size: tuple[int, int], config: VisionPreprocessConfig, out: torch.Tensor,
-                 first_row: int, row_offsets: tuple[int, ...] | None) -> None:
+                 first_row: int, row_offsets: tuple[int, ...] | None) -> "_GroupPlan | None":
     """Preprocess a same-shape batch ``src [B, 3, H, W]`` (any strides) into rows of ``out``.
 
-    Image ``b`` goes to rows ``first_row + b * rows`` (or ``row_offsets[b]`` when given).
+    Image ``b`` goes to rows ``first_row + b * rows`` (or ``row_offsets[b]`` when given). Returns the plan
+    it ran, or None when the batch was split over several launches (more images than a grid takes).
     """
     n = src.shape[0]
     if n > _MAX_GRID_YZ:  # images ride on grid dim 2
@@ -415,7 +420,7 @@ def launch_group(src: torch.Tensor, size: tuple[int, int], config: VisionPreproc
             hi = min(n, lo + _MAX_GRID_YZ)
             launch_group(src[lo:hi], size, config, out, first_row + lo * rows,
                          None if row_offsets is None else row_offsets[lo:hi])
-        return
+        return None
     src, kind = _src_kind(src, config, tuple(src.shape[-2:]) != tuple(size))
     # the pointers' 16-byte alignment is part of Triton's specialisation, hence of the plan (see _Launcher)
     key = (tuple(src.shape), src.stride(), src.dtype, src.device, src.data_ptr() % 16 == 0, out.data_ptr() % 16 == 0,
@@ -424,6 +429,7 @@ def launch_group(src: torch.Tensor, size: tuple[int, int], config: VisionPreproc
                                               row_offsets, src.device))
     with _device_guard(src):
         group.run(src, out)
+    return group
 
 
 def _offset(t: torch.Tensor, base: torch.Tensor) -> int | None:
@@ -672,27 +678,106 @@ def _capturing(device: torch.device) -> bool:
 
 
 def preprocess_into(batch: ImageBatch, sizes: list[tuple[int, int]], row_offsets: list[int],
-                    config: VisionPreprocessConfig, out: torch.Tensor) -> None:
+                    config: VisionPreprocessConfig, out: torch.Tensor) -> "_GroupPlan | None":
     """Fill ``out`` for every image of ``batch`` (image ``i`` starts at row ``row_offsets[i]``): one group
     per distinct (shape, dtype, target size), or with ``TUNING["ragged"] == "descriptors"`` one ragged
     launch pair per kind of image (see :func:`launch_ragged`; not inside CUDA-graph capture, whose replays
-    would reuse one call's descriptors)."""
+    would reuse one call's descriptors). Returns the plan when the whole batch ran as one group (a stacked
+    batch or a single image; see :func:`remember_call`), else None."""
     if batch.stacked is not None:
-        launch_group(batch.stacked, sizes[0], config, out, 0, None)
-        return
+        return launch_group(batch.stacked, sizes[0], config, out, 0, None)
+    if len(batch.images) == 1:
+        return launch_group(batch.images[0][None], sizes[0], config, out, row_offsets[0], None)
     groups: dict[tuple, list[int]] = {}
     for i, img in enumerate(batch.images):
         groups.setdefault((tuple(img.shape), img.dtype, tuple(sizes[i])), []).append(i)
     if len(groups) > 1 and TUNING["ragged"] == "descriptors" and not _capturing(out.device) \
             and len(batch.images) <= _MAX_GRID_YZ:
         if launch_ragged(batch.images, sizes, row_offsets, config, out):
-            return
+            return None
     for (_, _, size), members in groups.items():
         if len(members) == 1:
             launch_group(batch.images[members[0]][None], size, config, out, row_offsets[members[0]], None)
         else:
             src = torch.stack([batch.images[i] for i in members])
             launch_group(src, size, config, out, 0, tuple(row_offsets[i] for i in members))
+    return None
+
+
+class _WarmCall:
+    """What a repeated ``preprocess`` of one image tensor (``[3, H, W]`` / ``[B, 3, H, W]``, or HWC) with the
+    same metadata needs (see :func:`remember_call`): the group plan, the output shape and ``grid_thw``, and
+    the pointer alignments the plan was specialised for. Immutable; cached in ``PLANS``, so it goes
+    whenever the plans do."""
+
+    __slots__ = ("group", "dims", "size", "resizing", "out_shape", "aligned", "grid")
+
+    def __init__(self, group: _GroupPlan, dims: tuple[int, ...] | None, size: tuple[int, int], resizing: bool,
+                 out_shape: tuple[int, int], aligned: tuple[bool, bool], grid: torch.Tensor) -> None:
+        self.group, self.dims, self.size, self.resizing = group, dims, size, resizing
+        self.out_shape, self.aligned, self.grid = out_shape, aligned, grid
+
+
+# how a tensor of (dims, layout) becomes the [B, 3, H, W] view the kernels read (see checks.prepare_images)
+_BATCH_DIMS = {(4, False): None, (4, True): (0, 3, 1, 2), (3, False): (0, 1, 2), (3, True): (2, 0, 1)}
+
+
+def _as_batch(images: torch.Tensor, dims: tuple[int, ...] | None) -> torch.Tensor:
+    if dims is None:
+        return images
+    src = images.permute(dims)
+    return src if src.dim() == 4 else src[None]
+
+
+def _empty_out(shape: tuple[int, int], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """The output of a warm call, allocated as the full path allocates it (``host_memory.empty``)."""
+    if device.type == "cuda":
+        return torch.empty(shape, dtype=dtype, device=device)
+    return host_memory.empty(shape, dtype, device)
+
+
+def _warm_key(images: torch.Tensor, config: VisionPreprocessConfig, backend: str, layout: str,
+              check_values: bool | None) -> tuple:
+    return ("warm", images.shape, images.stride(), images.dtype, images.device, images.data_ptr() % 16 == 0,
+            config._op_key, backend, layout, check_values, _tuning())
+
+
+def remember_call(images: torch.Tensor, config: VisionPreprocessConfig, backend: str, layout: str,
+                  check_values: bool | None, group: _GroupPlan, src: torch.Tensor, size: tuple[int, int],
+                  out: torch.Tensor, grid: torch.Tensor) -> None:
+    """Record a finished call on one tensor ``images`` (``[3, H, W]`` / ``[B, 3, H, W]``, CHW or HWC by
+    ``layout``) that ran as the one group plan ``group`` on ``src`` (its ``[B, 3, H, W]`` view), so that
+    :func:`warm_call` can repeat it. The caller vouches that everything the call checked or decided
+    depends only on what the key holds (shape, strides, dtype, device, alignment, config, backend, layout,
+    ``check_values``, tuning): no value check, no channel conversion, no gradient."""
+    dims = _BATCH_DIMS[images.dim(), layout == "hwc"]
+    if src.data_ptr() != images.data_ptr() or src.shape != _as_batch(images, dims).shape:
+        return  # not the images themselves (a converted copy): nothing to repeat from metadata alone
+    resizing = tuple(src.shape[-2:]) != tuple(size)
+    kind_src, _ = _src_kind(src, config, resizing)
+    aligned = (kind_src.data_ptr() % 16 == 0, out.data_ptr() % 16 == 0)
+    entry = _WarmCall(group, dims, tuple(size), resizing, tuple(out.shape), aligned, grid.clone())
+    PLANS.get(_warm_key(images, config, backend, layout, check_values), lambda: entry)
+
+
+def warm_call(images: torch.Tensor, config: VisionPreprocessConfig, backend: str, layout: str,
+              check_values: bool | None) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """``(pixel_values, grid_thw)`` for a call :func:`remember_call` has seen (same metadata), straight from
+    its cached plan: no validation, sizing or plan lookups again. None when there is no such entry (the
+    caller then takes the full path, which records one)."""
+    entry = PLANS.find(_warm_key(images, config, backend, layout, check_values))
+    if entry is None:
+        return None
+    src = _as_batch(images, entry.dims)
+    if src.dtype != torch.uint8:
+        src, _ = _src_kind(src, config, entry.resizing)
+    out = _empty_out(entry.out_shape, config.output_dtype, src.device)
+    if (src.data_ptr() % 16 == 0, out.data_ptr() % 16 == 0) == entry.aligned:
+        with _device_guard(src):
+            entry.group.run(src, out)
+    else:
+        launch_group(src, entry.size, config, out, 0, None)
+    return out, entry.grid.clone()
 
 
 def resize_levels(batch: ImageBatch, sizes: list[tuple[int, int]], config: VisionPreprocessConfig
