@@ -36,11 +36,13 @@ PASS_VARIANTS = [(1, 512, 2, "out-major", "bytes"), (1, 512, 2, "tap-major", "by
 PATCH_VARIANTS = [("arith", 1, 2, "out-major"), ("arith", 1, 2, "tap-major"), ("table", 1, 2, "out-major"),
                   ("arith", 2, 2, "tap-major"), ("arith", 4, 4, "tap-major"), ("arith", 1, 1, "tap-major")]
 # pipeline="rows" (kernels._rows_pass_kernel + _patch_rows_kernel): (rows per program, columns, warps, rows
-# per step) of the horizontal pass, then (patches per program, warps) of the fused pass (session 4 on an H200:
-# (16, 128, 4, 1) and (2, 1) won; smaller fused tiles were faster down to the smallest tried; rows per step
-# above 1 were not tried yet)
-ROWS_PASS_VARIANTS = [(16, 128, 4, 1), (16, 128, 4, 2), (16, 128, 4, 4), (32, 256, 4, 4), (16, 256, 4, 2),
-                      (32, 128, 4, 8), (8, 64, 2, 4), (32, 256, 4, 1)]
+# per step, L2 prefetch distance in rows) of the horizontal pass, then (patches per program, warps) of the
+# fused pass (session 4 on an H200: (16, 128, 4, 1, 0) and (2, 1) won; smaller fused tiles were faster down
+# to the smallest tried; rows per step above 1 and prefetching were not tried yet)
+ROWS_PASS_VARIANTS = [(16, 128, 4, 1, 0), (16, 128, 4, 2, 0), (16, 128, 4, 4, 0), (32, 256, 4, 4, 0),
+                      (16, 256, 4, 2, 0), (32, 128, 4, 8, 0), (8, 64, 2, 4, 0), (32, 256, 4, 1, 0),
+                      (16, 128, 4, 1, 2), (16, 128, 4, 1, 4), (16, 128, 4, 1, 8), (32, 128, 4, 1, 8),
+                      (16, 128, 4, 2, 4), (16, 128, 4, 4, 8), (32, 256, 4, 1, 16)]
 ROWS_PATCH_VARIANTS = [(2, 1), (1, 1), (2, 2), (4, 2), (4, 1)]
 
 
@@ -161,7 +163,8 @@ def main(argv: list[str]) -> None:
     ops.TUNING.update(pipeline="rows")
 
     def set_rows_pass(v):
-        ops.TUNING.update(rows_per_program=v[0], rows_block_q=v[1], rows_warps=v[2], rows_unroll=v[3])
+        ops.TUNING.update(rows_per_program=v[0], rows_block_q=v[1], rows_warps=v[2], rows_unroll=v[3],
+                          rows_prefetch=v[4])
 
     def rows_step(x, n):
         plan = ops._RowsPass(tuple(x.shape), x.stride(), n, 14, x.device)
@@ -171,7 +174,7 @@ def main(argv: list[str]) -> None:
                                ("4K horizontal, packed", rows_step(x4, tw4)),
                                ("1x1080p horizontal, packed", rows_step(x1[:1], tw))]
     set_rows_pass(_pick(rows_pass_variants, rows_pass_cases, set_rows_pass,
-                        "rows pass (rows per program, columns, warps, rows per step)"))
+                        "rows pass (rows per program, columns, warps, rows per step, prefetch)"))
 
     def set_rows_patch(v):
         ops.TUNING.update(rows_patch_block=v[0], rows_patch_warps=v[1])

@@ -211,6 +211,8 @@ def test_same_shape_different_alignment():
     pytest.param(dict(triton_ops.GPU_TUNING, pass_taps="out-major", patch_norm="arith"),
                  id="gpu-defaults-out-major-arith"),
     pytest.param(dict(triton_ops.GPU_TUNING, rows_unroll=4, rows_per_program=8), id="gpu-defaults-rows-unroll"),
+    pytest.param(dict(triton_ops.GPU_TUNING, rows_prefetch=8), id="gpu-defaults-rows-prefetch"),  # CUDA only
+    pytest.param(dict(triton_ops.GPU_TUNING, rows_unroll=2, rows_prefetch=4), id="gpu-defaults-rows-unroll-prefetch"),
     pytest.param(dict(pipeline="rows", rows_per_program=2, rows_block_q=32, rows_patch_block=1, rows_warps=4,
                       rows_unroll=4, rows_patch_warps=2, pass_taps="tap-major", patch_taps="tap-major",
                       patch_norm="table"),
@@ -247,6 +249,8 @@ def test_batches_beyond_the_grid_limit_are_split(monkeypatch):
     ('{"pass_taps": "rows"}', "one of"),
     ('{"ragged": "one"}', "one of"),
     ('[1, 2]', "takes keys"),
+    ('{"rows_prefetch": 3}', "one of"),
+    ('{"rows_prefetch": true}', "one of"),
 ])
 def test_tuning_override_is_validated(monkeypatch, raw, match):
     monkeypatch.setenv(triton_ops.TUNING_ENV, raw)
@@ -260,6 +264,17 @@ def test_tuning_override_applies(monkeypatch):
     monkeypatch.setattr(triton_ops, "TUNING", dict(triton_ops.TUNING))
     triton_ops._apply_tuning_override()
     assert triton_ops.TUNING["patch_block"] == 512 and triton_ops.TUNING["pass_warps"] == 2
+
+
+def test_rows_prefetch_only_on_cuda(monkeypatch):
+    """The rows pass's L2 prefetch is PTX, which the interpreter cannot run: plans for other devices compile
+    without it whatever the tuning says (a prefetch changes no value, so results are the same either way)."""
+    monkeypatch.setattr(triton_ops, "TUNING", {**triton_ops.TUNING, "rows_prefetch": 8})
+    shape = (1, 3, 60, 90)
+    strides = (3 * 60 * 90, 60 * 90, 90, 1)
+    assert triton_ops._RowsPass(shape, strides, 56, 14, torch.device("cpu")).launch.meta["PREFETCH"] == 0
+    if torch.cuda.is_available():
+        assert triton_ops._RowsPass(shape, strides, 56, 14, torch.device("cuda")).launch.meta["PREFETCH"] == 8
 
 
 @pytest.mark.parametrize("tap_layout", ["out-major", "tap-major"])

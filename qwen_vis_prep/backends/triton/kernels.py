@@ -332,12 +332,20 @@ def _patchify_kernel(src_ptr, out_ptr, idx_ptr, w_ptr, lut_ptr, norm_ptr, rows_p
 
 
 @triton.jit
+def _prefetch_l2(ptrs):
+    """Ask for the lines at ``ptrs`` in L2 (PTX ``prefetch.global.L2``): no result, no effect on any value,
+    just earlier traffic. CUDA only (the interpreter runs no PTX: callers gate it on a constexpr)."""
+    tl.inline_asm_elementwise("prefetch.global.L2 [$1];\n\tmov.u32 $0, 0;", "=r,l", [ptrs], dtype=tl.int32,
+                              is_pure=False, pack=1)
+
+
+@triton.jit
 def _rows_pass_kernel(src_ptr, dst_ptr, idx_ptr, w_ptr, desc_ptr,
                       n_r, n_q, n_in, n_qp, n_qb, n_images,
                       s_b, s_c, s_r, s_q,
                       TAPS: tl.constexpr, ROWS: tl.constexpr, BLOCK_Q: tl.constexpr, P: tl.constexpr,
                       PAD: tl.constexpr, TAP_MAJOR: tl.constexpr, UNROLL: tl.constexpr, RAGGED: tl.constexpr,
-                      STEPS: tl.constexpr):
+                      STEPS: tl.constexpr, PREFETCH: tl.constexpr):
     """Horizontal Pillow pass (uint8 -> uint8 fixed point) over ``ROWS`` rows per program, with the taps of
     the program's ``BLOCK_Q`` columns loaded once and held in registers for all its rows (a row costs one
     byte load per tap and output, nothing else).
@@ -347,7 +355,9 @@ def _rows_pass_kernel(src_ptr, dst_ptr, idx_ptr, w_ptr, desc_ptr,
     16-byte aligned (``n_q`` is a multiple of ``P``, ``n_qp = n_q / P * PAD``); the ``PAD - P`` slots after
     each run repeat its last column.
     Program ``(pid, c, b)`` covers column block ``pid % n_qb`` of rows ``(pid // n_qb) * ROWS ...``,
-    ``UNROLL`` rows per step.
+    ``UNROLL`` rows per step. ``PREFETCH > 0`` (CUDA only) asks L2 for the source line of row ``r + PREFETCH``
+    while row ``r`` is computed, so the row loads, which wait behind the previous row's stores, find their
+    lines on chip; values are unchanged.
 
     RAGGED: ``n_images`` images of any sizes on one flat grid. Image ``i``'s sizes, strides and element
     offsets (of its source from ``src_ptr``, its tables from ``idx_ptr`` / ``w_ptr``, its ``[C, n_r, n_qp]``
@@ -390,9 +400,14 @@ def _rows_pass_kernel(src_ptr, dst_ptr, idx_ptr, w_ptr, desc_ptr,
     dst = dst_img + qq
     r0 = rb * ROWS
     r_end = tl.minimum(r0 + ROWS, n_r)
+    if PREFETCH > 0:  # the rows before the first one the loop asks for
+        for j in tl.static_range(1, PREFETCH):
+            _prefetch_l2(base + tl.minimum(r0 + j, n_r - 1) * s_r + offs[0])
     if UNROLL == 1:
         for r in range(r0, r_end):
             row = base + r * s_r
+            if PREFETCH > 0:
+                _prefetch_l2(base + tl.minimum(r + PREFETCH, n_r - 1) * s_r + offs[0])
             acc = tl.full((BLOCK_Q,), 1 << 21, tl.int32)
             for k in tl.static_range(TAPS):
                 acc += tl.load(row + offs[k]).to(tl.int32) * wts[k]
@@ -404,6 +419,8 @@ def _rows_pass_kernel(src_ptr, dst_ptr, idx_ptr, w_ptr, desc_ptr,
         for r in range(r0, r_end, UNROLL):
             rows = tl.minimum(r + ru, n_r - 1)                   # clamped: loads stay in the image
             row = base + (rows * s_r)[:, None]
+            if PREFETCH > 0:
+                _prefetch_l2(base + (tl.minimum(rows + PREFETCH, n_r - 1) * s_r)[:, None] + offs[0][None, :])
             acc = tl.full((UNROLL, BLOCK_Q), 1 << 21, tl.int32)
             for k in tl.static_range(TAPS):
                 acc += tl.load(row + offs[k][None, :]).to(tl.int32) * wts[k][None, :]

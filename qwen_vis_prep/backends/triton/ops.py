@@ -39,18 +39,19 @@ from .. import torch_ref
 # whose shapes are the pass_* / patch_* entries. "tap-major" filter tables make one tap of neighbouring
 # outputs contiguous; pass_loads="words" (aligned 32-bit tap loads) and ragged="descriptors" (a ragged list
 # in a few launches through per-image descriptor tables) are exact too but were slower end to end on the
-# H200, so they stay opt-in. rows_unroll > 1 (rows of the rows pass per step, for more loads in flight) is
-# exact and swept by gpu_sweep.py, not yet timed on a GPU.
+# H200, so they stay opt-in. rows_unroll > 1 (rows of the rows pass per step, for more loads in flight) and
+# rows_prefetch > 0 (the rows pass asks L2 for the row that many ahead; CUDA only, values unchanged) are
+# swept by gpu_sweep.py, not yet timed on a GPU.
 GPU_TUNING = {"pass_block_r": 1, "pass_block_q": 256, "pass_warps": 2, "pass_taps": "tap-major",
               "pass_loads": "bytes", "patch_block": 1, "patch_warps": 2, "patch_norm": "table",
               "patch_taps": "out-major", "ragged": "groups", "pipeline": "rows", "rows_per_program": 16,
-              "rows_block_q": 128, "rows_warps": 4, "rows_unroll": 1, "rows_patch_block": 2,
+              "rows_block_q": 128, "rows_warps": 4, "rows_unroll": 1, "rows_prefetch": 0, "rows_patch_block": 2,
               "rows_patch_warps": 1}
 TUNING = dict(GPU_TUNING)
 _TAP_LAYOUTS = ("out-major", "tap-major")
 _TUNING_CHOICES = {"patch_norm": ("table", "arith"), "pass_taps": _TAP_LAYOUTS, "patch_taps": _TAP_LAYOUTS,
                    "ragged": ("groups", "descriptors"), "pass_loads": ("bytes", "words"),
-                   "pipeline": ("tiles", "rows")}
+                   "pipeline": ("tiles", "rows"), "rows_prefetch": (0, 1, 2, 4, 8, 16)}
 # Triton's CPU interpreter pays per program, so it runs bigger tiles; the results do not depend on the
 # launch shape (tests/test_triton.py checks the GPU defaults and others in the interpreter too).
 _INTERPRETER_TUNING = {"pass_block_r": 8, "pass_block_q": 128, "pass_warps": 4, "patch_block": 16,
@@ -73,7 +74,7 @@ def _apply_tuning_override() -> None:
         raise ValueError(f"{TUNING_ENV} takes keys {sorted(TUNING)}, got {raw!r}")
     for key, value in values.items():
         if key in _TUNING_CHOICES:
-            if value not in _TUNING_CHOICES[key]:
+            if isinstance(value, bool) or value not in _TUNING_CHOICES[key]:
                 raise ValueError(f"{TUNING_ENV}: {key} must be one of {_TUNING_CHOICES[key]}, got {value!r}")
         elif isinstance(value, bool) or not isinstance(value, int) or value <= 0 or value & (value - 1):
             raise ValueError(f"{TUNING_ENV}: {key} must be a positive power of two, got {value!r}")
@@ -268,6 +269,12 @@ def resample_pass(src: torch.Tensor, n: int, vertical: bool, pil: bool) -> torch
 _PACKED_RUN = 16  # bytes per patch row in the packed scratch (patch sizes up to 16)
 
 
+def _rows_prefetch(device: torch.device) -> int:
+    """The rows pass's L2 prefetch distance: ``TUNING["rows_prefetch"]`` on CUDA; 0 elsewhere (the
+    interpreter runs no PTX, and a prefetch changes no value)."""
+    return TUNING["rows_prefetch"] if torch.device(device).type == "cuda" else 0
+
+
 class _RowsPass:
     """One prepared launch of ``_rows_pass_kernel``: the horizontal Pillow pass ``[B, C, H, W] -> [B, C, H,
     n / patch * 16]`` (uint8, any source strides) into the patch-packed scratch of ``_patch_rows_kernel``
@@ -290,7 +297,7 @@ class _RowsPass:
         self.launch = _Launcher(_rows_pass_kernel, (-(-h // rows) * n_qb, c, b),
                                 dict(TAPS=taps, ROWS=rows, BLOCK_Q=block_q, P=patch, PAD=_PACKED_RUN,
                                      TAP_MAJOR=tap_major, UNROLL=TUNING["rows_unroll"], RAGGED=False, STEPS=0,
-                                     num_warps=TUNING["rows_warps"]))
+                                     PREFETCH=_rows_prefetch(device), num_warps=TUNING["rows_warps"]))
         self.args = (idx, wts, idx, h, n, w, n_qp, n_qb, 1, *strides)  # desc_ptr: unused placeholder
         self.dst_shape = (b, c, h, n_qp)
 
@@ -609,7 +616,7 @@ class _RaggedRowsPlan:
         self.first = (_Launcher(_rows_pass_kernel, (first1, 1, 1),
                                 dict(TAPS=taps1, ROWS=rows_pp, BLOCK_Q=block_q, P=p, PAD=_PACKED_RUN,
                                      TAP_MAJOR=tap_major1, UNROLL=TUNING["rows_unroll"], RAGGED=True, STEPS=steps,
-                                     num_warps=TUNING["rows_warps"])),
+                                     PREFETCH=_rows_prefetch(device), num_warps=TUNING["rows_warps"])),
                       tables1[0])
         norm = _norm_vector(config, device)
         self.fused = (_Launcher(_patch_rows_kernel, (first2, 1, 1),
