@@ -266,6 +266,29 @@ def test_tuning_override_applies(monkeypatch):
     assert triton_ops.TUNING["patch_block"] == 512 and triton_ops.TUNING["pass_warps"] == 2
 
 
+def test_same_shape_lists_are_read_in_place():
+    """Same-shape images of a list that lie at one step in one buffer (``list(batch.unbind(0))``) are read
+    through a strided view, not stacked into a copy; anything else is stacked. Same bits either way."""
+    g = torch.Generator().manual_seed(46)
+    batch = torch.randint(0, 256, (4, 3, 61, 95), generator=g, dtype=torch.uint8).to(DEVICE)
+    views = list(batch.unbind(0))
+    for members, expected in ((views, batch), (views[::2], batch[::2]), ([views[1]] * 3, batch[[1, 1, 1]])):
+        src = triton_ops._group_source(members)
+        assert src.data_ptr() == members[0].data_ptr() and torch.equal(src, expected)
+    separate = [v.clone() for v in views]
+    crops = [batch[i, :, :60, :90] for i in range(4)]
+    for members in (views[::-1], separate, [views[0], separate[1]], crops[:1] + [c.contiguous() for c in crops[1:]]):
+        src = triton_ops._group_source(members)
+        assert torch.equal(src, torch.stack(members))
+        assert all(src.data_ptr() != m.data_ptr() for m in members)
+    other = _img(40, 50, seed=47)
+    for images in (views, views[::-1], [views[0], other, views[2], views[3]], separate, crops):
+        a, b = _both(images, _cfg())
+        assert torch.equal(a, b)
+    assert torch.equal(qvp.preprocess(views, _cfg(), backend="triton").pixel_values,
+                       qvp.preprocess(batch, _cfg(), backend="triton").pixel_values)
+
+
 def test_rows_prefetch_only_on_cuda(monkeypatch):
     """The rows pass's L2 prefetch is PTX, which the interpreter cannot run: plans for other devices compile
     without it whatever the tuning says (a prefetch changes no value, so results are the same either way)."""

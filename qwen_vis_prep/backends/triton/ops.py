@@ -4,9 +4,11 @@ A same-shape batch takes at most two launches (first separable pass into a uint8
 last pass fused with normalisation + patchify + cast, writing each output element once); no resize is one
 launch. Two kernel pairs do this: the "rows" pipeline (``_RowsPass`` + ``_patch_rows_kernel``, patch-packed
 scratch) for Pillow arithmetic resized width first, the tile kernels (``_Pass`` + ``_patchify_kernel``) for
-everything else (see ``GPU_TUNING``). Ragged lists are grouped by shape: two launches per distinct shape. Every table (filter taps,
-level table, normalisation constants, row offsets) comes from a device-side LRU cache and every launch from
-a cached plan, so a warm call does no host<->device copy and no sync, and can be captured in a CUDA graph.
+everything else (see ``GPU_TUNING``). Ragged lists are grouped by shape: two launches per distinct shape
+(a group's images are read in place when they lie at one step in one buffer, else stacked; see
+:func:`_group_source`). Every table (filter taps, level table, normalisation constants, row offsets) comes
+from a device-side LRU cache and every launch from a cached plan, so a warm call does no host<->device copy
+and no sync, and can be captured in a CUDA graph.
 The first call for a new size uploads its tables and waits for them (see ``resample_tables.upload_table``).
 A repeated call on one image tensor with the same metadata (shape, strides, dtype, device, alignment, config,
 backend, layout) skips validation, sizing and the plan lookups: :func:`warm_call` runs it from an entry
@@ -706,9 +708,24 @@ def preprocess_into(batch: ImageBatch, sizes: list[tuple[int, int]], row_offsets
         if len(members) == 1:
             launch_group(batch.images[members[0]][None], size, config, out, row_offsets[members[0]], None)
         else:
-            src = torch.stack([batch.images[i] for i in members])
+            src = _group_source([batch.images[i] for i in members])
             launch_group(src, size, config, out, 0, tuple(row_offsets[i] for i in members))
     return None
+
+
+def _group_source(images: list[torch.Tensor]) -> torch.Tensor:
+    """``[N, C, H, W]`` of same-shape images ``[C, H, W]``: a strided view when they lie at one constant
+    non-negative step in one storage with the same strides (``list(batch.unbind(0))``, frames of one buffer),
+    so the kernels read them in place; else a stacked copy."""
+    first = images[0]
+    size = first.element_size()
+    step = (images[1].data_ptr() - first.data_ptr()) if len(images) > 1 else 0
+    storage = first.untyped_storage().data_ptr()
+    if step >= 0 and step % size == 0 and all(
+            img.stride() == first.stride() and img.data_ptr() - first.data_ptr() == i * step
+            and img.untyped_storage().data_ptr() == storage for i, img in enumerate(images)):
+        return first.as_strided((len(images), *first.shape), (step // size, *first.stride()))
+    return torch.stack(images)
 
 
 class _WarmCall:
