@@ -289,6 +289,56 @@ def test_same_shape_lists_are_read_in_place():
                        qvp.preprocess(batch, _cfg(), backend="triton").pixel_values)
 
 
+class _FakeCompiled:
+    """Stands in for Triton's compiled kernel: ``compiled[grid]`` gives a launcher that records its calls."""
+
+    def __init__(self, log, fail=False):
+        self.log, self.fail = log, fail
+
+    def run(self):  # pragma: no cover - only its presence matters
+        pass
+
+    def __getitem__(self, grid):
+        def runner(*args):
+            if self.fail:
+                raise RuntimeError("launcher signature changed")
+            self.log.append(("direct", grid, args))
+        return runner
+
+
+class _FakeKernel:
+    """Stands in for a ``@triton.jit`` function with two constexpr parameters."""
+
+    arg_names = ["x_ptr", "n", "A", "B"]
+
+    def __init__(self, fail=False):
+        self.log, self.fail = [], fail
+
+    def __getitem__(self, grid):
+        def launch(*args, **meta):
+            self.log.append(("regular", grid, args, meta))
+            return _FakeCompiled(self.log, self.fail)
+        return launch
+
+
+@pytest.mark.parametrize("fail", [False, True])
+def test_launcher_reuses_the_compiled_launcher(monkeypatch, fail):
+    """The first launch binds through ``kernel[grid](...)``; later ones call the kept ``compiled[grid]`` with
+    the constexprs appended in signature order. If that direct call fails, it launches the regular way and
+    turns the direct path off for the process."""
+    monkeypatch.setattr(triton_ops._Launcher, "enabled", True)
+    kernel = _FakeKernel(fail)
+    launch = triton_ops._Launcher(kernel, (3, 1, 2), dict(A=7, B=True, num_warps=4))
+    launch("x", 5)
+    launch("y", 6)
+    regular = ("regular", (3, 1, 2), ("x", 5), dict(A=7, B=True, num_warps=4))
+    if fail:
+        assert kernel.log == [regular, ("regular", (3, 1, 2), ("y", 6), dict(A=7, B=True, num_warps=4))]
+        assert triton_ops._Launcher.enabled is False
+    else:
+        assert kernel.log == [regular, ("direct", (3, 1, 2), ("y", 6, 7, True))]
+
+
 def test_rows_prefetch_only_on_cuda(monkeypatch):
     """The rows pass's L2 prefetch is PTX, which the interpreter cannot run: plans for other devices compile
     without it whatever the tuning says (a prefetch changes no value, so results are the same either way)."""

@@ -92,14 +92,15 @@ class _Launcher:
     """Launches one kernel with a fixed grid and fixed constexprs, as cheaply as Triton allows.
 
     The first launch goes through ``kernel[grid](...)``, which specialises, compiles if needed and returns
-    the compiled kernel. Later launches call that compiled kernel directly with the same argument list
-    Triton's own launch path builds (all parameters in signature order), skipping the per-call binding and
-    cache lookup. This is only valid while every specialisation input stays the same: the caller keys its
-    plan on all integer arguments and on the 16-byte alignment of every pointer it passes. Any failure of
-    the direct path turns it off for the process and falls back to the regular launch.
+    the compiled kernel; its launcher for the fixed grid (``compiled[grid]``, which reads the current
+    device and stream at each call) is kept. Later launches call it directly with the same argument list
+    Triton's own launch path builds (all parameters in signature order), skipping the per-call binding,
+    cache lookup and launcher set-up. This is only valid while every specialisation input stays the same:
+    the caller keys its plan on all integer arguments and on the 16-byte alignment of every pointer it
+    passes. Any failure of the direct path turns it off for the process and falls back to the regular launch.
     """
 
-    __slots__ = ("kernel", "grid", "meta", "tail", "compiled")
+    __slots__ = ("kernel", "grid", "meta", "tail", "runner")
     enabled = os.environ.get(FAST_LAUNCH_ENV, "1") != "0"
 
     def __init__(self, kernel, grid: tuple[int, int, int], meta: dict) -> None:
@@ -109,20 +110,23 @@ class _Launcher:
         names = list(getattr(kernel, "arg_names", ()))
         consts = [n for n in meta if n not in ("num_warps", "num_stages")]
         self.tail = tuple(meta[n] for n in consts) if names[-len(consts):] == consts else None
-        self.compiled = None
+        self.runner = None
 
     def __call__(self, *args) -> None:
-        compiled = self.compiled
-        if compiled is not None:
+        runner = self.runner
+        if runner is not None:
             try:
-                compiled[self.grid](*args, *self.tail)
+                runner(*args, *self.tail)
                 return
             except Exception:  # pragma: no cover - depends on the Triton version
                 _Launcher.enabled = False
-                self.compiled = None
+                self.runner = None
         result = self.kernel[self.grid](*args, **self.meta)
         if _Launcher.enabled and self.tail is not None and hasattr(result, "run") and hasattr(result, "__getitem__"):
-            self.compiled = result
+            try:
+                self.runner = result[self.grid]
+            except Exception:  # pragma: no cover - depends on the Triton version
+                _Launcher.enabled = False
 
 
 @functools.lru_cache(maxsize=None)
