@@ -9,8 +9,9 @@ for these tests only), and each kernel launch replaced by a no-op, so the figure
 plan lookups, output and scratch allocation, and the launchers' argument handling. It leaves out the
 driver's launch cost and CUDA's allocator, which only a GPU run shows (``benchmarks/gpu_profile.py``).
 
-Providers per case: ``warm`` (the default: a repeated call with the same tensor metadata runs from its
-cached plan, ``ops.warm_call``) and ``full`` (that shortcut switched off, every call validating and sizing
+Cases: one image, a batch, a batch that needs no resize, and a ragged list of 16 sizes. Providers per
+case: ``warm`` (the default: a repeated call with the same tensor metadata runs from its cached group
+launches, ``ops.warm_call``) and ``full`` (that shortcut switched off, every call validating and sizing
 again: the path before it existed, and the one a first call takes).
 """
 
@@ -23,7 +24,15 @@ import qwen_vis_prep as qvp
 from qwen_vis_prep.backends.triton import ops
 
 CASES = {"1x1080p": (1, 3, 1080, 1920), "1x1080p-chw": (3, 1080, 1920), "32x1080p": (32, 3, 1080, 1920),
-         "64x448": (64, 3, 448, 448)}
+         "64x448": (64, 3, 448, 448), "16-mixed": None}
+
+
+def _images(case: str):
+    if CASES[case] is None:  # the list of test_bench_gpu.py's 16 mixed sizes
+        from test_bench_gpu import MIXED_SIZES
+
+        return [torch.randint(0, 256, (3, h, w), dtype=torch.uint8) for h, w in MIXED_SIZES]
+    return torch.randint(0, 256, CASES[case], dtype=torch.uint8)
 
 
 @pytest.mark.parametrize("provider", ["warm", "full"])
@@ -37,13 +46,14 @@ def test_host_path(benchmark, monkeypatch, case, provider):
     monkeypatch.setattr(ops, "PLANS", type(ops.PLANS)(maxsize=256))
     cfg = qvp.VisionPreprocessConfig.from_preset("qwen2-vl", max_pixels=28 * 28 * 1280)
     prep = qvp.QwenVisionPreprocessor(config=cfg, backend="triton")
-    x = torch.randint(0, 256, CASES[case], dtype=torch.uint8)
+    x = _images(case)
     first = prep(x)
-    expected = 1 if CASES[case][-1] == 448 else 2  # no resize: one launch; else two
-    assert len(launches) == expected, launches
+    expected = len(launches)
+    if isinstance(x, torch.Tensor):
+        assert expected == (1 if CASES[case][-1] == 448 else 2)  # no resize: one launch; else two
     launches.clear()
     again = prep(x)  # what the benchmark repeats must do the same work as the first call
-    assert len(launches) == expected and torch.equal(again.grid_thw, first.grid_thw)
+    assert len(launches) == expected > 0 and torch.equal(again.grid_thw, first.grid_thw)
     assert again.pixel_values.shape == first.pixel_values.shape
     benchmark.extra_info.update(torch=torch.__version__, launches_per_call=expected, stubbed_launches=True)
     benchmark.group = f"host-{case}"

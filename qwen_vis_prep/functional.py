@@ -270,6 +270,19 @@ def plan(batch: ImageBatch, config: VisionPreprocessConfig) -> tuple[list[tuple[
 _TRITON_OPS = None  # the Triton launchers once a call has recorded a warm entry (see ops.warm_call)
 
 
+def _tensors_only(images: Any) -> bool:
+    """One ``[3, H, W]`` / ``[B, 3, H, W]`` tensor, or a non-empty list/tuple of ``[C, H, W]`` tensors: the
+    inputs a warm call can take (shapes only; channels are checked where a call is recorded)."""
+    if isinstance(images, torch.Tensor):
+        return images.dim() in (3, 4)
+    return (isinstance(images, (list, tuple)) and len(images) > 0
+            and all(isinstance(t, torch.Tensor) and t.dim() == 3 for t in images))
+
+
+def _as_list(images: Any) -> Sequence[torch.Tensor]:
+    return (images,) if isinstance(images, torch.Tensor) else images
+
+
 def _remember_triton_ops(module) -> None:
     global _TRITON_OPS
     _TRITON_OPS = module
@@ -293,13 +306,13 @@ def preprocess(images: Any, config: VisionPreprocessConfig | str | None = None, 
         and ``grid_thw int64 [num_images, 3]`` (CPU).
     """
     config = resolve_config(config)
-    if isinstance(images, torch.Tensor) and images.dim() in (3, 4):
-        if torch.compiler.is_compiling():
-            return _preprocess_traced(images, config, backend, layout)
-        if _TRITON_OPS is not None and not (images.requires_grad and torch.is_grad_enabled()):
-            warm = _TRITON_OPS.warm_call(images, config, backend, layout, check_values)
-            if warm is not None:
-                return VisionBatch(*warm)
+    if isinstance(images, torch.Tensor) and images.dim() in (3, 4) and torch.compiler.is_compiling():
+        return _preprocess_traced(images, config, backend, layout)
+    if _TRITON_OPS is not None and _tensors_only(images) and not (
+            torch.is_grad_enabled() and any(t.requires_grad for t in _as_list(images))):
+        warm = _TRITON_OPS.warm_call(images, config, backend, layout, check_values)
+        if warm is not None:
+            return VisionBatch(*warm)
     batch = prepare_images(images, layout=layout, do_convert_rgb=config.do_convert_rgb,
                            input_range=config.input_range, check_values=check_values)
     sizes, grid = plan(batch, config)
@@ -313,15 +326,13 @@ def preprocess(images: Any, config: VisionPreprocessConfig | str | None = None, 
     if chosen == "triton":
         from .backends.triton import ops as triton_ops
 
-        group = triton_ops.preprocess_into(batch, sizes, row_offsets, config, out)
-        if (group is not None and isinstance(images, torch.Tensor) and images.dim() in (3, 4)
-                and images.shape[-1 if layout == "hwc" else -3] == 3
-                and not wants_value_check(check_values, images)):
+        launches = triton_ops.preprocess_into(batch, sizes, row_offsets, config, out)
+        if launches is not None and _tensors_only(images) and all(
+                t.shape[-1 if layout == "hwc" else -3] == 3 and not wants_value_check(check_values, t)
+                for t in _as_list(images)):
             # nothing this call checked or converted depended on the pixel values: later calls with the same
-            # metadata repeat it from the plan (ops.warm_call)
-            src = batch.stacked if batch.stacked is not None else batch.images[0][None]
-            triton_ops.remember_call(images, config, backend, layout, check_values, group, src, sizes[0], out,
-                                     grid)
+            # metadata repeat its launches (ops.warm_call)
+            triton_ops.remember_call(images, config, backend, layout, check_values, launches, out, grid)
             _remember_triton_ops(triton_ops)
     else:
         _run_torch(batch, sizes, row_offsets, config, out)

@@ -734,3 +734,82 @@ def test_warm_call_with_an_unaligned_output(warm_hits, monkeypatch):
     got = qvp.preprocess(x, cfg, backend="triton").pixel_values
     assert warm_hits == [True] and got.data_ptr() % 16 != 0
     assert torch.equal(got, ref)
+
+
+def _ragged_tensors():
+    """A ragged list with every kind of group: a same-size pair in one buffer (read in place), a same-size
+    pair in separate buffers (stacked), and sizes of their own (one not resized)."""
+    g = torch.Generator().manual_seed(48)
+    buf = torch.randint(0, 256, (2, 3, 61, 95), generator=g, dtype=torch.uint8).to(DEVICE)
+    pair = [torch.randint(0, 256, (3, 40, 50), generator=g, dtype=torch.uint8).to(DEVICE) for _ in range(2)]
+    alone = [torch.randint(0, 256, (3, 131, 31), generator=g, dtype=torch.uint8).to(DEVICE),
+             torch.randint(0, 256, (3, 56, 112), generator=g, dtype=torch.uint8).to(DEVICE)]
+    return [buf[0], pair[0], alone[0], buf[1], pair[1], alone[1]]
+
+
+@pytest.mark.parametrize("form", ["chw", "hwc", "float", "bf16-out"])
+def test_warm_calls_repeat_lists(warm_hits, form):
+    """A list of image tensors with the same metadata is repeated from its recorded group launches too."""
+    images, kw, cfg = _ragged_tensors(), {}, _cfg()
+    if form == "hwc":
+        images, kw = [t.permute(1, 2, 0) for t in images], {"layout": "hwc"}
+    elif form == "float":
+        images, kw = [t.float() for t in images], {"check_values": False}
+    elif form == "bf16-out":
+        cfg = _cfg(output_dtype=torch.bfloat16)
+    ref = qvp.preprocess(images, cfg, backend="torch", **kw)
+    outs = [qvp.preprocess(images, cfg, backend="triton", **kw) for _ in range(3)]
+    assert warm_hits == [True, True]
+    for out in outs:
+        assert torch.equal(out.pixel_values, ref.pixel_values) and torch.equal(out.grid_thw, ref.grid_thw)
+
+
+def test_warm_list_whose_group_source_changes(warm_hits):
+    """Same per-image metadata, but the same-size pair now lies in two buffers: the recorded in-place plan
+    does not fit the stacked copy, so that group takes the regular launch path; same bits."""
+    g = torch.Generator().manual_seed(49)
+    one = torch.randint(0, 256, (2, 3, 61, 100), generator=g, dtype=torch.uint8).to(DEVICE)[..., :95]
+    two = [torch.randint(0, 256, (2, 3, 61, 100), generator=g, dtype=torch.uint8).to(DEVICE)[..., :95]
+           for _ in range(2)]
+    cfg = _cfg()
+    together, apart = [one[0], one[1]], [two[0][0], two[1][1]]
+    assert triton_ops._group_source(together).data_ptr() == one.data_ptr()
+    assert triton_ops._group_source(apart).stride() != triton_ops._group_source(together).stride()
+    assert triton_ops._warm_key(together, cfg, "triton", "auto", None) == \
+        triton_ops._warm_key(apart, cfg, "triton", "auto", None)
+    for images in (together, apart, together):
+        a, b = _both(images, cfg)
+        assert torch.equal(a, b)
+    assert warm_hits == [True, True]
+
+
+def test_lists_not_repeated_from_metadata(warm_hits, monkeypatch):
+    """Lists with a non-tensor, a gray image or (with descriptor tables on) several sizes are never served
+    from an entry; a one-size list under descriptor tables is (it runs as one group)."""
+    images = _ragged_tensors()
+    gray = [images[0], images[2][:1]]
+    with_numpy = [images[0], images[2].permute(1, 2, 0).cpu().numpy()]
+    for x in (gray, with_numpy):
+        for _ in range(2):
+            a, b = _both(x, _cfg())
+            assert torch.equal(a, b)
+    assert warm_hits == []
+    monkeypatch.setitem(triton_ops.TUNING, "ragged", "descriptors")
+    for x in (images, [images[0], images[3]]):
+        for _ in range(2):
+            a, b = _both(x, _cfg())
+            assert torch.equal(a, b)
+    assert warm_hits == [True]  # only the one-size list
+
+
+def test_warm_lists_never_drop_gradients(warm_hits):
+    cfg = _cfg(resize_mode="float")
+    images = [_img(61, 95, dtype=torch.float32, seed=50), _img(40, 50, dtype=torch.float32, seed=51)]
+    images[1].requires_grad_()
+    with torch.no_grad():
+        for _ in range(2):
+            qvp.preprocess(images, cfg, backend="triton", check_values=False)
+    assert warm_hits == [True]
+    with pytest.raises(ValueError, match="backward"):
+        qvp.preprocess(images, cfg, backend="triton", check_values=False)
+    assert warm_hits == [True]

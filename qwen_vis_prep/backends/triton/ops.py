@@ -10,9 +10,9 @@ everything else (see ``GPU_TUNING``). Ragged lists are grouped by shape: two lau
 from a device-side LRU cache and every launch from a cached plan, so a warm call does no host<->device copy
 and no sync, and can be captured in a CUDA graph.
 The first call for a new size uploads its tables and waits for them (see ``resample_tables.upload_table``).
-A repeated call on one image tensor with the same metadata (shape, strides, dtype, device, alignment, config,
-backend, layout) skips validation, sizing and the plan lookups: :func:`warm_call` runs it from an entry
-:func:`remember_call` recorded after the first such call.
+A repeated call on an image tensor or a list of them with the same metadata (shapes, strides, dtypes,
+device, alignments, config, backend, layout) skips validation, sizing and the plan lookups: :func:`warm_call`
+runs it from the group launches :func:`remember_call` recorded after the first such call.
 """
 
 from __future__ import annotations
@@ -690,31 +690,61 @@ def _capturing(device: torch.device) -> bool:
     return device.type == "cuda" and torch.cuda.is_current_stream_capturing()
 
 
+class _Launch:
+    """One group launch of a call, as :func:`preprocess_into` ran it: the plan, which images (``members``:
+    indices into the call's images, or None for the whole stacked batch), their target size and output rows,
+    and the source strides and pointer alignments the plan was specialised for (see :func:`warm_call`)."""
+
+    __slots__ = ("plan", "members", "size", "first_row", "row_offsets", "resizing", "strides", "aligned")
+
+    def __init__(self, plan: _GroupPlan | None, members: tuple[int, ...] | None, size: tuple[int, int],
+                 first_row: int, row_offsets: tuple[int, ...] | None) -> None:
+        self.plan, self.members, self.size = plan, members, size
+        self.first_row, self.row_offsets = first_row, row_offsets
+        self.resizing, self.strides, self.aligned = False, (), (False, False)
+
+
+def _launch_source(batch_or_images, members: tuple[int, ...] | None) -> torch.Tensor:
+    """The ``[N, 3, H, W]`` source of one group launch: the stacked batch itself, one image, or a group of
+    same-shape images (in place where they lie at one step, see :func:`_group_source`)."""
+    if members is None:
+        return batch_or_images
+    if len(members) == 1:
+        return batch_or_images[members[0]][None]
+    return _group_source([batch_or_images[i] for i in members])
+
+
 def preprocess_into(batch: ImageBatch, sizes: list[tuple[int, int]], row_offsets: list[int],
-                    config: VisionPreprocessConfig, out: torch.Tensor) -> "_GroupPlan | None":
+                    config: VisionPreprocessConfig, out: torch.Tensor) -> list[_Launch] | None:
     """Fill ``out`` for every image of ``batch`` (image ``i`` starts at row ``row_offsets[i]``): one group
     per distinct (shape, dtype, target size), or with ``TUNING["ragged"] == "descriptors"`` one ragged
     launch pair per kind of image (see :func:`launch_ragged`; not inside CUDA-graph capture, whose replays
-    would reuse one call's descriptors). Returns the plan when the whole batch ran as one group (a stacked
-    batch or a single image; see :func:`remember_call`), else None."""
+    would reuse one call's descriptors). Returns the group launches it made, for :func:`remember_call`, or
+    None where a call cannot be repeated from them (descriptor tables, a batch split over several grids)."""
     if batch.stacked is not None:
-        return launch_group(batch.stacked, sizes[0], config, out, 0, None)
-    if len(batch.images) == 1:
-        return launch_group(batch.images[0][None], sizes[0], config, out, row_offsets[0], None)
-    groups: dict[tuple, list[int]] = {}
-    for i, img in enumerate(batch.images):
-        groups.setdefault((tuple(img.shape), img.dtype, tuple(sizes[i])), []).append(i)
-    if len(groups) > 1 and TUNING["ragged"] == "descriptors" and not _capturing(out.device) \
-            and len(batch.images) <= _MAX_GRID_YZ:
-        if launch_ragged(batch.images, sizes, row_offsets, config, out):
-            return None
-    for (_, _, size), members in groups.items():
-        if len(members) == 1:
-            launch_group(batch.images[members[0]][None], size, config, out, row_offsets[members[0]], None)
+        launches = [_Launch(None, None, tuple(sizes[0]), 0, None)]
+        source, repeatable = batch.stacked, True
+    else:
+        groups: dict[tuple, list[int]] = {}
+        for i, img in enumerate(batch.images):
+            groups.setdefault((tuple(img.shape), img.dtype, tuple(sizes[i])), []).append(i)
+        if len(groups) > 1 and TUNING["ragged"] == "descriptors":
+            if (not _capturing(out.device) and len(batch.images) <= _MAX_GRID_YZ
+                    and launch_ragged(batch.images, sizes, row_offsets, config, out)):
+                return None
+            repeatable = False  # this call fell back to groups; the next one may take the descriptors again
         else:
-            src = _group_source([batch.images[i] for i in members])
-            launch_group(src, size, config, out, 0, tuple(row_offsets[i] for i in members))
-    return None
+            repeatable = True
+        launches = [_Launch(None, tuple(members), size, row_offsets[members[0]], None) if len(members) == 1
+                    else _Launch(None, tuple(members), size, 0, tuple(row_offsets[i] for i in members))
+                    for (_, _, size), members in groups.items()]
+        source = batch.images
+    for launch in launches:
+        launch.plan = launch_group(_launch_source(source, launch.members), launch.size, config, out,
+                                   launch.first_row, launch.row_offsets)
+    if not repeatable or any(launch.plan is None for launch in launches):
+        return None
+    return launches
 
 
 def _group_source(images: list[torch.Tensor]) -> torch.Tensor:
@@ -733,21 +763,22 @@ def _group_source(images: list[torch.Tensor]) -> torch.Tensor:
 
 
 class _WarmCall:
-    """What a repeated ``preprocess`` of one image tensor (``[3, H, W]`` / ``[B, 3, H, W]``, or HWC) with the
-    same metadata needs (see :func:`remember_call`): the group plan, the output shape and ``grid_thw``, and
-    the pointer alignments the plan was specialised for. Immutable; cached in ``PLANS``, so it goes
-    whenever the plans do."""
+    """What a repeated ``preprocess`` of the same image tensor or list of image tensors (same metadata)
+    needs (see :func:`remember_call`): how to view each input as ``[3, H, W]`` / ``[B, 3, H, W]``, the
+    group launches, the output shape and ``grid_thw``. Immutable; cached in ``PLANS``, so it goes whenever
+    the plans do."""
 
-    __slots__ = ("group", "dims", "size", "resizing", "out_shape", "aligned", "grid")
+    __slots__ = ("dims", "launches", "out_shape", "grid")
 
-    def __init__(self, group: _GroupPlan, dims: tuple[int, ...] | None, size: tuple[int, int], resizing: bool,
-                 out_shape: tuple[int, int], aligned: tuple[bool, bool], grid: torch.Tensor) -> None:
-        self.group, self.dims, self.size, self.resizing = group, dims, size, resizing
-        self.out_shape, self.aligned, self.grid = out_shape, aligned, grid
+    def __init__(self, dims: tuple[int, ...] | None, launches: list[_Launch], out_shape: tuple[int, int],
+                 grid: torch.Tensor) -> None:
+        self.dims, self.launches, self.out_shape, self.grid = dims, launches, out_shape, grid
 
 
-# how a tensor of (dims, layout) becomes the [B, 3, H, W] view the kernels read (see checks.prepare_images)
+# how a tensor of (dims, layout) becomes the [B, 3, H, W] (one tensor) or [3, H, W] (a list item) view the
+# kernels read (see checks.prepare_images)
 _BATCH_DIMS = {(4, False): None, (4, True): (0, 3, 1, 2), (3, False): (0, 1, 2), (3, True): (2, 0, 1)}
+_ITEM_DIMS = {False: None, True: (2, 0, 1)}
 
 
 def _as_batch(images: torch.Tensor, dims: tuple[int, ...] | None) -> torch.Tensor:
@@ -757,6 +788,13 @@ def _as_batch(images: torch.Tensor, dims: tuple[int, ...] | None) -> torch.Tenso
     return src if src.dim() == 4 else src[None]
 
 
+def _sources(images, dims: tuple[int, ...] | None, tensor: bool):
+    """The stacked batch (a tensor input) or the list of ``[3, H, W]`` views (a list input)."""
+    if tensor:
+        return _as_batch(images, dims)
+    return list(images) if dims is None else [img.permute(dims) for img in images]
+
+
 def _empty_out(shape: tuple[int, int], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     """The output of a warm call, allocated as the full path allocates it (``host_memory.empty``)."""
     if device.type == "cuda":
@@ -764,47 +802,71 @@ def _empty_out(shape: tuple[int, int], dtype: torch.dtype, device: torch.device)
     return host_memory.empty(shape, dtype, device)
 
 
-def _warm_key(images: torch.Tensor, config: VisionPreprocessConfig, backend: str, layout: str,
+def _warm_key(images, config: VisionPreprocessConfig, backend: str, layout: str,
               check_values: bool | None) -> tuple:
-    return ("warm", images.shape, images.stride(), images.dtype, images.device, images.data_ptr() % 16 == 0,
-            config._op_key, backend, layout, check_values, _tuning())
+    if isinstance(images, torch.Tensor):
+        meta = (images.shape, images.stride(), images.dtype, images.device, images.data_ptr() % 16 == 0)
+    else:
+        meta = tuple((t.shape, t.stride(), t.dtype, t.device, t.data_ptr() % 16 == 0) for t in images)
+    return ("warm", meta, config._op_key, backend, layout, check_values, _tuning())
 
 
-def remember_call(images: torch.Tensor, config: VisionPreprocessConfig, backend: str, layout: str,
-                  check_values: bool | None, group: _GroupPlan, src: torch.Tensor, size: tuple[int, int],
-                  out: torch.Tensor, grid: torch.Tensor) -> None:
-    """Record a finished call on one tensor ``images`` (``[3, H, W]`` / ``[B, 3, H, W]``, CHW or HWC by
-    ``layout``) that ran as the one group plan ``group`` on ``src`` (its ``[B, 3, H, W]`` view), so that
-    :func:`warm_call` can repeat it. The caller vouches that everything the call checked or decided
-    depends only on what the key holds (shape, strides, dtype, device, alignment, config, backend, layout,
-    ``check_values``, tuning): no value check, no channel conversion, no gradient."""
-    dims = _BATCH_DIMS[images.dim(), layout == "hwc"]
-    if src.data_ptr() != images.data_ptr() or src.shape != _as_batch(images, dims).shape:
-        return  # not the images themselves (a converted copy): nothing to repeat from metadata alone
-    resizing = tuple(src.shape[-2:]) != tuple(size)
-    kind_src, _ = _src_kind(src, config, resizing)
-    aligned = (kind_src.data_ptr() % 16 == 0, out.data_ptr() % 16 == 0)
-    entry = _WarmCall(group, dims, tuple(size), resizing, tuple(out.shape), aligned, grid.clone())
+def _fit_source(launch: _Launch, src: torch.Tensor, out: torch.Tensor, config: VisionPreprocessConfig
+                ) -> tuple[torch.Tensor, bool]:
+    """``(src in a dtype the kernels take, whether launch's plan was specialised for it and for out)``."""
+    if src.dtype != torch.uint8:
+        src, _ = _src_kind(src, config, launch.resizing)
+    aligned = (src.data_ptr() % 16 == 0, out.data_ptr() % 16 == 0)
+    return src, src.stride() == launch.strides and aligned == launch.aligned
+
+
+def remember_call(images, config: VisionPreprocessConfig, backend: str, layout: str, check_values: bool | None,
+                  launches: list[_Launch], out: torch.Tensor, grid: torch.Tensor) -> None:
+    """Record a finished call so that :func:`warm_call` can repeat it: ``images`` is one image tensor
+    (``[3, H, W]`` / ``[B, 3, H, W]``) or a list of ``[3, H, W]`` tensors, CHW or HWC by ``layout``, and
+    ``launches`` what :func:`preprocess_into` returned for it. The caller vouches that everything the call
+    checked or decided depends only on what the key holds (each tensor's shape, strides, dtype, device and
+    alignment; config, backend, layout, ``check_values``, tuning): no value check, no channel conversion, no
+    gradient."""
+    hwc = layout == "hwc"
+    tensor = isinstance(images, torch.Tensor)
+    dims = _BATCH_DIMS[images.dim(), hwc] if tensor else _ITEM_DIMS[hwc]
+    sources = _sources(images, dims, tensor)
+    if tensor:  # one image tensor ran as one group: its batch view is the source
+        (launch,) = launches
+        launch.members = None
+    for launch in launches:  # what launch_group keyed each plan on, as warm_call will see it
+        src = _launch_source(sources, launch.members)
+        launch.resizing = tuple(src.shape[-2:]) != tuple(launch.size)
+        if src.dtype != torch.uint8:
+            src, _ = _src_kind(src, config, launch.resizing)
+        launch.strides = src.stride()
+        launch.aligned = (src.data_ptr() % 16 == 0, out.data_ptr() % 16 == 0)
+    entry = _WarmCall(dims, launches, tuple(out.shape), grid.clone())
     PLANS.get(_warm_key(images, config, backend, layout, check_values), lambda: entry)
 
 
-def warm_call(images: torch.Tensor, config: VisionPreprocessConfig, backend: str, layout: str,
-              check_values: bool | None) -> tuple[torch.Tensor, torch.Tensor] | None:
+def warm_call(images, config: VisionPreprocessConfig, backend: str, layout: str, check_values: bool | None
+              ) -> tuple[torch.Tensor, torch.Tensor] | None:
     """``(pixel_values, grid_thw)`` for a call :func:`remember_call` has seen (same metadata), straight from
-    its cached plan: no validation, sizing or plan lookups again. None when there is no such entry (the
-    caller then takes the full path, which records one)."""
+    its group launches: no validation, sizing or plan lookups again. A launch whose source now has other
+    strides or alignments than recorded (a same-size group stacked where it was read in place, or the
+    reverse) takes :func:`launch_group`'s path. None when there is no entry (the caller then takes the full
+    path, which records one)."""
     entry = PLANS.find(_warm_key(images, config, backend, layout, check_values))
     if entry is None:
         return None
-    src = _as_batch(images, entry.dims)
-    if src.dtype != torch.uint8:
-        src, _ = _src_kind(src, config, entry.resizing)
-    out = _empty_out(entry.out_shape, config.output_dtype, src.device)
-    if (src.data_ptr() % 16 == 0, out.data_ptr() % 16 == 0) == entry.aligned:
-        with _device_guard(src):
-            entry.group.run(src, out)
-    else:
-        launch_group(src, entry.size, config, out, 0, None)
+    tensor = isinstance(images, torch.Tensor)
+    sources = _sources(images, entry.dims, tensor)
+    device = images.device if tensor else images[0].device
+    out = _empty_out(entry.out_shape, config.output_dtype, device)
+    for launch in entry.launches:
+        src, fits = _fit_source(launch, _launch_source(sources, launch.members), out, config)
+        if fits:
+            with _device_guard(src):
+                launch.plan.run(src, out)
+        else:
+            launch_group(src, launch.size, config, out, launch.first_row, launch.row_offsets)
     return out, entry.grid.clone()
 
 
