@@ -718,20 +718,24 @@ def test_warm_calls_never_drop_gradients(warm_hits):
     assert warm_hits == [True] * len(backends)  # no call with gradients was served from an entry
 
 
-def test_warm_call_with_an_unaligned_output(warm_hits, monkeypatch):
+@pytest.mark.parametrize("form", ["uint8", "unit-float-float-mode"])
+def test_warm_call_with_an_unaligned_output(warm_hits, monkeypatch, form):
     """A warm call whose new output lands at another alignment than the recorded one takes the full launch
-    path (Triton specialised the plan's kernels on the old alignment) and still gives the same bits."""
+    path (Triton specialised the plan's kernels on the old alignment) and still gives the same bits, also
+    for inputs the launch path converts (float in [0, 1]: scaled once, not twice)."""
     x = _img(61, 95, seed=45)[None]
-    cfg = _cfg()
-    ref = qvp.preprocess(x, cfg, backend="torch").pixel_values
-    qvp.preprocess(x, cfg, backend="triton")
+    cfg, kw = _cfg(), {}
+    if form != "uint8":
+        x, cfg, kw = x.float() / 255, _cfg(resize_mode="float", input_range="0-1"), {"check_values": False}
+    ref = qvp.preprocess(x, cfg, backend="torch", **kw).pixel_values
+    qvp.preprocess(x, cfg, backend="triton", **kw)
 
     def unaligned(shape, dtype, device):
         n = shape[0] * shape[1]
         return torch.empty(n + 1, dtype=dtype, device=device)[1:].view(shape)
 
     monkeypatch.setattr(triton_ops, "_empty_out", unaligned)
-    got = qvp.preprocess(x, cfg, backend="triton").pixel_values
+    got = qvp.preprocess(x, cfg, backend="triton", **kw).pixel_values
     assert warm_hits == [True] and got.data_ptr() % 16 != 0
     assert torch.equal(got, ref)
 

@@ -811,13 +811,13 @@ def _warm_key(images, config: VisionPreprocessConfig, backend: str, layout: str,
     return ("warm", meta, config._op_key, backend, layout, check_values, _tuning())
 
 
-def _fit_source(launch: _Launch, src: torch.Tensor, out: torch.Tensor, config: VisionPreprocessConfig
-                ) -> tuple[torch.Tensor, bool]:
-    """``(src in a dtype the kernels take, whether launch's plan was specialised for it and for out)``."""
-    if src.dtype != torch.uint8:
-        src, _ = _src_kind(src, config, launch.resizing)
-    aligned = (src.data_ptr() % 16 == 0, out.data_ptr() % 16 == 0)
-    return src, src.stride() == launch.strides and aligned == launch.aligned
+def _kernel_source(src: torch.Tensor, config: VisionPreprocessConfig, resizing: bool) -> torch.Tensor:
+    """``src`` in a dtype the kernels take, as :func:`launch_group` converts it (see :func:`_src_kind`)."""
+    return src if src.dtype == torch.uint8 else _src_kind(src, config, resizing)[0]
+
+
+def _alignments(src: torch.Tensor, out: torch.Tensor) -> tuple[bool, bool]:
+    return src.data_ptr() % 16 == 0, out.data_ptr() % 16 == 0
 
 
 def remember_call(images, config: VisionPreprocessConfig, backend: str, layout: str, check_values: bool | None,
@@ -838,10 +838,8 @@ def remember_call(images, config: VisionPreprocessConfig, backend: str, layout: 
     for launch in launches:  # what launch_group keyed each plan on, as warm_call will see it
         src = _launch_source(sources, launch.members)
         launch.resizing = tuple(src.shape[-2:]) != tuple(launch.size)
-        if src.dtype != torch.uint8:
-            src, _ = _src_kind(src, config, launch.resizing)
-        launch.strides = src.stride()
-        launch.aligned = (src.data_ptr() % 16 == 0, out.data_ptr() % 16 == 0)
+        src = _kernel_source(src, config, launch.resizing)
+        launch.strides, launch.aligned = src.stride(), _alignments(src, out)
     entry = _WarmCall(dims, launches, tuple(out.shape), grid.clone())
     PLANS.get(_warm_key(images, config, backend, layout, check_values), lambda: entry)
 
@@ -861,12 +859,13 @@ def warm_call(images, config: VisionPreprocessConfig, backend: str, layout: str,
     device = images.device if tensor else images[0].device
     out = _empty_out(entry.out_shape, config.output_dtype, device)
     for launch in entry.launches:
-        src, fits = _fit_source(launch, _launch_source(sources, launch.members), out, config)
-        if fits:
+        given = _launch_source(sources, launch.members)
+        src = _kernel_source(given, config, launch.resizing)
+        if src.stride() == launch.strides and _alignments(src, out) == launch.aligned:
             with _device_guard(src):
                 launch.plan.run(src, out)
-        else:
-            launch_group(src, launch.size, config, out, launch.first_row, launch.row_offsets)
+        else:  # not what the plan was specialised for: the regular path (which converts given itself)
+            launch_group(given, launch.size, config, out, launch.first_row, launch.row_offsets)
     return out, entry.grid.clone()
 
 
