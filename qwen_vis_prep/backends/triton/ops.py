@@ -341,13 +341,14 @@ class _GroupPlan:
     the config and the output rows: built once, cached in ``PLANS``, so a warm call only allocates the
     scratch and launches (no host work per image, no table lookups, no host<->device traffic)."""
 
-    __slots__ = ("first", "launch", "args")
+    __slots__ = ("first", "launch", "args", "fits")
 
     def __init__(self, shape: tuple[int, ...], strides: tuple[int, ...], kind: int, size: tuple[int, int],
                  config: VisionPreprocessConfig, first_row: int, row_offsets: tuple[int, ...] | None,
                  device: torch.device) -> None:
         from ...functional import level_table
 
+        self.fits = None  # set by launch_group: (source strides, source aligned, output aligned) of its key
         b, c, in_h, in_w = shape
         h, w = size
         pil = kind == 0
@@ -419,6 +420,10 @@ class _GroupPlan:
         self.launch(src, out, *self.args)
 
 
+def _alignments(src: torch.Tensor, out: torch.Tensor) -> tuple[bool, bool]:
+    return src.data_ptr() % 16 == 0, out.data_ptr() % 16 == 0
+
+
 def launch_group(src: torch.Tensor, size: tuple[int, int], config: VisionPreprocessConfig, out: torch.Tensor,
                  first_row: int, row_offsets: tuple[int, ...] | None) -> "_GroupPlan | None":
     """Preprocess a same-shape batch ``src [B, 3, H, W]`` (any strides) into rows of ``out``.
@@ -436,10 +441,16 @@ def launch_group(src: torch.Tensor, size: tuple[int, int], config: VisionPreproc
         return None
     src, kind = _src_kind(src, config, tuple(src.shape[-2:]) != tuple(size))
     # the pointers' 16-byte alignment is part of Triton's specialisation, hence of the plan (see _Launcher)
-    key = (tuple(src.shape), src.stride(), src.dtype, src.device, src.data_ptr() % 16 == 0, out.data_ptr() % 16 == 0,
-           kind, size, config._op_key, first_row, row_offsets, _tuning())
-    group = PLANS.get(key, lambda: _GroupPlan(tuple(src.shape), src.stride(), kind, size, config, first_row,
-                                              row_offsets, src.device))
+    fits = (src.stride(), *_alignments(src, out))
+    key = (tuple(src.shape), src.dtype, src.device, *fits, kind, size, config._op_key, first_row, row_offsets,
+           _tuning())
+
+    def make() -> _GroupPlan:
+        plan = _GroupPlan(tuple(src.shape), src.stride(), kind, size, config, first_row, row_offsets, src.device)
+        plan.fits = fits
+        return plan
+
+    group = PLANS.get(key, make)
     with _device_guard(src):
         group.run(src, out)
     return group
@@ -692,16 +703,15 @@ def _capturing(device: torch.device) -> bool:
 
 class _Launch:
     """One group launch of a call, as :func:`preprocess_into` ran it: the plan, which images (``members``:
-    indices into the call's images, or None for the whole stacked batch), their target size and output rows,
-    and the source strides and pointer alignments the plan was specialised for (see :func:`warm_call`)."""
+    indices into the call's images, or None for the whole stacked batch), their target size and output rows
+    (see :func:`warm_call`)."""
 
-    __slots__ = ("plan", "members", "size", "first_row", "row_offsets", "resizing", "strides", "aligned")
+    __slots__ = ("plan", "members", "size", "first_row", "row_offsets")
 
     def __init__(self, plan: _GroupPlan | None, members: tuple[int, ...] | None, size: tuple[int, int],
                  first_row: int, row_offsets: tuple[int, ...] | None) -> None:
         self.plan, self.members, self.size = plan, members, size
         self.first_row, self.row_offsets = first_row, row_offsets
-        self.resizing, self.strides, self.aligned = False, (), (False, False)
 
 
 def _launch_source(batch_or_images, members: tuple[int, ...] | None) -> torch.Tensor:
@@ -816,10 +826,6 @@ def _kernel_source(src: torch.Tensor, config: VisionPreprocessConfig, resizing: 
     return src if src.dtype == torch.uint8 else _src_kind(src, config, resizing)[0]
 
 
-def _alignments(src: torch.Tensor, out: torch.Tensor) -> tuple[bool, bool]:
-    return src.data_ptr() % 16 == 0, out.data_ptr() % 16 == 0
-
-
 def remember_call(images, config: VisionPreprocessConfig, backend: str, layout: str, check_values: bool | None,
                   launches: list[_Launch], out: torch.Tensor, grid: torch.Tensor) -> None:
     """Record a finished call so that :func:`warm_call` can repeat it: ``images`` is one image tensor
@@ -831,15 +837,9 @@ def remember_call(images, config: VisionPreprocessConfig, backend: str, layout: 
     hwc = layout == "hwc"
     tensor = isinstance(images, torch.Tensor)
     dims = _BATCH_DIMS[images.dim(), hwc] if tensor else _ITEM_DIMS[hwc]
-    sources = _sources(images, dims, tensor)
     if tensor:  # one image tensor ran as one group: its batch view is the source
         (launch,) = launches
         launch.members = None
-    for launch in launches:  # what launch_group keyed each plan on, as warm_call will see it
-        src = _launch_source(sources, launch.members)
-        launch.resizing = tuple(src.shape[-2:]) != tuple(launch.size)
-        src = _kernel_source(src, config, launch.resizing)
-        launch.strides, launch.aligned = src.stride(), _alignments(src, out)
     entry = _WarmCall(dims, launches, tuple(out.shape), grid.clone())
     PLANS.get(_warm_key(images, config, backend, layout, check_values), lambda: entry)
 
@@ -848,9 +848,9 @@ def warm_call(images, config: VisionPreprocessConfig, backend: str, layout: str,
               ) -> tuple[torch.Tensor, torch.Tensor] | None:
     """``(pixel_values, grid_thw)`` for a call :func:`remember_call` has seen (same metadata), straight from
     its group launches: no validation, sizing or plan lookups again. A launch whose source now has other
-    strides or alignments than recorded (a same-size group stacked where it was read in place, or the
-    reverse) takes :func:`launch_group`'s path. None when there is no entry (the caller then takes the full
-    path, which records one)."""
+    strides or alignments than its plan was built for (a same-size group stacked where it was read in place,
+    or the reverse) takes :func:`launch_group`'s path. None when there is no entry (the caller then takes
+    the full path, which records one)."""
     entry = PLANS.find(_warm_key(images, config, backend, layout, check_values))
     if entry is None:
         return None
@@ -860,8 +860,8 @@ def warm_call(images, config: VisionPreprocessConfig, backend: str, layout: str,
     out = _empty_out(entry.out_shape, config.output_dtype, device)
     for launch in entry.launches:
         given = _launch_source(sources, launch.members)
-        src = _kernel_source(given, config, launch.resizing)
-        if src.stride() == launch.strides and _alignments(src, out) == launch.aligned:
+        src = _kernel_source(given, config, tuple(given.shape[-2:]) != launch.size)
+        if (src.stride(), *_alignments(src, out)) == launch.plan.fits:
             with _device_guard(src):
                 launch.plan.run(src, out)
         else:  # not what the plan was specialised for: the regular path (which converts given itself)
