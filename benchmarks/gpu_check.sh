@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# One call on a GPU machine: versions, the launch-shape sweep (it also picks the pipeline), the tests of the
-# newest paths (rows pipeline, ragged descriptors, word loads, warm calls, prefetch), the GPU benchmarks and
-# their table, the profile, every other CUDA test, the GPU memory bounds, the CUDA reliability and fuzz
-# tests; the table again last. Most important first: each step writes its file under OUTDIR as it ends, so a
-# call cut short still returns what ran.
+# One call on a GPU machine: versions, the rows pipeline's launch-shape sweep (it also picks the pipeline
+# and the ragged path), the tests of the newest paths (rows pipeline, ragged descriptors, word loads, warm
+# calls, prefetch), the GPU benchmarks and their table, the profile, every other CUDA test, the GPU memory
+# bounds, the CUDA reliability and fuzz tests; the table again last. Most important first: each step writes
+# its file under OUTDIR as it ends, so a call cut short still returns what ran.
 # Usage: [GPU_CHECK_BUDGET_S=540] bash benchmarks/gpu_check.sh [OUTDIR]
 #   Each step has its own timeout, cut to what is left of GPU_CHECK_BUDGET_S (a step with under 15 s left is
 #   skipped); about 7 minutes on an H200 when nothing is cut (session 4: 409 s).
@@ -27,7 +27,9 @@ print("torch", torch.__version__, "triton", triton.__version__, "pillow", PIL.__
       "transformers", transformers.__version__)
 PY
 step sweep
-run_for 200 python3 benchmarks/gpu_sweep.py "$OUT_DIR/tuning.json" > "$OUT_DIR/sweep.txt" 2>&1; tail -4 "$OUT_DIR/sweep.txt"
+# --rows-only: the tile kernels keep their shapes (session 4's winners, in GPU_TUNING); the time goes to the
+# rows pipeline's variants, the pipeline choice and the ragged choice
+run_for 200 python3 benchmarks/gpu_sweep.py "$OUT_DIR/tuning.json" --rows-only > "$OUT_DIR/sweep.txt" 2>&1; tail -4 "$OUT_DIR/sweep.txt"
 if [ -s "$OUT_DIR/tuning.json" ]; then export QWEN_VIS_PREP_TRITON_TUNING="$(cat "$OUT_DIR/tuning.json")"; fi
 echo "tuning: ${QWEN_VIS_PREP_TRITON_TUNING:-defaults}"
 step "tests of the newest paths: rows pipeline, ragged descriptors, word loads, warm calls, prefetch (cuda)"

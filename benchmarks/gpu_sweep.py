@@ -39,10 +39,11 @@ PATCH_VARIANTS = [("arith", 1, 2, "out-major"), ("arith", 1, 2, "tap-major"), ("
 # per step, L2 prefetch distance in rows) of the horizontal pass, then (patches per program, warps) of the
 # fused pass (session 4 on an H200: (16, 128, 4, 1, 0) and (2, 1) won; smaller fused tiles were faster down
 # to the smallest tried; rows per step above 1 and prefetching were not tried yet)
-ROWS_PASS_VARIANTS = [(16, 128, 4, 1, 0), (16, 128, 4, 2, 0), (16, 128, 4, 4, 0), (32, 256, 4, 4, 0),
-                      (16, 256, 4, 2, 0), (32, 128, 4, 8, 0), (8, 64, 2, 4, 0), (32, 256, 4, 1, 0),
-                      (16, 128, 4, 1, 2), (16, 128, 4, 1, 4), (16, 128, 4, 1, 8), (32, 128, 4, 1, 8),
-                      (16, 128, 4, 2, 4), (16, 128, 4, 4, 8), (32, 256, 4, 1, 16)]
+ROWS_PASS_VARIANTS = [(16, 128, 4, 1, 0, "L2"), (16, 128, 4, 1, 2, "L2"), (16, 128, 4, 1, 4, "L2"),
+                      (16, 128, 4, 1, 8, "L2"), (32, 128, 4, 1, 16, "L2"), (16, 128, 4, 1, 2, "L1"),
+                      (16, 128, 4, 1, 4, "L1"), (16, 128, 4, 1, 8, "L1"), (16, 256, 4, 1, 0, "L2"),
+                      (16, 256, 4, 1, 4, "L2"), (16, 256, 4, 1, 4, "L1"), (16, 512, 4, 1, 0, "L2"),
+                      (32, 256, 8, 1, 4, "L1"), (16, 128, 4, 2, 4, "L2"), (16, 128, 4, 4, 8, "L2")]
 ROWS_PATCH_VARIANTS = [(2, 1), (1, 1), (2, 2), (4, 2), (4, 1)]
 
 
@@ -164,7 +165,7 @@ def main(argv: list[str]) -> None:
 
     def set_rows_pass(v):
         ops.TUNING.update(rows_per_program=v[0], rows_block_q=v[1], rows_warps=v[2], rows_unroll=v[3],
-                          rows_prefetch=v[4])
+                          rows_prefetch=v[4], rows_prefetch_to=v[5])
 
     def rows_step(x, n):
         plan = ops._RowsPass(tuple(x.shape), x.stride(), n, 14, x.device)
@@ -174,7 +175,8 @@ def main(argv: list[str]) -> None:
                                ("4K horizontal, packed", rows_step(x4, tw4)),
                                ("1x1080p horizontal, packed", rows_step(x1[:1], tw))]
     set_rows_pass(_pick(rows_pass_variants, rows_pass_cases, set_rows_pass,
-                        "rows pass (rows per program, columns, warps, rows per step, prefetch)"))
+                        "rows pass (rows per program, columns, warps, rows per step, prefetch distance, level)"))
+    save()
 
     def set_rows_patch(v):
         ops.TUNING.update(rows_patch_block=v[0], rows_patch_warps=v[1])

@@ -2,7 +2,9 @@
 
 One separable pass maps ``in_size`` samples to ``out_size`` samples; output ``o`` reads inputs
 ``index[o, k]`` with weights ``weight[o, k]`` for ``k < taps``. Unused taps carry weight 0 and a clamped,
-in-bounds index, so kernels can loop over all ``taps`` without masks.
+in-bounds index, so kernels can loop over all ``taps`` without masks. The window form
+(:func:`pil_window_taps`) gives each output one start and ``taps`` consecutive inputs, all in bounds, for
+kernels that address a row's taps from one pointer.
 
 The weights are computed in float64 exactly as Pillow's ``precompute_coeffs`` does (bicubic ``a = -0.5``,
 support ``2 * max(scale, 1)``, centre ``(o + 0.5) * scale``, sequential normalisation), which is also the
@@ -79,6 +81,31 @@ def float_taps(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray]:
     """Float table: ``(index [out, taps] int32, weight [out, taps] float32)``."""
     start, count, w = filter_weights(in_size, out_size)
     return _indices(start, in_size, w.shape[1]), w.astype(np.float32)
+
+
+@functools.lru_cache(maxsize=1024)
+def pil_window_taps(in_size: int, out_size: int, taps: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pillow's fixed-point table as windows of ``taps`` consecutive inputs that all lie in bounds:
+    ``(start [out] int32, weight [out, taps] int32)``.
+
+    Output ``o`` reads ``in[start[o] + k]`` for ``k < taps`` with no clamping: ``start`` is Pillow's first
+    tap, moved left where the window would run past the end, and each real tap's weight sits at its place in
+    the window (the rest are 0). The int32 sum therefore has the same terms as :func:`pil_taps`' plus exact
+    zeros, so the level is the same. Needs ``in_size >= taps >=`` the filter's tap count.
+    """
+    start, count, _ = filter_weights(in_size, out_size)
+    _, fixed = pil_taps(in_size, out_size)
+    if not fixed.shape[1] <= taps <= in_size:
+        raise ValueError(f"a window of {taps} taps needs {fixed.shape[1]} <= taps <= in_size={in_size} "
+                         f"(resampling {in_size} -> {out_size})")
+    window = np.minimum(start, in_size - taps)
+    shift = start - window                                      # >= 0: where tap 0 sits in the window
+    k = np.arange(fixed.shape[1])[None, :]
+    used = k < count[:, None]                                   # Pillow's real taps of each output
+    rows = np.broadcast_to(np.arange(out_size)[:, None], used.shape)
+    weight = np.zeros((out_size, taps), dtype=np.int32)
+    weight[rows[used], (shift[:, None] + k)[used]] = fixed[used]
+    return window.astype(np.int32), weight
 
 
 def _indices(start: np.ndarray, in_size: int, taps: int) -> np.ndarray:
@@ -179,3 +206,18 @@ def device_taps(in_size: int, out_size: int, mode: str, device: torch.device, wi
             upload_table(torch.from_numpy(np.ascontiguousarray(w)), device)
 
     return DEVICE_TABLES.get((in_size, out_size, mode, str(device), width, tap_major), make)
+
+
+def device_window_taps(in_size: int, out_size: int, taps: int, device: torch.device, tap_major: bool = False
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`pil_window_taps` on ``device``, cached: ``(start int32 [out], weight int32 [out, taps])``, the
+    weights stored ``[taps, out]`` when ``tap_major``."""
+    device = torch.device(device)
+
+    def make():
+        start, w = pil_window_taps(in_size, out_size, taps)
+        w = w.T if tap_major else w
+        return upload_table(torch.from_numpy(start), device), \
+            upload_table(torch.from_numpy(np.ascontiguousarray(w)), device)
+
+    return DEVICE_TABLES.get((in_size, out_size, "pil-window", str(device), taps, tap_major), make)

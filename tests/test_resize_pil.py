@@ -394,3 +394,32 @@ def test_pillow_strips_are_exact(rgb_chw, parts, size):
     vf = sizing.pillow_vertical_first(*img.shape[-2:], *size, "installed")
     levels = torch_ref.resize_pil(img[None], size, vf)[0]
     assert torch.equal(out, torch_reference(levels, ref_cfg))
+
+
+def test_window_tables_are_pillow_passes(rng):
+    """``pil_window_taps`` (the rows pass's tables: ``taps`` consecutive inputs from ``start``, no clamping)
+    gives installed Pillow's horizontal pass on random rows of random widths, every window in bounds, for
+    the exact tap count and the padded one the kernels compile for."""
+    from qwen_vis_prep.resample_tables import padded_taps, pil_taps, pil_window_taps
+
+    checked = 0
+    for _ in range(60):
+        in_w, out_w = (int(v) for v in rng.integers(1, 700, size=2))
+        exact = pil_taps(in_w, out_w)[1].shape[1]
+        rows = rng.integers(0, 256, size=(3, in_w), dtype=np.uint8)
+        want = np.array(Image.fromarray(rows).resize((out_w, 3), BICUBIC)).astype(np.int64)
+        for taps in sorted({exact, padded_taps(exact), exact + 3}):
+            if taps > in_w:
+                with pytest.raises(ValueError, match="in_size"):
+                    pil_window_taps(in_w, out_w, taps)
+                continue
+            start, weight = pil_window_taps(in_w, out_w, taps)
+            assert start.dtype == weight.dtype == np.int32 and weight.shape == (out_w, taps)
+            assert start.min() >= 0 and int(start.max()) + taps <= in_w
+            window = start[:, None].astype(np.int64) + np.arange(taps)
+            acc = (1 << 21) + (rows[:, window].astype(np.int64) * weight).sum(axis=2)
+            assert np.array_equal(np.clip(acc >> 22, 0, 255), want), (in_w, out_w, taps)
+            checked += 1
+    assert checked >= 60
+    with pytest.raises(ValueError, match="taps"):  # shorter than the filter
+        pil_window_taps(100, 10, 3)

@@ -213,6 +213,8 @@ def test_same_shape_different_alignment():
     pytest.param(dict(triton_ops.GPU_TUNING, rows_unroll=4, rows_per_program=8), id="gpu-defaults-rows-unroll"),
     pytest.param(dict(triton_ops.GPU_TUNING, rows_prefetch=8), id="gpu-defaults-rows-prefetch"),  # CUDA only
     pytest.param(dict(triton_ops.GPU_TUNING, rows_unroll=2, rows_prefetch=4), id="gpu-defaults-rows-unroll-prefetch"),
+    pytest.param(dict(triton_ops.GPU_TUNING, rows_prefetch=4, rows_prefetch_to="L1"),
+                 id="gpu-defaults-rows-prefetch-l1"),
     pytest.param(dict(pipeline="rows", rows_per_program=2, rows_block_q=32, rows_patch_block=1, rows_warps=4,
                       rows_unroll=4, rows_patch_warps=2, pass_taps="tap-major", patch_taps="tap-major",
                       patch_norm="table"),
@@ -251,6 +253,7 @@ def test_batches_beyond_the_grid_limit_are_split(monkeypatch):
     ('[1, 2]', "takes keys"),
     ('{"rows_prefetch": 3}', "one of"),
     ('{"rows_prefetch": true}', "one of"),
+    ('{"rows_prefetch_to": "L3"}', "one of"),
 ])
 def test_tuning_override_is_validated(monkeypatch, raw, match):
     monkeypatch.setenv(triton_ops.TUNING_ENV, raw)
@@ -342,12 +345,14 @@ def test_launcher_reuses_the_compiled_launcher(monkeypatch, fail):
 def test_rows_prefetch_only_on_cuda(monkeypatch):
     """The rows pass's L2 prefetch is PTX, which the interpreter cannot run: plans for other devices compile
     without it whatever the tuning says (a prefetch changes no value, so results are the same either way)."""
-    monkeypatch.setattr(triton_ops, "TUNING", {**triton_ops.TUNING, "rows_prefetch": 8})
     shape = (1, 3, 60, 90)
     strides = (3 * 60 * 90, 60 * 90, 90, 1)
-    assert triton_ops._RowsPass(shape, strides, 56, 14, torch.device("cpu")).launch.meta["PREFETCH"] == 0
-    if torch.cuda.is_available():
-        assert triton_ops._RowsPass(shape, strides, 56, 14, torch.device("cuda")).launch.meta["PREFETCH"] == 8
+    for level in ("L2", "L1"):
+        monkeypatch.setattr(triton_ops, "TUNING", {**triton_ops.TUNING, "rows_prefetch": 8, "rows_prefetch_to": level})
+        assert triton_ops._RowsPass(shape, strides, 56, 14, torch.device("cpu")).launch.meta["PREFETCH"] == 0
+        if torch.cuda.is_available():
+            meta = triton_ops._RowsPass(shape, strides, 56, 14, torch.device("cuda")).launch.meta
+            assert (meta["PREFETCH"], meta["PREFETCH_LEVEL"]) == (8, int(level[1]))
 
 
 @pytest.mark.parametrize("tap_layout", ["out-major", "tap-major"])
@@ -548,6 +553,28 @@ def test_rows_pipeline_only_where_it_applies(monkeypatch):
         a, b = _both(x, cfg)
         assert torch.equal(a, b)
     assert first.grids == []
+
+
+@pytest.mark.parametrize("ragged", ["groups", "descriptors"])
+def test_rows_pipeline_needs_rows_as_wide_as_the_window(monkeypatch, ragged):
+    """The rows pass reads each output's filter window unclamped, so it only takes images at least as wide
+    as the window (here 4 px wide upscaled to 28: 5 taps). A narrower one goes to the tile kernels: alone,
+    or with the whole sub-group when a ragged="descriptors" launch would share its tap count; and exactly."""
+    from qwen_vis_prep.backends.triton import kernels
+    from qwen_vis_prep.resample_tables import pil_taps
+
+    assert pil_taps(4, 28)[1].shape[1] == 5
+    monkeypatch.setattr(triton_ops, "TUNING", {**triton_ops.TUNING, "pipeline": "rows", "ragged": ragged})
+    monkeypatch.setattr(triton_ops, "PLANS", type(triton_ops.PLANS)(maxsize=256))
+    first = _CountingKernel(kernels._rows_pass_kernel)
+    monkeypatch.setattr(kernels, "_rows_pass_kernel", first)
+    narrow, wide = _img(140, 4, seed=101), _img(60, 90, seed=102)
+    for x in (narrow, [wide, narrow], [wide, wide[:, :, 1:]]):
+        a, b = _both(x, _cfg())
+        assert torch.equal(a, b)
+    # groups: one launch per wide size (60x90 twice, 60x89 once); descriptors: one for the list without the
+    # narrow image, none for the list with it
+    assert len(first.grids) == (3 if ragged == "groups" else 1)
 
 
 def test_named_sizes_cover_both_pass_orders():

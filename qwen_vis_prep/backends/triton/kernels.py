@@ -33,9 +33,9 @@ PASS_FIELDS = tl.constexpr(11)
 PATCH_FIELDS = tl.constexpr(11)
 # Descriptor rows of the rows pipeline's RAGGED launches: one flat grid over every image's programs; FIRST is
 # the image's first program (ascending), found by a binary search. Offsets as above.
-(RP_SRC, RP_DST, RP_IDX_AT, RP_W_AT, RP_N_R, RP_N_Q, RP_N_IN, RP_N_QP, RP_N_QB, RP_S_C, RP_S_R, RP_S_Q,
- RP_FIRST) = (tl.constexpr(i) for i in range(13))
-RP_FIELDS = tl.constexpr(13)
+(RP_SRC, RP_DST, RP_IDX_AT, RP_W_AT, RP_N_R, RP_N_Q, RP_N_QP, RP_N_QB, RP_S_C, RP_S_R, RP_S_Q,
+ RP_FIRST) = (tl.constexpr(i) for i in range(12))
+RP_FIELDS = tl.constexpr(12)
 (FP_SRC, FP_IDX_AT, FP_W_AT, FP_ROW, FP_BLOCKS_W, FP_N_IN, FP_N_OUT, FP_S_C, FP_S_Y, FP_FIRST) = \
     (tl.constexpr(i) for i in range(10))
 FP_FIELDS = tl.constexpr(10)
@@ -332,37 +332,49 @@ def _patchify_kernel(src_ptr, out_ptr, idx_ptr, w_ptr, lut_ptr, norm_ptr, rows_p
 
 
 @triton.jit
-def _prefetch_l2(ptrs):
-    """Ask for the lines at ``ptrs`` in L2 (PTX ``prefetch.global.L2``): no result, no effect on any value,
-    just earlier traffic. CUDA only (the interpreter runs no PTX: callers gate it on a constexpr)."""
-    tl.inline_asm_elementwise("prefetch.global.L2 [$1];\n\tmov.u32 $0, 0;", "=r,l", [ptrs], dtype=tl.int32,
-                              is_pure=False, pack=1)
+def _prefetch(ptrs, LEVEL: tl.constexpr):
+    """Ask for the lines at ``ptrs`` in L2 (``LEVEL`` 2) or in this SM's L1 (``LEVEL`` 1) with PTX
+    ``prefetch.global``: no result, no effect on any value, just earlier traffic. CUDA only (the interpreter
+    runs no PTX: callers gate it on a constexpr)."""
+    if LEVEL == 1:
+        tl.inline_asm_elementwise("prefetch.global.L1 [$1];\n\tmov.u32 $0, 0;", "=r,l", [ptrs], dtype=tl.int32,
+                                  is_pure=False, pack=1)
+    else:
+        tl.inline_asm_elementwise("prefetch.global.L2 [$1];\n\tmov.u32 $0, 0;", "=r,l", [ptrs], dtype=tl.int32,
+                                  is_pure=False, pack=1)
 
 
 @triton.jit
-def _rows_pass_kernel(src_ptr, dst_ptr, idx_ptr, w_ptr, desc_ptr,
-                      n_r, n_q, n_in, n_qp, n_qb, n_images,
+def _rows_pass_kernel(src_ptr, dst_ptr, start_ptr, w_ptr, desc_ptr,
+                      n_r, n_q, n_qp, n_qb, n_images,
                       s_b, s_c, s_r, s_q,
                       TAPS: tl.constexpr, ROWS: tl.constexpr, BLOCK_Q: tl.constexpr, P: tl.constexpr,
                       PAD: tl.constexpr, TAP_MAJOR: tl.constexpr, UNROLL: tl.constexpr, RAGGED: tl.constexpr,
-                      STEPS: tl.constexpr, PREFETCH: tl.constexpr):
+                      STEPS: tl.constexpr, PREFETCH: tl.constexpr, PREFETCH_LEVEL: tl.constexpr):
     """Horizontal Pillow pass (uint8 -> uint8 fixed point) over ``ROWS`` rows per program, with the taps of
     the program's ``BLOCK_Q`` columns loaded once and held in registers for all its rows (a row costs one
     byte load per tap and output, nothing else).
+
+    The filter is given as windows (``resample_tables.pil_window_taps``): output ``q`` reads the ``TAPS``
+    consecutive source columns from ``start_ptr[q]``, all in bounds, with weights ``w_ptr`` (see ``_tap``).
+    With no per-tap clamp, a row's taps are one address plus constant offsets (folded into the loads where
+    the column stride is 1).
 
     ``dst`` is the contiguous patch-packed scratch ``[B, C, n_r, n_qp]`` of ``_patch_rows_kernel``: output
     column ``q`` lives at ``(q // P) * PAD + q % P``, so every run of ``P`` columns (one patch row) starts
     16-byte aligned (``n_q`` is a multiple of ``P``, ``n_qp = n_q / P * PAD``); the ``PAD - P`` slots after
     each run repeat its last column.
     Program ``(pid, c, b)`` covers column block ``pid % n_qb`` of rows ``(pid // n_qb) * ROWS ...``,
-    ``UNROLL`` rows per step. ``PREFETCH > 0`` (CUDA only) asks L2 for the source line of row ``r + PREFETCH``
-    while row ``r`` is computed, so the row loads, which wait behind the previous row's stores, find their
-    lines on chip; values are unchanged.
+    ``UNROLL`` rows per step, whose loads all come before the step's stores in program order (ptxas may
+    still start the arithmetic, and so wait, after the first few). ``PREFETCH > 0`` (CUDA only) asks for
+    the source line of row ``r + PREFETCH`` while row ``r`` is computed, in L2 or L1 (``PREFETCH_LEVEL``),
+    so the row loads, which wait behind the previous row's stores, find their lines on chip; values are
+    unchanged.
 
     RAGGED: ``n_images`` images of any sizes on one flat grid. Image ``i``'s sizes, strides and element
-    offsets (of its source from ``src_ptr``, its tables from ``idx_ptr`` / ``w_ptr``, its ``[C, n_r, n_qp]``
-    result from ``dst_ptr``) and its first program come from row ``i`` of the int64 table ``desc_ptr``
-    (fields ``RP_*``); the scalar size and stride arguments are unused.
+    offsets (of its source from ``src_ptr``, its tables from ``start_ptr`` / ``w_ptr``, its ``[C, n_r,
+    n_qp]`` result from ``dst_ptr``) and its first program come from row ``i`` of the int64 table
+    ``desc_ptr`` (fields ``RP_*``); the scalar size and stride arguments are unused.
     """
     pid = tl.program_id(0)
     if RAGGED:
@@ -370,7 +382,6 @@ def _rows_pass_kernel(src_ptr, dst_ptr, idx_ptr, w_ptr, desc_ptr,
         pid = pid - tl.load(d + RP_FIRST).to(tl.int32)
         n_r = tl.load(d + RP_N_R).to(tl.int32)
         n_q = tl.load(d + RP_N_Q).to(tl.int32)
-        n_in = tl.load(d + RP_N_IN).to(tl.int32)
         n_qp = tl.load(d + RP_N_QP).to(tl.int32)
         n_qb = tl.load(d + RP_N_QB).to(tl.int32)
         s_r = tl.load(d + RP_S_R).to(tl.int32)
@@ -379,7 +390,7 @@ def _rows_pass_kernel(src_ptr, dst_ptr, idx_ptr, w_ptr, desc_ptr,
         c = pid // per_c
         pid = pid - c * per_c
         base = src_ptr + (tl.load(d + RP_SRC) + c.to(tl.int64) * tl.load(d + RP_S_C))
-        idx_ptr += tl.load(d + RP_IDX_AT)
+        start_ptr += tl.load(d + RP_IDX_AT)
         w_ptr += tl.load(d + RP_W_AT)
         dst_img = dst_ptr + (tl.load(d + RP_DST) + c.to(tl.int64) * n_r * n_qp)
     else:
@@ -391,39 +402,39 @@ def _rows_pass_kernel(src_ptr, dst_ptr, idx_ptr, w_ptr, desc_ptr,
     qq = (pid - rb * n_qb) * BLOCK_Q + tl.arange(0, BLOCK_Q)
     ok = qq < n_qp
     q = tl.minimum((qq // PAD) * P + tl.minimum(qq % PAD, P - 1), n_q - 1)
-    start = tl.load(idx_ptr + _tap(q, 0, n_q, TAPS, TAP_MAJOR))
-    offs = ()
+    at = tl.load(start_ptr + q) * s_q                      # the window's first byte in a row
     wts = ()
     for k in tl.static_range(TAPS):
-        offs = offs + (tl.minimum(start + k, n_in - 1) * s_q,)  # == the table's clamped index of tap k
         wts = wts + (tl.load(w_ptr + _tap(q, k, n_q, TAPS, TAP_MAJOR)),)
     dst = dst_img + qq
     r0 = rb * ROWS
     r_end = tl.minimum(r0 + ROWS, n_r)
     if PREFETCH > 0:  # the rows before the first one the loop asks for
         for j in tl.static_range(1, PREFETCH):
-            _prefetch_l2(base + tl.minimum(r0 + j, n_r - 1) * s_r + offs[0])
+            _prefetch(base + tl.minimum(r0 + j, n_r - 1) * s_r + at, PREFETCH_LEVEL)
     if UNROLL == 1:
         for r in range(r0, r_end):
-            row = base + r * s_r
+            window = base + r * s_r + at
             if PREFETCH > 0:
-                _prefetch_l2(base + tl.minimum(r + PREFETCH, n_r - 1) * s_r + offs[0])
+                _prefetch(base + tl.minimum(r + PREFETCH, n_r - 1) * s_r + at, PREFETCH_LEVEL)
             acc = tl.full((BLOCK_Q,), 1 << 21, tl.int32)
             for k in tl.static_range(TAPS):
-                acc += tl.load(row + offs[k]).to(tl.int32) * wts[k]
+                acc += tl.load(window + k * s_q).to(tl.int32) * wts[k]
             tl.store(dst + r * n_qp, tl.minimum(tl.maximum(acc >> 22, 0), 255).to(tl.uint8), mask=ok)
     else:
-        # UNROLL rows per step as one [UNROLL, BLOCK_Q] tile: all their tap loads are issued before the
-        # step's stores (which the compiler may not move loads across), so more bytes are in flight
+        # UNROLL rows per step as one [UNROLL, BLOCK_Q] tile: all their tap loads come before the step's
+        # stores, and the tile's layout gives each thread neighbouring columns of one row, so a warp's load
+        # spans several sectors
         ru = tl.arange(0, UNROLL)
         for r in range(r0, r_end, UNROLL):
             rows = tl.minimum(r + ru, n_r - 1)                   # clamped: loads stay in the image
-            row = base + (rows * s_r)[:, None]
+            window = base + (rows * s_r)[:, None] + at[None, :]
             if PREFETCH > 0:
-                _prefetch_l2(base + (tl.minimum(rows + PREFETCH, n_r - 1) * s_r)[:, None] + offs[0][None, :])
+                _prefetch(base + (tl.minimum(rows + PREFETCH, n_r - 1) * s_r)[:, None] + at[None, :],
+                          PREFETCH_LEVEL)
             acc = tl.full((UNROLL, BLOCK_Q), 1 << 21, tl.int32)
             for k in tl.static_range(TAPS):
-                acc += tl.load(row + offs[k][None, :]).to(tl.int32) * wts[k][None, :]
+                acc += tl.load(window + k * s_q).to(tl.int32) * wts[k][None, :]
             tl.store(dst + (rows * n_qp)[:, None], tl.minimum(tl.maximum(acc >> 22, 0), 255).to(tl.uint8),
                      mask=((r + ru) < r_end)[:, None] & ok[None, :])
 

@@ -27,8 +27,8 @@ import torch
 from ... import host_memory
 from ...checks import ImageBatch
 from ...config import VisionPreprocessConfig
-from ...resample_tables import (DEVICE_TABLES, DeviceTableCache, device_taps, float_taps, padded_taps,
-                                pil_taps, to_device, upload_table)
+from ...resample_tables import (DEVICE_TABLES, DeviceTableCache, device_taps, device_window_taps, float_taps,
+                                padded_taps, pil_taps, to_device, upload_table)
 from ...sizing import pillow_vertical_first, separable_passes
 from .. import torch_ref
 
@@ -42,18 +42,19 @@ from .. import torch_ref
 # outputs contiguous; pass_loads="words" (aligned 32-bit tap loads) and ragged="descriptors" (a ragged list
 # in a few launches through per-image descriptor tables) are exact too but were slower end to end on the
 # H200, so they stay opt-in. rows_unroll > 1 (rows of the rows pass per step, for more loads in flight) and
-# rows_prefetch > 0 (the rows pass asks L2 for the row that many ahead; CUDA only, values unchanged) are
-# swept by gpu_sweep.py, not yet timed on a GPU.
+# rows_prefetch > 0 (the rows pass asks L2, or L1 with rows_prefetch_to="L1", for the row that many ahead;
+# CUDA only, values unchanged) are swept by gpu_sweep.py, not yet timed on a GPU.
 GPU_TUNING = {"pass_block_r": 1, "pass_block_q": 256, "pass_warps": 2, "pass_taps": "tap-major",
               "pass_loads": "bytes", "patch_block": 1, "patch_warps": 2, "patch_norm": "table",
               "patch_taps": "out-major", "ragged": "groups", "pipeline": "rows", "rows_per_program": 16,
-              "rows_block_q": 128, "rows_warps": 4, "rows_unroll": 1, "rows_prefetch": 0, "rows_patch_block": 2,
-              "rows_patch_warps": 1}
+              "rows_block_q": 128, "rows_warps": 4, "rows_unroll": 1, "rows_prefetch": 0, "rows_prefetch_to": "L2",
+              "rows_patch_block": 2, "rows_patch_warps": 1}
 TUNING = dict(GPU_TUNING)
 _TAP_LAYOUTS = ("out-major", "tap-major")
 _TUNING_CHOICES = {"patch_norm": ("table", "arith"), "pass_taps": _TAP_LAYOUTS, "patch_taps": _TAP_LAYOUTS,
                    "ragged": ("groups", "descriptors"), "pass_loads": ("bytes", "words"),
-                   "pipeline": ("tiles", "rows"), "rows_prefetch": (0, 1, 2, 4, 8, 16)}
+                   "pipeline": ("tiles", "rows"), "rows_prefetch": (0, 1, 2, 4, 8, 16),
+                   "rows_prefetch_to": ("L2", "L1")}
 # Triton's CPU interpreter pays per program, so it runs bigger tiles; the results do not depend on the
 # launch shape (tests/test_triton.py checks the GPU defaults and others in the interpreter too).
 _INTERPRETER_TUNING = {"pass_block_r": 8, "pass_block_q": 128, "pass_warps": 4, "patch_block": 16,
@@ -275,16 +276,19 @@ def resample_pass(src: torch.Tensor, n: int, vertical: bool, pil: bool) -> torch
 _PACKED_RUN = 16  # bytes per patch row in the packed scratch (patch sizes up to 16)
 
 
-def _rows_prefetch(device: torch.device) -> int:
-    """The rows pass's L2 prefetch distance: ``TUNING["rows_prefetch"]`` on CUDA; 0 elsewhere (the
-    interpreter runs no PTX, and a prefetch changes no value)."""
-    return TUNING["rows_prefetch"] if torch.device(device).type == "cuda" else 0
+def _rows_prefetch(device: torch.device) -> dict:
+    """The rows pass's prefetch constexprs: distance ``TUNING["rows_prefetch"]`` into the cache level
+    ``TUNING["rows_prefetch_to"]`` on CUDA; distance 0 elsewhere (the interpreter runs no PTX, and a
+    prefetch changes no value)."""
+    cuda = torch.device(device).type == "cuda"
+    return dict(PREFETCH=TUNING["rows_prefetch"] if cuda else 0, PREFETCH_LEVEL=int(TUNING["rows_prefetch_to"][1]))
 
 
 class _RowsPass:
     """One prepared launch of ``_rows_pass_kernel``: the horizontal Pillow pass ``[B, C, H, W] -> [B, C, H,
     n / patch * 16]`` (uint8, any source strides) into the patch-packed scratch of ``_patch_rows_kernel``
-    (``n`` a multiple of ``patch``; see the kernel)."""
+    (``n`` a multiple of ``patch``, ``W`` at least the filter's window, see :func:`_rows_windows_fit`;
+    see the kernel)."""
 
     __slots__ = ("launch", "args", "dst_shape")
 
@@ -293,7 +297,8 @@ class _RowsPass:
         b, c, h, w = shape
         _check_int32_extent(shape, strides)
         tap_major = TUNING["pass_taps"] == "tap-major"
-        idx, wts, taps = _kernel_taps(w, n, True, device, tap_major)
+        taps = _kernel_tap_count(w, n, True)
+        start, wts = device_window_taps(w, n, taps, device, tap_major)
         n_qp = n // patch * _PACKED_RUN
         _check_int32_extent((b, c, h, n_qp), (c * h * n_qp, h * n_qp, n_qp, 1))
         rows, block_q = TUNING["rows_per_program"], TUNING["rows_block_q"]
@@ -303,8 +308,8 @@ class _RowsPass:
         self.launch = _Launcher(_rows_pass_kernel, (-(-h // rows) * n_qb, c, b),
                                 dict(TAPS=taps, ROWS=rows, BLOCK_Q=block_q, P=patch, PAD=_PACKED_RUN,
                                      TAP_MAJOR=tap_major, UNROLL=TUNING["rows_unroll"], RAGGED=False, STEPS=0,
-                                     PREFETCH=_rows_prefetch(device), num_warps=TUNING["rows_warps"]))
-        self.args = (idx, wts, idx, h, n, w, n_qp, n_qb, 1, *strides)  # desc_ptr: unused placeholder
+                                     **_rows_prefetch(device), num_warps=TUNING["rows_warps"]))
+        self.args = (start, wts, start, h, n, n_qp, n_qb, 1, *strides)  # desc_ptr: unused placeholder
         self.dst_shape = (b, c, h, n_qp)
 
     def run(self, src: torch.Tensor) -> torch.Tensor:
@@ -315,9 +320,17 @@ class _RowsPass:
 
 def _rows_pipeline(passes: list[tuple[bool, int]], kind: int, patch: int) -> bool:
     """Whether a group runs as ``_rows_pass_kernel`` + ``_patch_rows_kernel`` (``TUNING["pipeline"] ==
-    "rows"``): Pillow arithmetic on uint8, a horizontal pass then a vertical one, patches of at most 16."""
+    "rows"``): Pillow arithmetic on uint8, a horizontal pass then a vertical one, patches of at most 16, and
+    inputs at least as wide as the first pass's filter window (:func:`_rows_windows_fit`)."""
     return (TUNING["pipeline"] == "rows" and kind == 0 and len(passes) == 2 and not passes[0][0]
             and 0 < patch <= _PACKED_RUN)
+
+
+def _rows_windows_fit(widths: list[tuple[int, int]]) -> bool:
+    """Whether every ``(input width, output width)`` of a rows-pass launch is at least as wide as the
+    launch's filter window (the longest tap count among them), so no window reaches outside its row."""
+    taps = max(_kernel_tap_count(a, b, True) for a, b in widths)
+    return all(a >= taps for a, _ in widths)
 
 
 def _src_kind(src: torch.Tensor, config: VisionPreprocessConfig, resizing: bool) -> tuple[torch.Tensor, int]:
@@ -360,7 +373,7 @@ class _GroupPlan:
         rows = (h // p) * (w // p)
         blocks_w = w // (p * m)
         rows_t = _row_table(row_offsets, device) if row_offsets is not None else None
-        if _rows_pipeline(passes, kind, p):
+        if _rows_pipeline(passes, kind, p) and _rows_windows_fit([(in_w, passes[0][1])]):
             self._init_rows(shape, strides, size, config, rows, blocks_w, first_row, rows_t, device)
             return
         self.first = None
@@ -610,17 +623,17 @@ class _RaggedRowsPlan:
         taps1 = max(_kernel_tap_count(a, b, True) for a, b in widths)
         taps2 = max(_kernel_tap_count(a, b, True) for a, b in heights)
         tap_major1, tap_major2 = TUNING["pass_taps"] == "tap-major", TUNING["patch_taps"] == "tap-major"
-        tables1 = [device_taps(a, b, "pil", device, width=taps1, tap_major=tap_major1) for a, b in widths]
+        tables1 = [device_window_taps(a, b, taps1, device, tap_major1) for a, b in widths]
         tables2 = [device_taps(a, b, "pil", device, width=taps2, tap_major=tap_major2) for a, b in heights]
         rows_pp, block_q, block = TUNING["rows_per_program"], TUNING["rows_block_q"], TUNING["rows_patch_block"]
         rows1, rows2, at, first1, first2 = [], [], 0, 0, 0
         for i, (_, passes, shape, strides, (h, w), row) in enumerate(statics):
-            in_h, in_w = shape[2:]
+            in_h = shape[2]
             n_qp = w // p * _PACKED_RUN
             _check_int32_extent((1, c, in_h, n_qp), (c * in_h * n_qp, in_h * n_qp, n_qp, 1))
             n_qb = -(-n_qp // block_q)
             rows1.append([0, at, _offset(tables1[i][0], tables1[0][0]), _offset(tables1[i][1], tables1[0][1]),
-                          in_h, w, in_w, n_qp, n_qb, *strides[1:], first1])
+                          in_h, w, n_qp, n_qb, *strides[1:], first1])
             blocks_w = w // (p * m)
             rows2.append([at, _offset(tables2[i][0], tables2[0][0]), _offset(tables2[i][1], tables2[0][1]), row,
                           blocks_w, in_h, h, in_h * n_qp, n_qp, first2])
@@ -633,7 +646,7 @@ class _RaggedRowsPlan:
         self.first = (_Launcher(_rows_pass_kernel, (first1, 1, 1),
                                 dict(TAPS=taps1, ROWS=rows_pp, BLOCK_Q=block_q, P=p, PAD=_PACKED_RUN,
                                      TAP_MAJOR=tap_major1, UNROLL=TUNING["rows_unroll"], RAGGED=True, STEPS=steps,
-                                     PREFETCH=_rows_prefetch(device), num_warps=TUNING["rows_warps"])),
+                                     **_rows_prefetch(device), num_warps=TUNING["rows_warps"])),
                       tables1[0])
         norm = _norm_vector(config, device)
         self.fused = (_Launcher(_patch_rows_kernel, (first2, 1, 1),
@@ -651,7 +664,7 @@ class _RaggedRowsPlan:
         n = len(srcs)
         scratch = torch.empty(self.scratch, dtype=torch.uint8, device=device)
         launch, (idx0, w0) = self.first
-        launch(srcs[0], scratch, idx0, w0, _descriptors(self.desc1, offsets, device), 1, 1, 1, 1, 1, n, 1, 1, 1, 1)
+        launch(srcs[0], scratch, idx0, w0, _descriptors(self.desc1, offsets, device), 1, 1, 1, 1, n, 1, 1, 1, 1)
         launch, (idx0, w0, lut, norm) = self.fused
         launch(scratch, out, idx0, w0, lut, norm, norm, self.desc2, 1, 0, 1, 1, 1, n, 1, 1, 1)
 
@@ -682,7 +695,8 @@ def launch_ragged(images: list[torch.Tensor], sizes: list[tuple[int, int]], row_
         statics.append((axes, passes, shape, strides, tuple(size), row))
     plans = []
     for (kind, dtype, *_), (srcs, statics) in kinds.items():
-        rows = _rows_pipeline(statics[0][1], kind, config.patch_size)  # the members share their pass axes
+        rows = _rows_pipeline(statics[0][1], kind, config.patch_size) and \
+            _rows_windows_fit([(st[2][3], st[1][0][1]) for st in statics])  # the members share their pass axes
         key = ("ragged", kind, dtype, tuple(statics), srcs[0].device, srcs[0].data_ptr() % 16 == 0,
                out.data_ptr() % 16 == 0, config._op_key, _tuning())
         make = (lambda: _RaggedRowsPlan(statics, config, srcs[0].device)) if rows else \
