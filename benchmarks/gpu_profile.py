@@ -1,5 +1,7 @@
 """Where the time goes on a GPU: host time per call (from the warm entry with direct launches, without the
-warm entry, and with Triton's regular launch), device time of the whole call and of each launch, and a cProfile of the host path of one 1080p image.
+warm entry, and with Triton's regular launch), device time of the whole call and of each launch with the
+bandwidth each launch reaches (bytes it reads and writes once / its time), and a cProfile of the host path
+of one 1080p image.
 
 Run on a GPU: ``python benchmarks/gpu_profile.py`` (``benchmarks/gpu_check.sh`` does).
 """
@@ -37,8 +39,8 @@ def main() -> None:
     cfg = qvp.VisionPreprocessConfig.from_preset("qwen2-vl", max_pixels=28 * 28 * 1280)
     prep = qvp.QwenVisionPreprocessor(config=cfg, backend="triton")
     print("| case | host/call (warm entry, direct launch) | host/call, no warm entry | host/call regular launch | "
-          "device total | first pass | fused pass | bytes in+out | fused-pass bandwidth |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "device total | first pass | fused pass | bytes in+out | first-pass bandwidth | fused-pass bandwidth |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for n, h, w in [(1, 1080, 1920), (32, 1080, 1920), (64, 448, 448), (8, 2160, 3840)]:
         x = torch.randint(0, 256, (n, 3, h, w), dtype=torch.uint8, device="cuda")
         host_direct = _host_us(lambda: prep(x))
@@ -57,16 +59,18 @@ def main() -> None:
         if plan.first is not None:
             first = _device_us(lambda: plan.first.run(x))
             scratch = plan.first.run(x)
+            first_bw = f"{(x.numel() + scratch.numel()) / first / 1e6:.2f} TB/s"
             fused = _device_us(lambda: plan.launch(scratch, out, *plan.args))
             fused_bytes = scratch.numel() + out.numel() * out.element_size()
         else:
-            first = 0.0
+            first, first_bw = 0.0, "-"
             fused = _device_us(lambda: plan.launch(x, out, *plan.args))
             fused_bytes = x.numel() + out.numel() * out.element_size()
         io_bytes = x.numel() + out.numel() * out.element_size()
         print(f"| {n}x{h}x{w} -> {th}x{tw} | {host_direct:.0f} us | {host_full:.0f} us | {host_regular:.0f} us | "
               f"{total:.0f} us | "
-              f"{first:.0f} us | {fused:.0f} us | {io_bytes / 1e6:.0f} MB | {fused_bytes / fused / 1e6:.2f} TB/s |")
+              f"{first:.0f} us | {fused:.0f} us | {io_bytes / 1e6:.0f} MB | {first_bw} | "
+              f"{fused_bytes / fused / 1e6:.2f} TB/s |")
 
     x = torch.randint(0, 256, (1, 3, 1080, 1920), dtype=torch.uint8, device="cuda")
     prep(x)
