@@ -287,7 +287,7 @@ def _rows_prefetch(device: torch.device) -> dict:
 class _RowsPass:
     """One prepared launch of ``_rows_pass_kernel``: the horizontal Pillow pass ``[B, C, H, W] -> [B, C, H,
     n / patch * 16]`` (uint8, any source strides) into the patch-packed scratch of ``_patch_rows_kernel``
-    (``n`` a multiple of ``patch``, ``W`` at least the filter's window, see :func:`_rows_windows_fit`;
+    (``n`` a multiple of ``patch``, ``W`` at least the filter's window, see :func:`_rows_pipeline`;
     see the kernel)."""
 
     __slots__ = ("launch", "args", "dst_shape")
@@ -318,19 +318,18 @@ class _RowsPass:
         return dst
 
 
-def _rows_pipeline(passes: list[tuple[bool, int]], kind: int, patch: int) -> bool:
-    """Whether a group runs as ``_rows_pass_kernel`` + ``_patch_rows_kernel`` (``TUNING["pipeline"] ==
-    "rows"``): Pillow arithmetic on uint8, a horizontal pass then a vertical one, patches of at most 16, and
-    inputs at least as wide as the first pass's filter window (:func:`_rows_windows_fit`)."""
-    return (TUNING["pipeline"] == "rows" and kind == 0 and len(passes) == 2 and not passes[0][0]
-            and 0 < patch <= _PACKED_RUN)
-
-
-def _rows_windows_fit(widths: list[tuple[int, int]]) -> bool:
-    """Whether every ``(input width, output width)`` of a rows-pass launch is at least as wide as the
-    launch's filter window (the longest tap count among them), so no window reaches outside its row."""
-    taps = max(_kernel_tap_count(a, b, True) for a, b in widths)
-    return all(a >= taps for a, _ in widths)
+def _rows_pipeline(members: list[tuple[list[tuple[bool, int]], int]], kind: int, patch: int) -> bool:
+    """Whether the images of one launch, given as ``(passes, input width)`` each (they share their pass
+    axes), run as ``_rows_pass_kernel`` + ``_patch_rows_kernel`` (``TUNING["pipeline"] == "rows"``): Pillow
+    arithmetic on uint8, a horizontal pass then a vertical one, patches of at most 16, and every input at
+    least as wide as the launch's filter window (the longest tap count among them), so no window reaches
+    outside its row."""
+    passes = members[0][0]
+    if not (TUNING["pipeline"] == "rows" and kind == 0 and len(passes) == 2 and not passes[0][0]
+            and 0 < patch <= _PACKED_RUN):
+        return False
+    taps = max(_kernel_tap_count(in_w, own[0][1], True) for own, in_w in members)
+    return all(in_w >= taps for _, in_w in members)
 
 
 def _src_kind(src: torch.Tensor, config: VisionPreprocessConfig, resizing: bool) -> tuple[torch.Tensor, int]:
@@ -373,7 +372,7 @@ class _GroupPlan:
         rows = (h // p) * (w // p)
         blocks_w = w // (p * m)
         rows_t = _row_table(row_offsets, device) if row_offsets is not None else None
-        if _rows_pipeline(passes, kind, p) and _rows_windows_fit([(in_w, passes[0][1])]):
+        if _rows_pipeline([(passes, in_w)], kind, p):
             self._init_rows(shape, strides, size, config, rows, blocks_w, first_row, rows_t, device)
             return
         self.first = None
@@ -695,8 +694,8 @@ def launch_ragged(images: list[torch.Tensor], sizes: list[tuple[int, int]], row_
         statics.append((axes, passes, shape, strides, tuple(size), row))
     plans = []
     for (kind, dtype, *_), (srcs, statics) in kinds.items():
-        rows = _rows_pipeline(statics[0][1], kind, config.patch_size) and \
-            _rows_windows_fit([(st[2][3], st[1][0][1]) for st in statics])  # the members share their pass axes
+        rows = _rows_pipeline([(passes, shape[3]) for (_, passes, shape, _, _, _) in statics], kind,
+                              config.patch_size)
         key = ("ragged", kind, dtype, tuple(statics), srcs[0].device, srcs[0].data_ptr() % 16 == 0,
                out.data_ptr() % 16 == 0, config._op_key, _tuning())
         make = (lambda: _RaggedRowsPlan(statics, config, srcs[0].device)) if rows else \
