@@ -36,9 +36,9 @@ PASS_VARIANTS = [(1, 512, 2, "out-major", "bytes"), (1, 512, 2, "tap-major", "by
 PATCH_VARIANTS = [("arith", 1, 2, "out-major"), ("arith", 1, 2, "tap-major"), ("table", 1, 2, "out-major"),
                   ("arith", 2, 2, "tap-major"), ("arith", 4, 4, "tap-major"), ("arith", 1, 1, "tap-major")]
 # pipeline="rows" (kernels._rows_pass_kernel + _patch_rows_kernel): (rows per program, columns, warps, rows
-# per step, L2 prefetch distance in rows) of the horizontal pass, then (patches per program, warps) of the
-# fused pass (session 4 on an H200: (16, 128, 4, 1, 0) and (2, 1) won; smaller fused tiles were faster down
-# to the smallest tried; rows per step above 1 and prefetching were not tried yet)
+# per step, prefetch distance in rows, prefetch level) of the horizontal pass, then (patches per program,
+# warps) of the fused pass (session 4 on an H200: (16, 128, 4, 1) without prefetch and (2, 1) won; smaller
+# fused tiles were faster down to the smallest tried; rows per step above 1 and prefetching were not tried)
 ROWS_PASS_VARIANTS = [(16, 128, 4, 1, 0, "L2"), (16, 128, 4, 1, 2, "L2"), (16, 128, 4, 1, 4, "L2"),
                       (16, 128, 4, 1, 8, "L2"), (32, 128, 4, 1, 16, "L2"), (16, 128, 4, 1, 2, "L1"),
                       (16, 128, 4, 1, 4, "L1"), (16, 128, 4, 1, 8, "L1"), (16, 256, 4, 1, 0, "L2"),
