@@ -30,16 +30,19 @@ def test_cuda_equals_cpu_on_real_images(mode):
     assert torch.equal(gpu.grid_thw, cpu.grid_thw)
 
 
-def test_no_host_sync_on_hot_path(monkeypatch):
-    """Warm calls never sync: a batch (served by ``ops.warm_call``), one HWC image (likewise) and a ragged
-    list (the full path, from cached plans)."""
+@pytest.mark.parametrize("ragged", ["groups", "descriptors"])
+def test_no_host_sync_on_hot_path(monkeypatch, ragged):
+    """Warm calls never sync: a batch and one HWC image (served by ``ops.warm_call``), and a ragged list of
+    four sizes (per size: from its warm entry too; through descriptor tables: the full path, which records
+    no entry for several sizes, from cached plans and tables)."""
     from qwen_vis_prep.backends.triton import ops
 
+    monkeypatch.setitem(ops.TUNING, "ragged", ragged)
     batch = torch.randint(0, 256, (4, 3, 540, 960), dtype=torch.uint8, device="cuda")
     hwc = batch[0].permute(1, 2, 0).contiguous()
-    ragged = _imgs()
+    images = _imgs()
     prep = qvp.QwenVisionPreprocessor(config=CFG).cuda()
-    prep(batch), prep(hwc, layout="hwc"), prep(ragged)  # warm: tables land in the device cache
+    prep(batch), prep(hwc, layout="hwc"), prep(images)  # warm: tables land in the device cache
     hits = []
     real = ops.warm_call
     monkeypatch.setattr(ops, "warm_call", lambda *a: hits.append(real(*a)) or hits[-1])
@@ -48,13 +51,14 @@ def test_no_host_sync_on_hot_path(monkeypatch):
     try:
         out = prep(batch)
         out1 = prep(hwc, layout="hwc")
-        out2 = prep(ragged)
+        out2 = prep(images)
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert out.grid_thw.device.type == "cpu" and out2.pixel_values.is_cuda
-    assert [h is not None for h in hits] == [True, True]  # the list never asks for an entry
+    assert [h is not None for h in hits] == [True, True, ragged == "groups"]
     assert torch.equal(out.pixel_values, qvp.preprocess(batch, CFG, backend="torch").pixel_values)
     assert torch.equal(out1.pixel_values, qvp.preprocess(hwc, CFG, backend="torch", layout="hwc").pixel_values)
+    assert torch.equal(out2.pixel_values, qvp.preprocess(images, CFG, backend="torch").pixel_values)
 
 
 def test_cuda_graph_capture_and_replay():
