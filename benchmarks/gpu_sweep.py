@@ -36,14 +36,16 @@ PASS_VARIANTS = [(1, 512, 2, "out-major", "bytes"), (1, 512, 2, "tap-major", "by
 PATCH_VARIANTS = [("arith", 1, 2, "out-major"), ("arith", 1, 2, "tap-major"), ("table", 1, 2, "out-major"),
                   ("arith", 2, 2, "tap-major"), ("arith", 4, 4, "tap-major"), ("arith", 1, 1, "tap-major")]
 # pipeline="rows" (kernels._rows_pass_kernel + _patch_rows_kernel): (rows per program, columns, warps, rows
-# per step, prefetch distance in rows, prefetch level) of the horizontal pass, then (patches per program,
-# warps) of the fused pass (session 4 on an H200: (16, 128, 4, 1) without prefetch and (2, 1) won; smaller
-# fused tiles were faster down to the smallest tried; rows per step above 1 and prefetching were not tried)
-ROWS_PASS_VARIANTS = [(16, 128, 4, 1, 0, "L2"), (16, 128, 4, 1, 2, "L2"), (16, 128, 4, 1, 4, "L2"),
-                      (16, 128, 4, 1, 8, "L2"), (32, 128, 4, 1, 16, "L2"), (16, 128, 4, 1, 2, "L1"),
-                      (16, 128, 4, 1, 4, "L1"), (16, 128, 4, 1, 8, "L1"), (16, 256, 4, 1, 0, "L2"),
-                      (16, 256, 4, 1, 4, "L2"), (16, 256, 4, 1, 4, "L1"), (16, 512, 4, 1, 0, "L2"),
-                      (32, 256, 8, 1, 4, "L1"), (16, 128, 4, 2, 4, "L2"), (16, 128, 4, 4, 8, "L2")]
+# per step, prefetch distance in rows, prefetch level) of the horizontal pass, timed with the column cap off
+# (rows_tap_loads=0), then (columns, rows_tap_loads) around the winner, then (patches per program, warps)
+# of the fused pass. Session 7 on an H200: prefetching 4 rows ahead won (378 -> 323 us on 1080p), 256
+# columns won on 1080p (7 taps) and 128 on 4K (13 taps), rows per step above 1 lost (460-740 us), L1 and L2
+# prefetch tied; (1, 1) and (2, 1) tied for the fused pass.
+ROWS_PASS_VARIANTS = [(16, 256, 4, 1, 4, "L2"), (16, 128, 4, 1, 4, "L2"), (16, 256, 4, 1, 2, "L2"),
+                      (16, 256, 4, 1, 8, "L2"), (16, 256, 4, 1, 16, "L2"), (32, 256, 4, 1, 4, "L2"),
+                      (8, 256, 4, 1, 4, "L2"), (16, 256, 8, 1, 4, "L2"), (32, 256, 8, 1, 4, "L2"),
+                      (32, 256, 8, 1, 4, "L1"), (16, 512, 8, 1, 4, "L2"), (16, 128, 2, 1, 4, "L2")]
+ROWS_CAP_VARIANTS = [(256, 16), (512, 16), (256, 8), (512, 32)]  # (columns, rows_tap_loads)
 ROWS_PATCH_VARIANTS = [(2, 1), (1, 1), (2, 2), (4, 2), (4, 1)]
 
 
@@ -165,7 +167,10 @@ def main(argv: list[str]) -> None:
 
     def set_rows_pass(v):
         ops.TUNING.update(rows_per_program=v[0], rows_block_q=v[1], rows_warps=v[2], rows_unroll=v[3],
-                          rows_prefetch=v[4], rows_prefetch_to=v[5])
+                          rows_prefetch=v[4], rows_prefetch_to=v[5], rows_tap_loads=0)
+
+    def set_rows_cap(v):
+        ops.TUNING.update(rows_block_q=v[0], rows_tap_loads=v[1])
 
     def rows_step(x, n):
         plan = ops._RowsPass(tuple(x.shape), x.stride(), n, 14, x.device)
@@ -176,6 +181,11 @@ def main(argv: list[str]) -> None:
                                ("1x1080p horizontal, packed", rows_step(x1[:1], tw))]
     set_rows_pass(_pick(rows_pass_variants, rows_pass_cases, set_rows_pass,
                         "rows pass (rows per program, columns, warps, rows per step, prefetch distance, level)"))
+    # the column cap: columns halved per filter while a thread would issue more tap loads per row than
+    # rows_tap_loads (ops._rows_block_q); the winner above with the cap off is the reference
+    cap_variants = [(ops.TUNING["rows_block_q"], 0)]
+    cap_variants += [v for v in ROWS_CAP_VARIANTS[:2 if smoke else None] if v not in cap_variants]
+    set_rows_cap(_pick(cap_variants, rows_pass_cases, set_rows_cap, "rows pass (columns, rows_tap_loads)"))
     save()
 
     def set_rows_patch(v):

@@ -28,6 +28,7 @@ def test_sweep_smoke_writes_an_accepted_tuning(tmp_path, monkeypatch):
                          cwd=BENCH, env=env, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-2000:]
     assert "pipeline (both launches)" in run.stdout and "winner:" in run.stdout
+    assert "rows pass (columns, rows_tap_loads)" in run.stdout
     tuning = json.loads(out.read_text())
     assert set(tuning) == set(triton_ops.TUNING)
     monkeypatch.setenv(triton_ops.TUNING_ENV, json.dumps(tuning))

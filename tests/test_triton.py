@@ -215,6 +215,8 @@ def test_same_shape_different_alignment():
     pytest.param(dict(triton_ops.GPU_TUNING, rows_unroll=2, rows_prefetch=4), id="gpu-defaults-rows-unroll-prefetch"),
     pytest.param(dict(triton_ops.GPU_TUNING, rows_prefetch=4, rows_prefetch_to="L1"),
                  id="gpu-defaults-rows-prefetch-l1"),
+    pytest.param(dict(triton_ops.GPU_TUNING, rows_tap_loads=8, rows_warps=1, rows_block_q=128),
+                 id="gpu-defaults-rows-column-cap"),  # 4 outputs per thread, fewer as the taps grow
     pytest.param(dict(pipeline="rows", rows_per_program=2, rows_block_q=32, rows_patch_block=1, rows_warps=4,
                       rows_unroll=4, rows_patch_warps=2, pass_taps="tap-major", patch_taps="tap-major",
                       patch_norm="table"),
@@ -230,6 +232,21 @@ def test_launch_shapes_do_not_change_results(monkeypatch, tuning):
         assert torch.equal(a, b)
     a, b = _both(_img(70, 100, dtype=torch.float16, seed=21), _cfg(resize_mode="float"))
     assert torch.equal(a, b)
+
+
+def test_rows_pass_columns_follow_the_tap_loads_cap(monkeypatch):
+    """``_rows_block_q``: ``rows_block_q`` halved while columns / (32 * warps) outputs of ``taps`` loads each
+    exceed ``rows_tap_loads``, never below one output per thread; a cap of 0 keeps ``rows_block_q``."""
+    monkeypatch.setattr(triton_ops, "TUNING", {**triton_ops.TUNING, "rows_block_q": 256, "rows_warps": 4,
+                                               "rows_tap_loads": 16})
+    assert [triton_ops._rows_block_q(t) for t in (1, 7, 8, 9, 13, 16, 17, 48)] == \
+        [256, 256, 256, 128, 128, 128, 128, 128]
+    triton_ops.TUNING.update(rows_tap_loads=8)
+    assert [triton_ops._rows_block_q(t) for t in (4, 5, 8, 9)] == [256, 128, 128, 128]
+    triton_ops.TUNING.update(rows_tap_loads=0)
+    assert triton_ops._rows_block_q(48) == 256
+    triton_ops.TUNING.update(rows_tap_loads=16, rows_block_q=1024, rows_warps=2)
+    assert [triton_ops._rows_block_q(t) for t in (1, 2, 3, 4, 5, 7, 13)] == [1024, 512, 256, 256, 128, 128, 64]
 
 
 def test_batches_beyond_the_grid_limit_are_split(monkeypatch):
@@ -254,6 +271,7 @@ def test_batches_beyond_the_grid_limit_are_split(monkeypatch):
     ('{"rows_prefetch": 3}', "one of"),
     ('{"rows_prefetch": true}', "one of"),
     ('{"rows_prefetch_to": "L3"}', "one of"),
+    ('{"rows_tap_loads": 12}', "one of"),
 ])
 def test_tuning_override_is_validated(monkeypatch, raw, match):
     monkeypatch.setenv(triton_ops.TUNING_ENV, raw)

@@ -33,32 +33,34 @@ from ...sizing import pillow_vertical_first, separable_passes
 from .. import torch_ref
 
 # Launch shapes and kernel choices (plans are keyed by them): the winners of benchmarks/gpu_sweep.py on an
-# H200 (benchmarks/RESULTS.md, session 4). pipeline="rows" runs the usual Pillow resize (width first, then
-# height) as a horizontal pass that holds its taps in registers over ``rows_per_program`` rows and writes a
-# patch-packed scratch, then a fused pass that reads each patch row of that scratch with one 16-byte load per
-# tap and writes whole patches (kernels._rows_pass_kernel / _patch_rows_kernel); every other group (no
-# resize, one side only, vertical first, float arithmetic) and ragged="descriptors" take the tile kernels,
-# whose shapes are the pass_* / patch_* entries. "tap-major" filter tables make one tap of neighbouring
-# outputs contiguous; pass_loads="words" (aligned 32-bit tap loads) and ragged="descriptors" (a ragged list
-# in a few launches through per-image descriptor tables) are exact too but were slower end to end on the
-# H200, so they stay opt-in. rows_unroll > 1 (rows of the rows pass per step, for more loads in flight) and
-# rows_prefetch > 0 (the rows pass asks L2, or L1 with rows_prefetch_to="L1", for the row that many ahead;
-# CUDA only, values unchanged) are swept by gpu_sweep.py, not yet timed on a GPU.
+# H200 (benchmarks/RESULTS.md, sessions 4 and 7). pipeline="rows" runs the usual Pillow resize (width first,
+# then height) as a horizontal pass that holds its taps in registers over ``rows_per_program`` rows,
+# prefetches the source row ``rows_prefetch`` rows ahead into L2 (CUDA only; "L1" with
+# rows_prefetch_to="L1") and writes a patch-packed scratch, then a fused pass that reads each patch row of
+# that scratch with one 16-byte load per tap and writes whole patches (kernels._rows_pass_kernel /
+# _patch_rows_kernel); its columns per program are capped per filter by ``rows_tap_loads`` (see
+# :func:`_rows_block_q`). Every other group (no resize, one side only, vertical first, float arithmetic)
+# and ragged="descriptors" take the tile kernels, whose shapes are the pass_* / patch_* entries.
+# "tap-major" filter tables make one tap of neighbouring outputs contiguous. pass_loads="words" (aligned
+# 32-bit tap loads), ragged="descriptors" (a ragged list in a few launches through per-image descriptor
+# tables) and rows_unroll > 1 (rows of the rows pass per step) are exact too but were slower or no faster
+# end to end on the H200, so they stay opt-in.
 GPU_TUNING = {"pass_block_r": 1, "pass_block_q": 256, "pass_warps": 2, "pass_taps": "tap-major",
               "pass_loads": "bytes", "patch_block": 1, "patch_warps": 2, "patch_norm": "table",
               "patch_taps": "out-major", "ragged": "groups", "pipeline": "rows", "rows_per_program": 16,
-              "rows_block_q": 128, "rows_warps": 4, "rows_unroll": 1, "rows_prefetch": 0, "rows_prefetch_to": "L2",
-              "rows_patch_block": 2, "rows_patch_warps": 1}
+              "rows_block_q": 256, "rows_warps": 4, "rows_unroll": 1, "rows_prefetch": 4, "rows_prefetch_to": "L2",
+              "rows_tap_loads": 16, "rows_patch_block": 1, "rows_patch_warps": 1}
 TUNING = dict(GPU_TUNING)
 _TAP_LAYOUTS = ("out-major", "tap-major")
 _TUNING_CHOICES = {"patch_norm": ("table", "arith"), "pass_taps": _TAP_LAYOUTS, "patch_taps": _TAP_LAYOUTS,
                    "ragged": ("groups", "descriptors"), "pass_loads": ("bytes", "words"),
                    "pipeline": ("tiles", "rows"), "rows_prefetch": (0, 1, 2, 4, 8, 16),
-                   "rows_prefetch_to": ("L2", "L1")}
+                   "rows_prefetch_to": ("L2", "L1"), "rows_tap_loads": (0, 8, 16, 32)}
 # Triton's CPU interpreter pays per program, so it runs bigger tiles; the results do not depend on the
 # launch shape (tests/test_triton.py checks the GPU defaults and others in the interpreter too).
 _INTERPRETER_TUNING = {"pass_block_r": 8, "pass_block_q": 128, "pass_warps": 4, "patch_block": 16,
-                       "patch_warps": 4, "rows_per_program": 16, "rows_block_q": 256, "rows_patch_block": 8}
+                       "patch_warps": 4, "rows_per_program": 16, "rows_block_q": 256, "rows_tap_loads": 0,
+                       "rows_patch_block": 8}
 TUNING_ENV = "QWEN_VIS_PREP_TRITON_TUNING"      # JSON object overriding TUNING entries (experts, sweeps)
 FAST_LAUNCH_ENV = "QWEN_VIS_PREP_FAST_LAUNCH"   # "0" turns off the direct launch of compiled kernels
 _MAX_GRID_YZ = 65535  # CUDA's limit on grid dims 1 and 2 (images per launch ride on dim 2)
@@ -276,6 +278,18 @@ def resample_pass(src: torch.Tensor, n: int, vertical: bool, pil: bool) -> torch
 _PACKED_RUN = 16  # bytes per patch row in the packed scratch (patch sizes up to 16)
 
 
+def _rows_block_q(taps: int) -> int:
+    """Packed columns per program of the rows pass for a filter of ``taps`` taps: ``TUNING["rows_block_q"]``,
+    halved while one thread would issue more than ``TUNING["rows_tap_loads"]`` tap loads per row (columns /
+    (32 * warps) outputs, ``taps`` loads each), down to one output per thread; 0 turns the cap off. On the
+    H200 (session 7) the fastest shape issued 13-14 loads per thread: 256 columns for 1080p (7 taps), 128
+    for 4K (13 taps)."""
+    block_q, cap, threads = TUNING["rows_block_q"], TUNING["rows_tap_loads"], 32 * TUNING["rows_warps"]
+    while cap and block_q > threads and block_q // threads * taps > cap:
+        block_q //= 2
+    return block_q
+
+
 def _rows_prefetch(device: torch.device) -> dict:
     """The rows pass's prefetch constexprs: distance ``TUNING["rows_prefetch"]`` into the cache level
     ``TUNING["rows_prefetch_to"]`` on CUDA; distance 0 elsewhere (the interpreter runs no PTX, and a
@@ -301,7 +315,7 @@ class _RowsPass:
         start, wts = device_window_taps(w, n, taps, device, tap_major)
         n_qp = n // patch * _PACKED_RUN
         _check_int32_extent((b, c, h, n_qp), (c * h * n_qp, h * n_qp, n_qp, 1))
-        rows, block_q = TUNING["rows_per_program"], TUNING["rows_block_q"]
+        rows, block_q = TUNING["rows_per_program"], _rows_block_q(taps)
         n_qb = -(-n_qp // block_q)
         from .kernels import _rows_pass_kernel
 
@@ -624,7 +638,7 @@ class _RaggedRowsPlan:
         tap_major1, tap_major2 = TUNING["pass_taps"] == "tap-major", TUNING["patch_taps"] == "tap-major"
         tables1 = [device_window_taps(a, b, taps1, device, tap_major1) for a, b in widths]
         tables2 = [device_taps(a, b, "pil", device, width=taps2, tap_major=tap_major2) for a, b in heights]
-        rows_pp, block_q, block = TUNING["rows_per_program"], TUNING["rows_block_q"], TUNING["rows_patch_block"]
+        rows_pp, block_q, block = TUNING["rows_per_program"], _rows_block_q(taps1), TUNING["rows_patch_block"]
         rows1, rows2, at, first1, first2 = [], [], 0, 0, 0
         for i, (_, passes, shape, strides, (h, w), row) in enumerate(statics):
             in_h = shape[2]
