@@ -35,6 +35,29 @@ def _device_us(fn) -> float:
     return triton.testing.do_bench(fn, warmup=10, rep=60, return_mode="median") * 1e3
 
 
+def _host_breakdown(prep, x: torch.Tensor, cfg) -> None:
+    """The warm call's host time on one image, split: the whole call, the same with every kernel launch
+    stubbed (Python, allocations and the grid copy), each launch alone through its plan's direct launcher,
+    and one ``torch.empty`` of the output. Tells whether launches or Python dominate on this host."""
+    whole = _host_us(lambda: prep(x))
+    real_call = ops._Launcher.__call__
+    ops._Launcher.__call__ = lambda self, *args: None
+    try:
+        stubbed = _host_us(lambda: prep(x))
+    finally:
+        ops._Launcher.__call__ = real_call
+    th, tw = qvp.smart_resize(x.shape[-2], x.shape[-1], 28, cfg.min_pixels, cfg.max_pixels)
+    out = prep(x).pixel_values
+    plan = ops._GroupPlan(tuple(x.shape), x.stride(), 0, (th, tw), cfg, 0, None, x.device)
+    parts = [f"whole warm call {whole:.0f} us", f"launches stubbed {stubbed:.0f} us"]
+    if plan.first is not None and hasattr(plan.first, "launch"):
+        scratch = plan.first.run(x)
+        parts.append(f"first launch alone {_host_us(lambda: plan.first.launch(x, scratch, *plan.first.args)):.0f} us")
+        parts.append(f"fused launch alone {_host_us(lambda: plan.launch(scratch, out, *plan.args)):.0f} us")
+    parts.append(f"torch.empty of the output {_host_us(lambda: torch.empty(out.shape, dtype=out.dtype, device=x.device)):.0f} us")
+    print(f"\nhost time of a warm 1x{x.shape[-2]}x{x.shape[-1]} call, by part: " + "; ".join(parts))
+
+
 def main() -> None:
     cfg = qvp.VisionPreprocessConfig.from_preset("qwen2-vl", max_pixels=28 * 28 * 1280)
     prep = qvp.QwenVisionPreprocessor(config=cfg, backend="triton")
@@ -74,6 +97,7 @@ def main() -> None:
 
     x = torch.randint(0, 256, (1, 3, 1080, 1920), dtype=torch.uint8, device="cuda")
     prep(x)
+    _host_breakdown(prep, x, cfg)
     torch.cuda.synchronize()
     prof = cProfile.Profile()
     prof.enable()
