@@ -217,6 +217,8 @@ def test_same_shape_different_alignment():
                  id="gpu-defaults-rows-prefetch-l1"),
     pytest.param(dict(triton_ops.GPU_TUNING, rows_tap_loads=8, rows_warps=1, rows_block_q=128),
                  id="gpu-defaults-rows-column-cap"),  # 4 outputs per thread, fewer as the taps grow
+    pytest.param(dict(triton_ops.GPU_TUNING, rows_tap_loads=8, rows_warps=1, rows_block_q=128, ragged="descriptors"),
+                 id="gpu-defaults-rows-column-cap-descriptors"),
     pytest.param(dict(pipeline="rows", rows_per_program=2, rows_block_q=32, rows_patch_block=1, rows_warps=4,
                       rows_unroll=4, rows_patch_warps=2, pass_taps="tap-major", patch_taps="tap-major",
                       patch_norm="table"),
