@@ -35,6 +35,12 @@ def _device_us(fn) -> float:
     return triton.testing.do_bench(fn, warmup=10, rep=60, return_mode="median") * 1e3
 
 
+def _group_plan(x: torch.Tensor, cfg) -> tuple[tuple[int, int], "ops._GroupPlan"]:
+    """The target size of the uint8 batch ``x [B, 3, H, W]`` and the group plan a call on it runs."""
+    size = qvp.smart_resize(x.shape[-2], x.shape[-1], 28, cfg.min_pixels, cfg.max_pixels)
+    return size, ops._GroupPlan(tuple(x.shape), x.stride(), 0, size, cfg, 0, None, x.device)
+
+
 def _host_breakdown(prep, x: torch.Tensor, cfg) -> None:
     """The warm call's host time on one image, split: the whole call, the same with every kernel launch
     stubbed (Python, allocations and the grid copy), each launch alone through its plan's direct launcher,
@@ -46,9 +52,8 @@ def _host_breakdown(prep, x: torch.Tensor, cfg) -> None:
         stubbed = _host_us(lambda: prep(x))
     finally:
         ops._Launcher.__call__ = real_call
-    th, tw = qvp.smart_resize(x.shape[-2], x.shape[-1], 28, cfg.min_pixels, cfg.max_pixels)
     out = prep(x).pixel_values
-    plan = ops._GroupPlan(tuple(x.shape), x.stride(), 0, (th, tw), cfg, 0, None, x.device)
+    _, plan = _group_plan(x, cfg)
     parts = [f"whole warm call {whole:.0f} us", f"launches stubbed {stubbed:.0f} us"]
     if plan.first is not None and hasattr(plan.first, "launch"):
         scratch = plan.first.run(x)
@@ -76,9 +81,8 @@ def main() -> None:
         ops._Launcher.enabled = True
         ops.PLANS.clear()
         total = _device_us(lambda: prep(x))
-        th, tw = qvp.smart_resize(h, w, 28, cfg.min_pixels, cfg.max_pixels)
         out = prep(x).pixel_values
-        plan = ops._GroupPlan(tuple(x.shape), x.stride(), 0, (th, tw), cfg, 0, None, x.device)
+        (th, tw), plan = _group_plan(x, cfg)
         if plan.first is not None:
             first = _device_us(lambda: plan.first.run(x))
             scratch = plan.first.run(x)
