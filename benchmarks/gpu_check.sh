@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# One call on a GPU machine: versions, the rows pipeline's launch-shape sweep (it also picks the pipeline
-# and the ragged path), the tests of the newest paths (rows pipeline, ragged descriptors, word loads, warm
-# calls, prefetch), the GPU benchmarks and their table, the profile, every other CUDA test, the GPU memory
+# One call on a GPU machine: versions, the launch-shape sweep of the rows and single-launch pipelines (it
+# also picks the pipeline and the ragged path), the tests of the newest paths (single launch, rows
+# pipeline, ragged descriptors, word loads, warm calls, prefetch), the GPU benchmarks and their table, the profile, every other CUDA test, the GPU memory
 # bounds, the CUDA reliability and fuzz tests; the table again last. Most important first: each step writes
 # its file under OUTDIR as it ends, so a call cut short still returns what ran.
 # Usage: [GPU_CHECK_BUDGET_S=540] bash benchmarks/gpu_check.sh [OUTDIR]
@@ -31,20 +31,20 @@ PY
 step sweep
 # --rows-only: the tile kernels keep their shapes (session 4's winners, in GPU_TUNING); the time goes to the
 # rows pipeline's variants, the pipeline choice and the ragged choice
-run_for 200 python3 benchmarks/gpu_sweep.py "$OUT_DIR/tuning.json" --rows-only > "$OUT_DIR/sweep.txt" 2>&1; tail -4 "$OUT_DIR/sweep.txt"
+run_for 240 python3 benchmarks/gpu_sweep.py "$OUT_DIR/tuning.json" --rows-only > "$OUT_DIR/sweep.txt" 2>&1; tail -4 "$OUT_DIR/sweep.txt"
 if [ -s "$OUT_DIR/tuning.json" ]; then export QWEN_VIS_PREP_TRITON_TUNING="$(cat "$OUT_DIR/tuning.json")"; fi
 echo "tuning: ${QWEN_VIS_PREP_TRITON_TUNING:-defaults}"
-step "tests of the newest paths: rows pipeline, ragged descriptors, word loads, warm calls, prefetch (cuda)"
-run_for 100 python3 -m pytest tests/test_triton.py -k "rows or ragged or word or launch_shapes or warm or in_place" -q -p no:cacheprovider --tb=short -rf > "$OUT_DIR/tests_new_paths.txt" 2>&1; tail -4 "$OUT_DIR/tests_new_paths.txt"
+step "tests of the newest paths: single launch, lean launch, rows pipeline, ragged descriptors, word loads, warm calls, prefetch (cuda)"
+run_for 130 python3 -m pytest tests/test_cuda.py tests/test_triton.py -k "single or lean or direct_launch or rows or ragged or word or launch_shapes or warm or in_place" -q -p no:cacheprovider --tb=short -rf > "$OUT_DIR/tests_new_paths.txt" 2>&1; tail -4 "$OUT_DIR/tests_new_paths.txt"
 step benchmarks
-run_for 160 python3 -m pytest benchmarks/test_bench_gpu.py --benchmark-only -q -p no:cacheprovider \
+run_for 200 python3 -m pytest benchmarks/test_bench_gpu.py --benchmark-only -q -p no:cacheprovider \
     --benchmark-json="$OUT_DIR/bench.json" --benchmark-columns=median,iqr,rounds 2>&1 | tail -60 > "$OUT_DIR/bench.txt"
 tail -3 "$OUT_DIR/bench.txt"
 python3 benchmarks/gpu_report.py "$OUT_DIR/bench.json" > "$OUT_DIR/table.md" 2>&1; cat "$OUT_DIR/table.md"
 step profile
 run_for 45 python3 benchmarks/gpu_profile.py > "$OUT_DIR/profile.txt" 2>&1; head -8 "$OUT_DIR/profile.txt"
 step "cuda+triton tests"
-run_for 200 python3 -m pytest tests/test_cuda.py tests/test_triton.py -k "not rows and not ragged and not word and not launch_shapes and not warm and not in_place" -q -p no:cacheprovider --tb=short -rf > "$OUT_DIR/tests_gpu.txt" 2>&1; tail -6 "$OUT_DIR/tests_gpu.txt"
+run_for 200 python3 -m pytest tests/test_cuda.py tests/test_triton.py -k "not single and not lean and not direct_launch and not rows and not ragged and not word and not launch_shapes and not warm and not in_place" -q -p no:cacheprovider --tb=short -rf > "$OUT_DIR/tests_gpu.txt" 2>&1; tail -6 "$OUT_DIR/tests_gpu.txt"
 step "memory bounds (cuda)"
 run_for 60 python3 benchmarks/memory_bounds.py --cuda-only > "$OUT_DIR/memory.txt" 2>&1; cat "$OUT_DIR/memory.txt"
 step "reliability and errors (cuda), but the thousand-sizes cache test"

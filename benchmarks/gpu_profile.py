@@ -1,7 +1,7 @@
 """Where the time goes on a GPU: host time per call (from the warm entry with direct launches, without the
 warm entry, and with Triton's regular launch), device time of the whole call and of each launch with the
-bandwidth each launch reaches (bytes it reads and writes once / its time), and a cProfile of the host path
-of one 1080p image.
+bandwidth each launch reaches (bytes it reads and writes once / its time; under ``pipeline="single"`` the one
+launch is in the fused-pass column), and a cProfile of the host path of one 1080p image.
 
 Run on a GPU: ``python benchmarks/gpu_profile.py`` (``benchmarks/gpu_check.sh`` does).
 """
@@ -57,8 +57,11 @@ def _host_breakdown(prep, x: torch.Tensor, cfg) -> None:
     parts = [f"whole warm call {whole:.0f} us", f"launches stubbed {stubbed:.0f} us"]
     if plan.first is not None and hasattr(plan.first, "launch"):
         scratch = plan.first.run(x)
-        parts.append(f"first launch alone {_host_us(lambda: plan.first.launch(x, scratch, *plan.first.args)):.0f} us")
-        parts.append(f"fused launch alone {_host_us(lambda: plan.launch(scratch, out, *plan.args)):.0f} us")
+        parts.append(f"first launch alone {_host_us(lambda: plan.first.launch(x, scratch)):.0f} us")
+        parts.append(f"fused launch alone {_host_us(lambda: plan.launch(scratch, out)):.0f} us")
+    elif plan.scratch is not None:  # pipeline="single"
+        slots = torch.empty(plan.scratch, dtype=torch.uint8, device=x.device)
+        parts.append(f"single launch alone {_host_us(lambda: plan.launch(x, out, slots)):.0f} us")
     parts.append(f"torch.empty of the output {_host_us(lambda: torch.empty(out.shape, dtype=out.dtype, device=x.device)):.0f} us")
     print(f"\nhost time of a warm 1x{x.shape[-2]}x{x.shape[-1]} call, by part: " + "; ".join(parts))
 
@@ -87,11 +90,11 @@ def main() -> None:
             first = _device_us(lambda: plan.first.run(x))
             scratch = plan.first.run(x)
             first_bw = f"{(x.numel() + scratch.numel()) / first / 1e6:.2f} TB/s"
-            fused = _device_us(lambda: plan.launch(scratch, out, *plan.args))
+            fused = _device_us(lambda: plan.launch(scratch, out))
             fused_bytes = scratch.numel() + out.numel() * out.element_size()
-        else:
+        else:  # no first pass: no resize, or pipeline="single" (its one launch in the fused-pass column)
             first, first_bw = 0.0, "-"
-            fused = _device_us(lambda: plan.launch(x, out, *plan.args))
+            fused = _device_us(lambda: plan.run(x, out))
             fused_bytes = x.numel() + out.numel() * out.element_size()
         io_bytes = x.numel() + out.numel() * out.element_size()
         print(f"| {n}x{h}x{w} -> {th}x{tw} | {host_direct:.0f} us | {host_full:.0f} us | {host_regular:.0f} us | "

@@ -18,6 +18,8 @@ def main(path: str) -> None:
         name = b["name"].split("[")[0].replace("test_", "")
         param = b["name"].split("[", 1)[1].rstrip("]") if "[" in b["name"] else ""
         label = name + ("-bf16" if "bfloat16" in param else "") + (f"-{param}" if name == "ours_triton_ragged" else "")
+        if name == "ours_triton_pipeline":
+            label = f"{name}-{param.split('-')[0]}" + ("-bf16" if "bfloat16" in param else "")
         rows.setdefault(b["group"], {})[label] = (med, b["extra_info"].get("bytes"))
     print(f"copy bandwidth (read+write): {bw / 1e12:.2f} TB/s" if bw else "no copy benchmark")
     print("| case | ours triton fp32 | ours triton bf16 | ours torch backend | HF torchvision CUDA | floor | "
@@ -38,6 +40,16 @@ def main(path: str) -> None:
             g, e = r["ours_triton_cuda_graph"][0], r["ours_triton"][0]
             print(f"\n{case}, fp32, captured in a CUDA graph (input copy + replay): {g * 1e6:.0f} us "
                   f"(eager {e * 1e6:.0f} us)")
+    for case, r in rows.items():
+        got = {k: r.get(f"ours_triton_pipeline-{k}", (None,))[0]
+               for k in ("rows", "single", "rows-bf16", "single-bf16")}
+        if got["rows"] and got["single"]:
+            line = (f"\n{case}: two launches (rows) {got['rows'] * 1e6:.0f} us, one launch (single) "
+                    f"{got['single'] * 1e6:.0f} us fp32")
+            if got["rows-bf16"] and got["single-bf16"]:
+                line += (f"; bf16 {got['rows-bf16'] * 1e6:.0f} / {got['single-bf16'] * 1e6:.0f} us (bf16 / fp32: "
+                         f"{got['rows-bf16'] / got['rows']:.2f} / {got['single-bf16'] / got['single']:.2f})")
+            print(line)
     for case, r in rows.items():
         if "ours_triton_ragged-groups" in r and "ours_triton_ragged-descriptors" in r:
             g, d = r["ours_triton_ragged-groups"][0], r["ours_triton_ragged-descriptors"][0]

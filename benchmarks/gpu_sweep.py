@@ -4,8 +4,8 @@ Each kernel is timed on its own with ``triton.testing.do_bench`` (device time, m
 benchmark cases: pass 1 horizontally and vertically on 32 x 1080p and horizontally on 8 x 4K (13 taps); the
 fused last pass from the 32 x 1080p scratch (float32 and bfloat16 output) and on 64 x 448 (no resize); the
 same for the kernels of ``pipeline="rows"`` (packed scratch; its first pass on one 1080p image too, where a
-grid of a few waves may favour other shapes), then both launches of a whole group with each
-pipeline; and ragged lists (16 and 4 mixed sizes) end to end, launched per size or through descriptor
+grid of a few waves may favour other shapes); the one launch of ``pipeline="single"``; then a whole group
+with each pipeline (wall clock); and ragged lists (16 and 4 mixed sizes) end to end, launched per size or through descriptor
 tables.
 Every variant's output is compared with ``torch.equal`` against the first variant's, so a launch shape that
 broke the arithmetic would show up here too. The winner (lowest sum of time / best time over the cases) is
@@ -47,6 +47,12 @@ ROWS_PASS_VARIANTS = [(16, 256, 4, 1, 4, "L2"), (16, 128, 4, 1, 4, "L2"), (16, 2
                       (32, 256, 8, 1, 4, "L1"), (16, 512, 8, 1, 4, "L2"), (16, 128, 2, 1, 4, "L2")]
 ROWS_CAP_VARIANTS = [(256, 16), (512, 16), (256, 8), (512, 32)]  # (columns, rows_tap_loads)
 ROWS_PATCH_VARIANTS = [(2, 1), (1, 1), (2, 2), (4, 2), (4, 1)]
+# pipeline="single" (kernels._one_launch_kernel, both passes in one persistent launch): (patches per tile,
+# source rows per step of its horizontal stage, warps, programs per multiprocessor). Not timed on a card yet;
+# ptxas (sm_90, Triton 3.6) gives the default shape 104 registers a thread (7 taps) and 160 (13 taps), so
+# about 4 and 3 programs of 4 warps fit on a multiprocessor.
+SINGLE_VARIANTS = [(4, 8, 4, 4), (2, 8, 4, 4), (8, 8, 4, 2), (4, 16, 4, 4), (4, 32, 4, 2), (4, 4, 4, 4),
+                   (4, 8, 8, 2), (4, 8, 4, 8), (4, 8, 2, 8), (2, 8, 2, 8), (2, 32, 4, 4), (8, 16, 8, 1)]
 
 
 def _time(fn) -> float:
@@ -221,7 +227,7 @@ def main(argv: list[str]) -> None:
                           dtype=config.output_dtype, device=x.device)
 
         def run():
-            plan.launch(packed, out, *plan.args)
+            plan.launch(packed, out)
             return out
         return run
 
@@ -235,12 +241,26 @@ def main(argv: list[str]) -> None:
     def set_pipeline(v):
         ops.TUNING.update(pipeline=v[0])
 
-    # fused() runs the whole group plan: on these sources, the first pass and the fused pass
+    # fused() runs the whole group plan: on these sources, the first pass and the fused pass (or the one
+    # launch of pipeline="single")
     pipeline_cases = lambda: [("32x1080p fp32", fused(x1, (th, tw), cfg)),  # noqa: E731
                               ("32x1080p bf16", fused(x1, (th, tw), cfg16)),
                               ("8x4K fp32", fused(x4, (th4, tw4), cfg)),
                               ("1x1080p fp32", fused(x1[:1], (th, tw), cfg))]
-    set_pipeline(_pick([("tiles",), ("rows",)], pipeline_cases, set_pipeline, "pipeline (both launches)"))
+
+    def set_single(v):
+        ops.TUNING.update(pipeline="single", single_block=v[0], single_rows=v[1], single_warps=v[2],
+                          single_ctas=v[3])
+
+    rows_tuning = dict(ops.TUNING)
+    single_variants = SINGLE_VARIANTS[:2] if smoke else SINGLE_VARIANTS
+    set_single(_pick(single_variants, pipeline_cases, set_single,
+                     "single launch (patches per tile, rows per step, warps, programs per SM)"))
+    ops.TUNING.update(pipeline=rows_tuning["pipeline"])
+    # the pipelines end to end on the wall clock (a synchronised call, host launches included): one launch
+    # fewer matters most where the host time is most of the call (1x1080p)
+    set_pipeline(_pick([("tiles",), ("rows",), ("single",)], pipeline_cases, set_pipeline,
+                       "pipeline (whole group, wall clock per synchronised call)", timer=_time_wall))
     save()
 
     # Ragged lists: two launches per distinct size ("groups") or a few in all ("descriptors"). Timed end

@@ -109,6 +109,19 @@ def test_ours_triton_ragged(benchmark, monkeypatch, ragged):
     _run(benchmark, "16-mixed", lambda x: prep(x).pixel_values, _mixed(), rounds=50)
 
 
+@pytest.mark.parametrize("case", ["1x1080p", "32x1080p", "8x4K"])
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+@pytest.mark.parametrize("pipeline", ["rows", "single"])
+def test_ours_triton_pipeline(benchmark, monkeypatch, pipeline, dtype, case):
+    """The resized cases with the two-launch rows pipeline and with the one-launch ``pipeline="single"``,
+    whatever the sweep picked, side by side in one run."""
+    from qwen_vis_prep.backends.triton import ops
+
+    monkeypatch.setattr(ops, "TUNING", {**ops.TUNING, "pipeline": pipeline})
+    prep = qvp.QwenVisionPreprocessor("qwen2-vl", max_pixels=MAX_PIXELS, output_dtype=dtype, backend="triton")
+    _run(benchmark, case, lambda x: prep(x).pixel_values, CASES[case](), rounds=50)
+
+
 @pytest.mark.parametrize("case", list(CASES))
 def test_ours_torch_backend(benchmark, case):
     prep = qvp.QwenVisionPreprocessor("qwen2-vl", max_pixels=MAX_PIXELS, backend="torch")

@@ -58,3 +58,24 @@ def test_host_path(benchmark, monkeypatch, case, provider):
     benchmark.extra_info.update(torch=torch.__version__, launches_per_call=expected, stubbed_launches=True)
     benchmark.group = f"host-{case}"
     benchmark(prep, x)
+
+
+@pytest.mark.parametrize("pipeline", ["rows", "single"])
+def test_host_path_by_pipeline(benchmark, monkeypatch, pipeline):
+    """1x1080p warm calls with the two-launch rows pipeline and the one-launch ``pipeline="single"`` (launches
+    stubbed as above): what one launch and one scratch allocation fewer save in host work."""
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    launches = []
+    monkeypatch.setattr(ops._Launcher, "__call__", lambda self, *args: launches.append(len(args)))
+    monkeypatch.setattr(ops, "PLANS", type(ops.PLANS)(maxsize=256))
+    monkeypatch.setattr(ops, "TUNING", {**ops.TUNING, "pipeline": pipeline})
+    cfg = qvp.VisionPreprocessConfig.from_preset("qwen2-vl", max_pixels=28 * 28 * 1280)
+    prep = qvp.QwenVisionPreprocessor(config=cfg, backend="triton")
+    x = _images("1x1080p")
+    prep(x)
+    launches.clear()
+    prep(x)
+    assert len(launches) == (2 if pipeline == "rows" else 1)
+    benchmark.extra_info.update(torch=torch.__version__, launches_per_call=len(launches), stubbed_launches=True)
+    benchmark.group = "host-1x1080p-by-pipeline"
+    benchmark(prep, x)

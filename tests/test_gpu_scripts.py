@@ -27,7 +27,8 @@ def test_sweep_smoke_writes_an_accepted_tuning(tmp_path, monkeypatch):
     run = subprocess.run([sys.executable, str(BENCH / "gpu_sweep.py"), "--smoke", "--rows-only", str(out)],
                          cwd=BENCH, env=env, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-2000:]
-    assert "pipeline (both launches)" in run.stdout and "winner:" in run.stdout
+    assert "pipeline (whole group, wall clock" in run.stdout and "winner:" in run.stdout
+    assert "single launch (patches per tile" in run.stdout
     assert "rows pass (columns, rows_tap_loads)" in run.stdout
     tuning = json.loads(out.read_text())
     assert set(tuning) == set(triton_ops.TUNING)
@@ -49,6 +50,10 @@ def test_report_table_from_benchmark_json(tmp_path):
         bench("test_ours_torch_backend[32x1080p]", "32x1080p", 2e-2),
         bench("test_hf_torchvision_cuda[32x1080p]", "32x1080p", 8e-3),
         bench("test_ours_triton_cuda_graph[32x1080p]", "32x1080p", 9e-4),
+        bench("test_ours_triton_pipeline[rows-float32-32x1080p]", "32x1080p", 1e-3, 1e9),
+        bench("test_ours_triton_pipeline[single-float32-32x1080p]", "32x1080p", 5e-4, 1e9),
+        bench("test_ours_triton_pipeline[rows-bfloat16-32x1080p]", "32x1080p", 9e-4, 6e8),
+        bench("test_ours_triton_pipeline[single-bfloat16-32x1080p]", "32x1080p", 3e-4, 6e8),
     ]}
     path = tmp_path / "bench.json"
     path.write_text(json.dumps(data))
@@ -60,3 +65,5 @@ def test_report_table_from_benchmark_json(tmp_path):
     assert row.split(" | ")[1:] == ["1000 us", "800 us", "20000 us", "8000 us", "250 us", "8.0x", "4.00x",
                                    "0.80 |"]
     assert "captured in a CUDA graph (input copy + replay): 900 us (eager 1000 us)" in run.stdout
+    assert ("32x1080p: two launches (rows) 1000 us, one launch (single) 500 us fp32; bf16 900 / 300 us "
+            "(bf16 / fp32: 0.90 / 0.60)") in run.stdout

@@ -219,6 +219,10 @@ def test_same_shape_different_alignment():
                  id="gpu-defaults-rows-column-cap"),  # 4 outputs per thread, fewer as the taps grow
     pytest.param(dict(triton_ops.GPU_TUNING, rows_tap_loads=8, rows_warps=1, rows_block_q=128, ragged="descriptors"),
                  id="gpu-defaults-rows-column-cap-descriptors"),
+    pytest.param(dict(triton_ops.GPU_TUNING, pipeline="single", single_block=2, single_rows=16, single_ctas=1,
+                      patch_taps="tap-major", patch_norm="arith"), id="single-launch-two-patches-tap-major"),
+    pytest.param(dict(triton_ops.GPU_TUNING, pipeline="single", single_block=8, single_rows=4, single_ctas=4,
+                      single_warps=2), id="single-launch-eight-patches"),
     pytest.param(dict(pipeline="rows", rows_per_program=2, rows_block_q=32, rows_patch_block=1, rows_warps=4,
                       rows_unroll=4, rows_patch_warps=2, pass_taps="tap-major", patch_taps="tap-major",
                       patch_norm="table"),
@@ -274,6 +278,8 @@ def test_batches_beyond_the_grid_limit_are_split(monkeypatch):
     ('{"rows_prefetch": true}', "one of"),
     ('{"rows_prefetch_to": "L3"}', "one of"),
     ('{"rows_tap_loads": 12}', "one of"),
+    ('{"pipeline": "fused"}', "one of"),
+    ('{"single_ctas": 6}', "power of two"),
 ])
 def test_tuning_override_is_validated(monkeypatch, raw, match):
     monkeypatch.setenv(triton_ops.TUNING_ENV, raw)
@@ -313,13 +319,18 @@ def test_same_shape_lists_are_read_in_place():
 
 
 class _FakeCompiled:
-    """Stands in for Triton's compiled kernel: ``compiled[grid]`` gives a launcher that records its calls."""
+    """Stands in for Triton's compiled kernel: ``compiled[grid]`` gives a launcher that records its calls, and
+    ``run`` (its own launcher, which the lean path calls) records its calls too."""
+
+    function, packed_metadata = 0xF00, (4, 1, 0)
 
     def __init__(self, log, fail=False):
         self.log, self.fail = log, fail
 
-    def run(self):  # pragma: no cover - only its presence matters
-        pass
+    def run(self, *args):
+        if self.fail:
+            raise RuntimeError("launcher signature changed")
+        self.log.append(("lean", args))
 
     def __getitem__(self, grid):
         def runner(*args):
@@ -332,7 +343,7 @@ class _FakeCompiled:
 class _FakeKernel:
     """Stands in for a ``@triton.jit`` function with two constexpr parameters."""
 
-    arg_names = ["x_ptr", "n", "A", "B"]
+    arg_names = ["x_ptr", "n", "t_ptr", "A", "B"]
 
     def __init__(self, fail=False):
         self.log, self.fail = [], fail
@@ -345,21 +356,44 @@ class _FakeKernel:
 
 
 @pytest.mark.parametrize("fail", [False, True])
-def test_launcher_reuses_the_compiled_launcher(monkeypatch, fail):
-    """The first launch binds through ``kernel[grid](...)``; later ones call the kept ``compiled[grid]`` with
-    the constexprs appended in signature order. If that direct call fails, it launches the regular way and
-    turns the direct path off for the process."""
+@pytest.mark.parametrize("cuda", [False, True])
+def test_launcher_reuses_the_compiled_launcher(monkeypatch, fail, cuda):
+    """The first launch binds through ``kernel[grid](...)``. Without CUDA, later ones call the kept
+    ``compiled[grid]`` with the static arguments and the constexprs appended in signature order. With CUDA
+    (faked here) they call the compiled kernel's own launcher: grid, the device's current stream, function,
+    packed metadata, no launch metadata or hooks, the static tensors as addresses; with a launch hook
+    registered (a profiler), ``compiled[grid]`` again. If a direct call fails, it launches the regular way
+    and turns the direct paths off for the process."""
+    import triton
+
     monkeypatch.setattr(triton_ops._Launcher, "enabled", True)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 3)
+    monkeypatch.setattr(torch._C, "_cuda_getCurrentRawStream", lambda device: 1000 + device, raising=False)
+    table = torch.arange(4)
     kernel = _FakeKernel(fail)
-    launch = triton_ops._Launcher(kernel, (3, 1, 2), dict(A=7, B=True, num_warps=4))
+    launch = triton_ops._Launcher(kernel, (3, 1, 2), dict(A=7, B=True, num_warps=4), (table,))
     launch("x", 5)
     launch("y", 6)
-    regular = ("regular", (3, 1, 2), ("x", 5), dict(A=7, B=True, num_warps=4))
+    regular = ("regular", (3, 1, 2), ("x", 5, table), dict(A=7, B=True, num_warps=4))
     if fail:
-        assert kernel.log == [regular, ("regular", (3, 1, 2), ("y", 6), dict(A=7, B=True, num_warps=4))]
+        assert kernel.log == [regular, ("regular", (3, 1, 2), ("y", 6, table), dict(A=7, B=True, num_warps=4))]
         assert triton_ops._Launcher.enabled is False
-    else:
-        assert kernel.log == [regular, ("direct", (3, 1, 2), ("y", 6, 7, True))]
+        return
+    if not cuda:
+        assert kernel.log == [regular, ("direct", (3, 1, 2), ("y", 6, table, 7, True))]
+        return
+    lean = ("lean", (3, 1, 2, 1003, 0xF00, (4, 1, 0), None, None, None, "y", 6, table.data_ptr(), 7, True))
+    assert kernel.log == [regular, lean]
+    hook = lambda metadata: None  # noqa: E731
+    triton.knobs.runtime.launch_enter_hook.add(hook)
+    try:
+        launch("z", 8)
+    finally:
+        triton.knobs.runtime.launch_enter_hook.remove(hook)
+    launch("w", 9)
+    assert kernel.log[2:] == [("direct", (3, 1, 2), ("z", 8, table, 7, True)), (*lean[:1], (*lean[1][:9], "w", 9,
+                                                                                              *lean[1][11:]))]
 
 
 def test_rows_prefetch_only_on_cuda(monkeypatch):
@@ -642,6 +676,98 @@ def test_ragged_rows_plan_bit_exact_in_two_launches(monkeypatch, config):
     assert len(rows_first) == len(rows_fused) == 1  # all eligible images, whatever their sizes: two launches
     assert rows_first[0][1:] == rows_fused[0][1:] == (1, 1)  # one flat grid
     assert sum(g[2] for g in counters["_patchify_kernel"].grids) == len(images) - eligible
+
+
+def _one_launch_counters(monkeypatch):
+    from qwen_vis_prep.backends.triton import kernels
+
+    counters = {}
+    for name in ("_one_launch_kernel", "_rows_pass_kernel", "_patch_rows_kernel", "_resample_pass_kernel",
+                 "_patchify_kernel"):
+        counters[name] = _CountingKernel(getattr(kernels, name))
+        monkeypatch.setattr(kernels, name, counters[name])
+    return {name: c.grids for name, c in counters.items()}
+
+
+@pytest.mark.parametrize("config", ROWS_CONFIGS)
+def test_single_launch_pipeline_bit_exact(monkeypatch, config):
+    """pipeline="single": both Pillow passes, normalisation and patchify in one persistent launch per
+    same-shape group, each program filtering its tile's source rows into its own scratch slot and reusing
+    the slot tile after tile (two programs here, so each takes many tiles). Stacked batches, same-shape
+    lists (row tables), channels-last and HWC-strided crops, gray, upscales and a 5x downscale (17 taps
+    each way) must give the torch backend's bits, with no launch of the two-launch kernels."""
+    config = dict(config)
+    norm = config.pop("patch_norm", "arith")
+    monkeypatch.setattr(triton_ops, "TUNING", {**triton_ops.TUNING, "pipeline": "single", "patch_norm": norm,
+                                               "ragged": "groups", "single_ctas": 2, "single_block": 4,
+                                               "single_rows": 32})
+    monkeypatch.setattr(triton_ops, "PLANS", type(triton_ops.PLANS)(maxsize=256))
+    grids = _one_launch_counters(monkeypatch)
+    cfg = _cfg(**config)
+    crop = _img(130, 201, seed=90)[:, 3:110:2, 5:190]
+    hwc = _img(83, 157, seed=91).permute(1, 2, 0).contiguous().permute(2, 0, 1)
+    gray = _img(50, 171, seed=92)[:1]
+    big = _img(300, 420, seed=89)
+    inputs = [torch.stack([_img(57, 171, seed=93), _img(57, 171, seed=94)]),
+              [_img(60, 90, seed=95), _img(60, 90, seed=96), crop], hwc, gray, big]
+    for x in inputs:
+        a, b = _both(x, cfg)
+        assert torch.equal(a, b)
+    assert len(grids["_one_launch_kernel"]) == len(inputs) + 1  # the list has two sizes
+    assert all(g[0] == 2 for g in grids["_one_launch_kernel"])  # the persistent grid: single_ctas programs
+    assert grids["_rows_pass_kernel"] == grids["_patch_rows_kernel"] == grids["_resample_pass_kernel"] == []
+
+
+def test_single_launch_pipeline_falls_back_where_it_does_not_apply(monkeypatch):
+    """pipeline="single" needs what the rows pipeline needs plus a source at least as tall as the vertical
+    window (here 4 rows upscaled: 5 taps), so that one takes the two rows launches; groups the rows
+    pipeline does not take (no resize, height only, float arithmetic) keep the tile kernels; ragged
+    descriptors keep the two-launch rows kernels. All exact."""
+    from qwen_vis_prep.resample_tables import pil_taps
+
+    assert pil_taps(4, 28)[1].shape[1] == 5
+    monkeypatch.setattr(triton_ops, "TUNING", {**triton_ops.TUNING, "pipeline": "single", "ragged": "groups"})
+    monkeypatch.setattr(triton_ops, "PLANS", type(triton_ops.PLANS)(maxsize=256))
+    grids = _one_launch_counters(monkeypatch)
+    short = _img(4, 140, seed=103)
+    a, b = _both(short, _cfg())
+    assert torch.equal(a, b)
+    assert len(grids["_rows_pass_kernel"]) == len(grids["_patch_rows_kernel"]) == 1
+    for x, cfg in [(_img(56, 112, seed=97), _cfg()), (_img(70, 112, seed=98), _cfg()),
+                   (_img(60, 90, seed=100), _cfg(resize_mode="float"))]:
+        a, b = _both(x, cfg)
+        assert torch.equal(a, b)
+    assert grids["_one_launch_kernel"] == [] and len(grids["_rows_pass_kernel"]) == 1
+    monkeypatch.setitem(triton_ops.TUNING, "ragged", "descriptors")
+    a, b = _both([_img(60, 90, seed=104), _img(57, 171, seed=105)], _cfg())
+    assert torch.equal(a, b)
+    assert grids["_one_launch_kernel"] == [] and len(grids["_rows_pass_kernel"]) == 2
+
+
+def test_single_launch_grid_is_balanced(monkeypatch):
+    """The persistent grid: at most ``single_ctas`` programs per multiprocessor, as few as that cap allows,
+    each taking the same number of tiles (but the last ones); one slot of ``[C, win_max, block * 16]`` bytes
+    per program, ``win_max`` the most source rows one row of patches reads."""
+    import numpy as np
+
+    from qwen_vis_prep.resample_tables import pil_window_taps
+
+    monkeypatch.setattr(triton_ops, "TUNING", {**triton_ops.TUNING, "pipeline": "single", "single_block": 4})
+    cfg = _cfg()
+    shape, size = (3, 3, 300, 420), (112, 168)  # 8 bands x 3 blocks of 4 patches (12 patches) x 3 images
+    for ctas, programs in ((1, 2), (4, 8), (8, 15), (16, 24), (32, 36), (64, 72)):  # 72 tiles, 2 SMs
+        triton_ops.TUNING["single_ctas"] = ctas
+        monkeypatch.setattr(triton_ops, "_multiprocessors", lambda device: 2)
+        plan = triton_ops._GroupPlan(shape, (3 * 300 * 420, 300 * 420, 420, 1), 0, size, cfg, 0, None,
+                                     torch.device("cpu"))
+        n_tiles = 3 * 8 * 3
+        assert plan.launch.grid == (programs, 1, 1) and programs <= 2 * ctas
+        per = -(-n_tiles // programs)  # tiles of the busiest program: no fewer programs could do better
+        assert per == -(-n_tiles // min(n_tiles, 2 * ctas)) and n_tiles > (programs - 1) * per
+        start = pil_window_taps(300, 112, triton_ops._kernel_tap_count(300, 112, True))[0]
+        taps = triton_ops._kernel_tap_count(300, 112, True)
+        win_max = max(int(start[y + 13]) + taps - int(start[y]) for y in range(0, 112, 14))
+        assert plan.scratch == programs * 3 * win_max * 4 * 16 and win_max == int(np.max(start[13::14] - start[::14]) + taps)
 
 
 # ------------------------------------------------------------------------------------ warm calls

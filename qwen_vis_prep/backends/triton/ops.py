@@ -4,7 +4,9 @@ A same-shape batch takes at most two launches (first separable pass into a uint8
 last pass fused with normalisation + patchify + cast, writing each output element once); no resize is one
 launch. Two kernel pairs do this: the "rows" pipeline (``_RowsPass`` + ``_patch_rows_kernel``, patch-packed
 scratch) for Pillow arithmetic resized width first, the tile kernels (``_Pass`` + ``_patchify_kernel``) for
-everything else (see ``GPU_TUNING``). Ragged lists are grouped by shape: two launches per distinct shape
+everything else (see ``GPU_TUNING``). The opt-in ``pipeline="single"`` runs what the rows pipeline takes in
+one persistent launch (``_one_launch_kernel``: each program filters its tile's source rows into its own
+small scratch slot, then runs the fused tail from it). Ragged lists are grouped by shape: two launches per distinct shape
 (a group's images are read in place when they lie at one step in one buffer, else stacked; see
 :func:`_group_source`). Every table (filter taps, level table, normalisation constants, row offsets) comes
 from a device-side LRU cache and every launch from a cached plan, so a warm call does no host<->device copy
@@ -28,7 +30,7 @@ from ... import host_memory
 from ...checks import ImageBatch
 from ...config import VisionPreprocessConfig
 from ...resample_tables import (DEVICE_TABLES, DeviceTableCache, device_taps, device_window_taps, float_taps,
-                                padded_taps, pil_taps, to_device, upload_table)
+                                padded_taps, pil_taps, pil_window_taps, to_device, upload_table)
 from ...sizing import pillow_vertical_first, separable_passes
 from .. import torch_ref
 
@@ -44,23 +46,27 @@ from .. import torch_ref
 # "tap-major" filter tables make one tap of neighbouring outputs contiguous. pass_loads="words" (aligned
 # 32-bit tap loads), ragged="descriptors" (a ragged list in a few launches through per-image descriptor
 # tables) and rows_unroll > 1 (rows of the rows pass per step) are exact too but were slower or no faster
-# end to end on the H200, so they stay opt-in.
+# end to end on the H200, so they stay opt-in. pipeline="single" (both passes of a same-shape group in one
+# persistent launch, kernels._one_launch_kernel; its single_* entries: patches per tile, source rows per
+# step, warps, programs per multiprocessor) is exact and saves a launch and the scratch round trip, but has
+# not been timed on a card yet (session 8 had none), so it stays opt-in until gpu_sweep.py picks it.
 GPU_TUNING = {"pass_block_r": 1, "pass_block_q": 256, "pass_warps": 2, "pass_taps": "tap-major",
               "pass_loads": "bytes", "patch_block": 1, "patch_warps": 2, "patch_norm": "table",
               "patch_taps": "out-major", "ragged": "groups", "pipeline": "rows", "rows_per_program": 16,
               "rows_block_q": 256, "rows_warps": 4, "rows_unroll": 1, "rows_prefetch": 4, "rows_prefetch_to": "L2",
-              "rows_tap_loads": 16, "rows_patch_block": 1, "rows_patch_warps": 1}
+              "rows_tap_loads": 16, "rows_patch_block": 1, "rows_patch_warps": 1, "single_block": 4,
+              "single_rows": 8, "single_warps": 4, "single_ctas": 4}
 TUNING = dict(GPU_TUNING)
 _TAP_LAYOUTS = ("out-major", "tap-major")
 _TUNING_CHOICES = {"patch_norm": ("table", "arith"), "pass_taps": _TAP_LAYOUTS, "patch_taps": _TAP_LAYOUTS,
                    "ragged": ("groups", "descriptors"), "pass_loads": ("bytes", "words"),
-                   "pipeline": ("tiles", "rows"), "rows_prefetch": (0, 1, 2, 4, 8, 16),
+                   "pipeline": ("tiles", "rows", "single"), "rows_prefetch": (0, 1, 2, 4, 8, 16),
                    "rows_prefetch_to": ("L2", "L1"), "rows_tap_loads": (0, 8, 16, 32)}
 # Triton's CPU interpreter pays per program, so it runs bigger tiles; the results do not depend on the
 # launch shape (tests/test_triton.py checks the GPU defaults and others in the interpreter too).
 _INTERPRETER_TUNING = {"pass_block_r": 8, "pass_block_q": 128, "pass_warps": 4, "patch_block": 16,
                        "patch_warps": 4, "rows_per_program": 16, "rows_block_q": 256, "rows_tap_loads": 0,
-                       "rows_patch_block": 8}
+                       "rows_patch_block": 8, "single_block": 8, "single_rows": 32}
 TUNING_ENV = "QWEN_VIS_PREP_TRITON_TUNING"      # JSON object overriding TUNING entries (experts, sweeps)
 FAST_LAUNCH_ENV = "QWEN_VIS_PREP_FAST_LAUNCH"   # "0" turns off the direct launch of compiled kernels
 _MAX_GRID_YZ = 65535  # CUDA's limit on grid dims 1 and 2 (images per launch ride on dim 2)
@@ -92,44 +98,86 @@ _apply_tuning_override()
 
 
 class _Launcher:
-    """Launches one kernel with a fixed grid and fixed constexprs, as cheaply as Triton allows.
+    """Launches one kernel with a fixed grid, fixed constexprs and fixed trailing arguments (``static``: the
+    plan's tables and sizes), as cheaply as Triton allows. A call passes the leading arguments (sources,
+    outputs, scratch).
 
     The first launch goes through ``kernel[grid](...)``, which specialises, compiles if needed and returns
-    the compiled kernel; its launcher for the fixed grid (``compiled[grid]``, which reads the current
-    device and stream at each call) is kept. Later launches call it directly with the same argument list
-    Triton's own launch path builds (all parameters in signature order), skipping the per-call binding,
-    cache lookup and launcher set-up. This is only valid while every specialisation input stays the same:
-    the caller keys its plan on all integer arguments and on the 16-byte alignment of every pointer it
-    passes. Any failure of the direct path turns it off for the process and falls back to the regular launch.
+    the compiled kernel. Later launches skip the per-call binding, cache lookup and launcher set-up:
+    * lean (CUDA, no launch hook registered): the compiled kernel's own launcher is called with what
+      ``compiled[grid]`` would pass it (grid, the current stream of the device of the first launch,
+      function handle, packed metadata, all parameters in signature order), but without launch metadata or
+      hooks, and with the ``static`` tensors as their device addresses, taken once (the launcher checks
+      an address only when it gets a tensor). A registered hook (a profiler) sends the launch the next way.
+    * ``compiled[grid]`` (reads the current device and stream, builds launch metadata, calls the hooks).
+    This is only valid while every specialisation input stays the same: the caller keys its plan on all
+    integer arguments and on the 16-byte alignment of every pointer it passes, and the plan keeps the
+    ``static`` tensors alive. Any failure of a direct path turns both off for the process and falls back to
+    the regular launch.
     """
 
-    __slots__ = ("kernel", "grid", "meta", "tail", "runner")
+    __slots__ = ("kernel", "grid", "meta", "static", "tail", "runner", "lean")
     enabled = os.environ.get(FAST_LAUNCH_ENV, "1") != "0"
 
-    def __init__(self, kernel, grid: tuple[int, int, int], meta: dict) -> None:
+    def __init__(self, kernel, grid: tuple[int, int, int], meta: dict, static: tuple = ()) -> None:
         self.kernel = kernel
         self.grid = grid
         self.meta = meta
+        self.static = tuple(static)
         names = list(getattr(kernel, "arg_names", ()))
         consts = [n for n in meta if n not in ("num_warps", "num_stages")]
         self.tail = tuple(meta[n] for n in consts) if names[-len(consts):] == consts else None
-        self.runner = None
+        self.runner = self.lean = None
 
     def __call__(self, *args) -> None:
-        runner = self.runner
-        if runner is not None:
+        lean = self.lean
+        if lean is not None and _hooks_idle(lean[5]):
+            run, function, packed, stream_of, device, _, static = lean
             try:
-                runner(*args, *self.tail)
+                run(*self.grid, stream_of(device), function, packed, None, None, None, *args, *static, *self.tail)
                 return
             except Exception:  # pragma: no cover - depends on the Triton version
                 _Launcher.enabled = False
-                self.runner = None
-        result = self.kernel[self.grid](*args, **self.meta)
+                self.lean = self.runner = None
+        runner = self.runner
+        if runner is not None:
+            try:
+                runner(*args, *self.static, *self.tail)
+                return
+            except Exception:  # pragma: no cover - depends on the Triton version
+                _Launcher.enabled = False
+                self.lean = self.runner = None
+        result = self.kernel[self.grid](*args, *self.static, **self.meta)
         if _Launcher.enabled and self.tail is not None and hasattr(result, "run") and hasattr(result, "__getitem__"):
             try:
                 self.runner = result[self.grid]
+                self.lean = _lean_launch(result, self.static)
             except Exception:  # pragma: no cover - depends on the Triton version
                 _Launcher.enabled = False
+                self.lean = self.runner = None
+
+
+def _hooks_idle(runtime) -> bool:
+    """Whether Triton has no launch hook registered (``triton.knobs.runtime``: empty hook chains or None)."""
+    for hook in (runtime.launch_enter_hook, runtime.launch_exit_hook):
+        if hook is not None and getattr(hook, "calls", True):
+            return False
+    return True
+
+
+def _lean_launch(compiled, static: tuple) -> tuple | None:
+    """What the lean launch of ``compiled`` needs (see :class:`_Launcher`), or None where it cannot be had:
+    no CUDA, or a Triton without ``knobs``, the launcher's handles or torch's raw-stream query."""
+    import triton
+
+    runtime = getattr(getattr(triton, "knobs", None), "runtime", None)
+    stream_of = getattr(torch._C, "_cuda_getCurrentRawStream", None)
+    function, packed = getattr(compiled, "function", None), getattr(compiled, "packed_metadata", None)
+    if (runtime is None or stream_of is None or function is None or packed is None
+            or not hasattr(runtime, "launch_exit_hook") or not torch.cuda.is_available()):
+        return None
+    addresses = tuple(a.data_ptr() if isinstance(a, torch.Tensor) else a for a in static)
+    return compiled.run, function, packed, stream_of, torch.cuda.current_device(), runtime, addresses
 
 
 @functools.lru_cache(maxsize=None)
@@ -233,7 +281,7 @@ class _Pass:
     """One prepared launch of ``_resample_pass_kernel``: tables, grid and scalars for a fixed
     (input shape, strides, output length, axis, arithmetic); ``run`` only allocates and launches."""
 
-    __slots__ = ("launch", "args", "dst_shape", "dst_dtype")
+    __slots__ = ("launch", "dst_shape", "dst_dtype")
 
     def __init__(self, shape: tuple[int, ...], strides: tuple[int, ...], n: int, vertical: bool, pil: bool,
                  device: torch.device) -> None:
@@ -254,14 +302,14 @@ class _Pass:
         self.launch = _Launcher(_resample_pass_kernel, (-(-n_r // block_r) * n_qb, c, b),
                                 dict(TAPS=taps, VERTICAL=vertical, PIL=pil, BLOCK_R=block_r, BLOCK_Q=block_q,
                                      TAP_MAJOR=tap_major, RAGGED=False, WORDS=words,
-                                     num_warps=TUNING["pass_warps"]))
-        self.args = (idx, wts, idx, n_r, n_q, n_in, n_qb, *strides)  # desc_ptr: unused placeholder
+                                     num_warps=TUNING["pass_warps"]),
+                                (idx, wts, idx, n_r, n_q, n_in, n_qb, *strides))  # desc_ptr: unused placeholder
         self.dst_shape = (b, c, n_r, n_q)
         self.dst_dtype = torch.uint8 if pil else torch.float32
 
     def run(self, src: torch.Tensor) -> torch.Tensor:
         dst = torch.empty(self.dst_shape, dtype=self.dst_dtype, device=src.device)
-        self.launch(src, dst, *self.args)
+        self.launch(src, dst)
         return dst
 
 
@@ -290,6 +338,13 @@ def _rows_block_q(taps: int) -> int:
     return block_q
 
 
+@functools.lru_cache(maxsize=None)
+def _multiprocessors(device: torch.device) -> int:
+    """Streaming multiprocessors of a CUDA ``device`` (1 elsewhere: the interpreter runs programs in turn)."""
+    device = torch.device(device)
+    return torch.cuda.get_device_properties(device).multi_processor_count if device.type == "cuda" else 1
+
+
 def _rows_prefetch(device: torch.device) -> dict:
     """The rows pass's prefetch constexprs: distance ``TUNING["rows_prefetch"]`` into the cache level
     ``TUNING["rows_prefetch_to"]`` on CUDA; distance 0 elsewhere (the interpreter runs no PTX, and a
@@ -304,7 +359,7 @@ class _RowsPass:
     (``n`` a multiple of ``patch``, ``W`` at least the filter's window, see :func:`_rows_pipeline`;
     see the kernel)."""
 
-    __slots__ = ("launch", "args", "dst_shape")
+    __slots__ = ("launch", "dst_shape")
 
     def __init__(self, shape: tuple[int, ...], strides: tuple[int, ...], n: int, patch: int,
                  device: torch.device) -> None:
@@ -322,13 +377,13 @@ class _RowsPass:
         self.launch = _Launcher(_rows_pass_kernel, (-(-h // rows) * n_qb, c, b),
                                 dict(TAPS=taps, ROWS=rows, BLOCK_Q=block_q, P=patch, PAD=_PACKED_RUN,
                                      TAP_MAJOR=tap_major, UNROLL=TUNING["rows_unroll"], RAGGED=False, STEPS=0,
-                                     **_rows_prefetch(device), num_warps=TUNING["rows_warps"]))
-        self.args = (start, wts, start, h, n, n_qp, n_qb, 1, *strides)  # desc_ptr: unused placeholder
+                                     **_rows_prefetch(device), num_warps=TUNING["rows_warps"]),
+                                (start, wts, start, h, n, n_qp, n_qb, 1, *strides))  # desc_ptr: placeholder
         self.dst_shape = (b, c, h, n_qp)
 
     def run(self, src: torch.Tensor) -> torch.Tensor:
         dst = torch.empty(self.dst_shape, dtype=torch.uint8, device=src.device)
-        self.launch(src, dst, *self.args)
+        self.launch(src, dst)
         return dst
 
 
@@ -339,7 +394,7 @@ def _rows_pipeline(members: list[tuple[list[tuple[bool, int]], int]], kind: int,
     least as wide as the launch's filter window (the longest tap count among them), so no window reaches
     outside its row."""
     passes = members[0][0]
-    if not (TUNING["pipeline"] == "rows" and kind == 0 and len(passes) == 2 and not passes[0][0]
+    if not (TUNING["pipeline"] in ("rows", "single") and kind == 0 and len(passes) == 2 and not passes[0][0]
             and 0 < patch <= _PACKED_RUN):
         return False
     taps = max(_kernel_tap_count(in_w, own[0][1], True) for own, in_w in members)
@@ -367,7 +422,7 @@ class _GroupPlan:
     the config and the output rows: built once, cached in ``PLANS``, so a warm call only allocates the
     scratch and launches (no host work per image, no table lookups, no host<->device traffic)."""
 
-    __slots__ = ("first", "launch", "args", "fits")
+    __slots__ = ("first", "launch", "fits", "scratch")
 
     def __init__(self, shape: tuple[int, ...], strides: tuple[int, ...], kind: int, size: tuple[int, int],
                  config: VisionPreprocessConfig, first_row: int, row_offsets: tuple[int, ...] | None,
@@ -386,8 +441,12 @@ class _GroupPlan:
         rows = (h // p) * (w // p)
         blocks_w = w // (p * m)
         rows_t = _row_table(row_offsets, device) if row_offsets is not None else None
+        self.scratch = None
         if _rows_pipeline([(passes, in_w)], kind, p):
-            self._init_rows(shape, strides, size, config, rows, blocks_w, first_row, rows_t, device)
+            if TUNING["pipeline"] == "single" and in_h >= _kernel_tap_count(in_h, h, True):
+                self._init_single(shape, strides, size, config, rows, blocks_w, first_row, rows_t, device)
+            else:
+                self._init_rows(shape, strides, size, config, rows, blocks_w, first_row, rows_t, device)
             return
         self.first = None
         if len(passes) == 2:
@@ -411,9 +470,10 @@ class _GroupPlan:
                                 dict(SRC=kind, AXIS=axis, HAS_ROW_TABLE=row_offsets is not None, C=c, P=p, M=m,
                                      T=t, TAPS=taps, PP_PAD=1 << (p * p - 1).bit_length(), BLOCK=block,
                                      ARITH=arith, TAP_MAJOR=TUNING["patch_taps"] == "tap-major", RAGGED=False,
-                                     num_warps=TUNING["patch_warps"]))
-        self.args = (idx, wts, level_table(config, device), norm, norm if rows_t is None else rows_t, norm, rows,
-                     first_row, blocks_w, n_in, n, *strides)  # desc_ptr (after rows_t): unused placeholder
+                                     num_warps=TUNING["patch_warps"]),
+                                (idx, wts, level_table(config, device), norm, norm if rows_t is None else rows_t,
+                                 norm, rows, first_row, blocks_w, n_in, n, *strides))
+        # desc_ptr (after rows_t): unused placeholder
 
     def _init_rows(self, shape: tuple[int, ...], strides: tuple[int, ...], size: tuple[int, int],
                    config: VisionPreprocessConfig, rows: int, blocks_w: int, first_row: int,
@@ -435,15 +495,56 @@ class _GroupPlan:
                                      PAD=_PACKED_RUN, BLOCK=block,
                                      ARITH=TUNING["patch_norm"] == "arith" and arithmetic_levels_exact(config),
                                      TAP_MAJOR=TUNING["patch_taps"] == "tap-major", RAGGED=False, STEPS=0,
-                                     num_warps=TUNING["rows_patch_warps"]))
-        self.args = (idx, wts, level_table(config, device), norm, norm if rows_t is None else rows_t, norm,
-                     rows, first_row, blocks_w, in_h, h, 1, c * in_h * n_qp, in_h * n_qp, n_qp)
+                                     num_warps=TUNING["rows_patch_warps"]),
+                                (idx, wts, level_table(config, device), norm, norm if rows_t is None else rows_t,
+                                 norm, rows, first_row, blocks_w, in_h, h, 1, c * in_h * n_qp, in_h * n_qp, n_qp))
         # desc_ptr (after rows_t): unused placeholder
 
+    def _init_single(self, shape: tuple[int, ...], strides: tuple[int, ...], size: tuple[int, int],
+                     config: VisionPreprocessConfig, rows: int, blocks_w: int, first_row: int,
+                     rows_t: torch.Tensor | None, device: torch.device) -> None:
+        """The ``pipeline="single"`` plan: both passes and the fused tail in one persistent launch of
+        ``kernels._one_launch_kernel`` (the source at least as tall as the vertical filter window, so its
+        window tables apply); ``self.scratch`` is the per-call size of the programs' slots."""
+        from ...functional import level_table
+        from .kernels import _one_launch_kernel
+
+        b, c, in_h, in_w = shape
+        h, w = size
+        p, m, t = config.patch_size, config.merge_size, config.image_frames
+        tap_major = TUNING["patch_taps"] == "tap-major"
+        taps_h, taps_v = _kernel_tap_count(in_w, w, True), _kernel_tap_count(in_h, h, True)
+        hstart, hw = device_window_taps(in_w, w, taps_h, device, tap_major)
+        vstart, vw = device_window_taps(in_h, h, taps_v, device, tap_major)
+        host_vstart = pil_window_taps(in_h, h, taps_v)[0]
+        win_max = int((host_vstart[p - 1::p] - host_vstart[::p] + taps_v).max())  # source rows of a band
+        block = TUNING["single_block"]
+        bands, n_pb = h // p, -(-(blocks_w * m) // block)
+        n_tiles = b * bands * n_pb
+        cap = TUNING["single_ctas"] * _multiprocessors(device)
+        programs = -(-n_tiles // -(-n_tiles // cap))  # fewest that give no program more tiles than the cap does
+        slot = c * win_max * block * _PACKED_RUN
+        _check_int32_extent((1, c, win_max, block * _PACKED_RUN), (slot, win_max * block * _PACKED_RUN,
+                                                                   block * _PACKED_RUN, 1))
+        self.first = None
+        self.scratch = programs * slot
+        norm = _norm_vector(config, device)
+        self.launch = _Launcher(_one_launch_kernel, (programs, 1, 1),
+                                dict(HAS_ROW_TABLE=rows_t is not None, C=c, P=p, M=m, T=t, TAPS_H=taps_h,
+                                     TAPS_V=taps_v, PAD=_PACKED_RUN, BLOCK=block, ROWS=TUNING["single_rows"],
+                                     ARITH=TUNING["patch_norm"] == "arith" and arithmetic_levels_exact(config),
+                                     TAP_MAJOR=tap_major, num_warps=TUNING["single_warps"]),
+                                (hstart, hw, vstart, vw, level_table(config, device), norm,
+                                 norm if rows_t is None else rows_t, rows, first_row, blocks_w, bands, n_pb, n_tiles,
+                                 w, h, win_max, *strides))
+
     def run(self, src: torch.Tensor, out: torch.Tensor) -> None:
+        if self.scratch is not None:
+            self.launch(src, out, torch.empty(self.scratch, dtype=torch.uint8, device=src.device))
+            return
         if self.first is not None:
             src = self.first.run(src)
-        self.launch(src, out, *self.args)
+        self.launch(src, out)
 
 
 def _alignments(src: torch.Tensor, out: torch.Tensor) -> tuple[bool, bool]:
