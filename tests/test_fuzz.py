@@ -47,14 +47,15 @@ except InvalidArgument:  # pragma: no cover - depends on conftest
 hf_sizing = pytest.importorskip("transformers.models.qwen2_vl.image_processing_qwen2_vl")
 
 #: (device, backend) pairs the fuzz draws from; "torch-port" is the pure-torch resampler on the CPU, and
-#: "triton-ragged" the Triton backend with ragged lists launched through descriptor tables.
+#: "triton-ragged" the Triton backend with ragged lists launched through descriptor tables, "triton-single"
+#: the Triton backend with ``pipeline="single"`` (both resize passes in one launch where it applies).
 #: Triton's CPU interpreter (conftest.py turns it on without a GPU) takes ~0.5 s an example: in the quick
 #: profile only; the long soak runs the real backends (on a GPU machine, the Triton kernels too).
 TARGETS = [("cpu", "torch"), ("cpu", "torch-port")]
-TARGETS += ([("cpu", "triton"), ("cpu", "triton-ragged")]
+TARGETS += ([("cpu", "triton"), ("cpu", "triton-ragged"), ("cpu", "triton-single")]
             if triton_runs("cpu") and os.environ.get("HYPOTHESIS_PROFILE") != "long" else [])
 TARGETS += [("cuda", "torch")] if HAS_CUDA else []
-TARGETS += [("cuda", "triton"), ("cuda", "triton-ragged")] if triton_runs("cuda") else []
+TARGETS += [("cuda", "triton"), ("cuda", "triton-ragged"), ("cuda", "triton-single")] if triton_runs("cuda") else []
 
 FLOAT_DTYPES = [torch.float32, torch.float16, torch.bfloat16, torch.float64]
 
@@ -230,10 +231,11 @@ def _run(x, cfg, layout, target):
     if backend == "torch-port":
         with mock.patch.object(pillow_cpu, "available", lambda: False):
             return qvp.preprocess(x, cfg, backend="torch", layout=layout)
-    if backend == "triton-ragged":
+    if backend in ("triton-ragged", "triton-single"):
         from qwen_vis_prep.backends.triton import ops
 
-        with mock.patch.dict(ops.TUNING, ragged="descriptors"):
+        tuning = dict(ragged="descriptors") if backend == "triton-ragged" else dict(pipeline="single")
+        with mock.patch.dict(ops.TUNING, tuning):
             return qvp.preprocess(x, cfg, backend="triton", layout=layout)
     return qvp.preprocess(x, cfg, backend=backend, layout=layout)
 
@@ -358,10 +360,11 @@ def test_garbage_raises_documented_errors_only(images, layout, check_values, tar
         if backend == "torch-port":
             with mock.patch.object(pillow_cpu, "available", lambda: False):
                 out = qvp.preprocess(images, cfg, backend="torch", layout=layout, check_values=check_values)
-        elif backend == "triton-ragged":
+        elif backend in ("triton-ragged", "triton-single"):
             from qwen_vis_prep.backends.triton import ops
 
-            with mock.patch.dict(ops.TUNING, ragged="descriptors"):
+            tuning = dict(ragged="descriptors") if backend == "triton-ragged" else dict(pipeline="single")
+            with mock.patch.dict(ops.TUNING, tuning):
                 out = qvp.preprocess(images, cfg, backend="triton", layout=layout, check_values=check_values)
         else:
             out = qvp.preprocess(images, cfg, backend=backend, layout=layout, check_values=check_values)
