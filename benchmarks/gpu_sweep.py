@@ -48,11 +48,13 @@ ROWS_PASS_VARIANTS = [(16, 256, 4, 1, 4, "L2"), (16, 128, 4, 1, 4, "L2"), (16, 2
 ROWS_CAP_VARIANTS = [(256, 16), (512, 16), (256, 8), (512, 32)]  # (columns, rows_tap_loads)
 ROWS_PATCH_VARIANTS = [(2, 1), (1, 1), (2, 2), (4, 2), (4, 1)]
 # pipeline="single" (kernels._one_launch_kernel, both passes in one persistent launch): (patches per tile,
-# source rows per step of its horizontal stage, warps, programs per multiprocessor). Not timed on a card yet;
-# ptxas (sm_90, Triton 3.6) gives the default shape 104 registers a thread (7 taps) and 160 (13 taps), so
-# about 4 and 3 programs of 4 warps fit on a multiprocessor.
-SINGLE_VARIANTS = [(4, 8, 4, 4), (2, 8, 4, 4), (8, 8, 4, 2), (4, 16, 4, 4), (4, 32, 4, 2), (4, 8, 4, 8),
-                   (2, 8, 2, 8), (8, 16, 8, 1)]
+# rows of patches per tile, source rows per step of its horizontal stage, warps, programs per
+# multiprocessor). Not timed on a card yet. ptxas (sm_90a, Triton 3.6) gives the default shape 100
+# registers a thread for 7 taps and 232 for 13, so about 4 and 2 programs of 4 warps fit on a
+# multiprocessor. Tiles of one row of patches filter 1.26x the source rows on 1080p -> 728 (each row once
+# per tile that reads it), tiles of two (one merge row) 1.13x; on 4K -> 728, 1.24x and 1.12x.
+SINGLE_VARIANTS = [(4, 1, 8, 4, 4), (4, 2, 8, 4, 4), (2, 2, 8, 4, 4), (8, 1, 8, 4, 2), (4, 2, 16, 4, 4),
+                   (4, 1, 32, 4, 2), (4, 4, 16, 4, 2), (4, 1, 8, 4, 8), (2, 1, 8, 2, 8), (8, 2, 16, 8, 1)]
 
 
 def _time(fn) -> float:
@@ -201,12 +203,12 @@ def main(argv: list[str]) -> None:
                               ("1x1080p fp32", fused(x1[:1], (th, tw), cfg))]
 
     def set_single(v):
-        ops.TUNING.update(pipeline="single", single_block=v[0], single_rows=v[1], single_warps=v[2],
-                          single_ctas=v[3])
+        ops.TUNING.update(pipeline="single", single_block=v[0], single_bands=v[1], single_rows=v[2],
+                          single_warps=v[3], single_ctas=v[4])
 
     single_variants = SINGLE_VARIANTS[:2] if smoke else SINGLE_VARIANTS
     set_single(_pick(single_variants, pipeline_cases, set_single,
-                     "single launch (patches per tile, rows per step, warps, programs per SM)"))
+                     "single launch (patches per tile, bands per tile, rows per step, warps, programs per SM)"))
     # the pipelines end to end on the wall clock (a synchronised call, host launches included): one launch
     # fewer matters most where the host time is most of the call (1x1080p)
     chosen_pipeline = _pick([("tiles",), ("rows",), ("single",)], pipeline_cases, set_pipeline,

@@ -222,7 +222,7 @@ def test_same_shape_different_alignment():
     pytest.param(dict(triton_ops.GPU_TUNING, pipeline="single", single_block=2, single_rows=16, single_ctas=1,
                       patch_taps="tap-major", patch_norm="arith"), id="single-launch-two-patches-tap-major"),
     pytest.param(dict(triton_ops.GPU_TUNING, pipeline="single", single_block=8, single_rows=4, single_ctas=4,
-                      single_warps=2), id="single-launch-eight-patches"),
+                      single_warps=2, single_bands=4), id="single-launch-eight-patches-four-bands"),
     pytest.param(dict(pipeline="rows", rows_per_program=2, rows_block_q=32, rows_patch_block=1, rows_warps=4,
                       rows_unroll=4, rows_patch_warps=2, pass_taps="tap-major", patch_taps="tap-major",
                       patch_norm="table"),
@@ -693,14 +693,15 @@ def _one_launch_counters(monkeypatch):
 def test_single_launch_pipeline_bit_exact(monkeypatch, config):
     """pipeline="single": both Pillow passes, normalisation and patchify in one persistent launch per
     same-shape group, each program filtering its tile's source rows into its own scratch slot and reusing
-    the slot tile after tile (two programs here, so each takes many tiles). Stacked batches, same-shape
+    the slot tile after tile (two programs here, so each takes many tiles; four rows of patches per tile,
+    so the HWC image's six end in a half tile). Stacked batches, same-shape
     lists (row tables), channels-last and HWC-strided crops, gray, upscales and a 5x downscale (17 taps
     each way) must give the torch backend's bits, with no launch of the two-launch kernels."""
     config = dict(config)
     norm = config.pop("patch_norm", "arith")
     monkeypatch.setattr(triton_ops, "TUNING", {**triton_ops.TUNING, "pipeline": "single", "patch_norm": norm,
                                                "ragged": "groups", "single_ctas": 2, "single_block": 4,
-                                               "single_rows": 32})
+                                               "single_rows": 32, "single_bands": 4})
     monkeypatch.setattr(triton_ops, "PLANS", type(triton_ops.PLANS)(maxsize=256))
     grids = _one_launch_counters(monkeypatch)
     cfg = _cfg(**config)
@@ -746,28 +747,31 @@ def test_single_launch_pipeline_falls_back_where_it_does_not_apply(monkeypatch):
 
 def test_single_launch_grid_is_balanced(monkeypatch):
     """The persistent grid: at most ``single_ctas`` programs per multiprocessor, as few as that cap allows,
-    each taking the same number of tiles (but the last ones); one slot of ``[C, win_max, block * 16]`` bytes
-    per program, ``win_max`` the most source rows one row of patches reads."""
-    import numpy as np
-
+    each taking the same number of tiles (but the last ones); a tile is ``single_bands`` rows of
+    ``single_block`` patches; one slot of ``[C, win_max, block * 16]`` bytes per program, ``win_max`` the
+    most source rows one tile reads."""
     from qwen_vis_prep.resample_tables import pil_window_taps
 
     monkeypatch.setattr(triton_ops, "TUNING", {**triton_ops.TUNING, "pipeline": "single", "single_block": 4})
+    monkeypatch.setattr(triton_ops, "_multiprocessors", lambda device: 2)
     cfg = _cfg()
     shape, size = (3, 3, 300, 420), (112, 168)  # 8 bands x 3 blocks of 4 patches (12 patches) x 3 images
-    for ctas, programs in ((1, 2), (4, 8), (8, 15), (16, 24), (32, 36), (64, 72)):  # 72 tiles, 2 SMs
-        triton_ops.TUNING["single_ctas"] = ctas
-        monkeypatch.setattr(triton_ops, "_multiprocessors", lambda device: 2)
-        plan = triton_ops._GroupPlan(shape, (3 * 300 * 420, 300 * 420, 420, 1), 0, size, cfg, 0, None,
-                                     torch.device("cpu"))
-        n_tiles = 3 * 8 * 3
-        assert plan.launch.grid == (programs, 1, 1) and programs <= 2 * ctas
-        per = -(-n_tiles // programs)  # tiles of the busiest program: no fewer programs could do better
-        assert per == -(-n_tiles // min(n_tiles, 2 * ctas)) and n_tiles > (programs - 1) * per
-        start = pil_window_taps(300, 112, triton_ops._kernel_tap_count(300, 112, True))[0]
-        taps = triton_ops._kernel_tap_count(300, 112, True)
-        win_max = max(int(start[y + 13]) + taps - int(start[y]) for y in range(0, 112, 14))
-        assert plan.scratch == programs * 3 * win_max * 4 * 16 and win_max == int(np.max(start[13::14] - start[::14]) + taps)
+    taps = triton_ops._kernel_tap_count(300, 112, True)
+    start = pil_window_taps(300, 112, taps)[0]
+    for group, n_tiles in ((1, 72), (2, 36), (4, 18), (8, 9)):
+        triton_ops.TUNING["single_bands"] = group
+        # the most source rows of one tile: its first row's window start to its last row's window end
+        win_max = max(int(start[min(y + 14 * group, 112) - 1]) + taps - int(start[y]) for y in range(0, 112, 14 * group))
+        for ctas in (1, 4, 8, 16, 32, 64):
+            triton_ops.TUNING["single_ctas"] = ctas
+            plan = triton_ops._GroupPlan(shape, (3 * 300 * 420, 300 * 420, 420, 1), 0, size, cfg, 0, None,
+                                         torch.device("cpu"))
+            (programs, _, _) = plan.launch.grid
+            per = -(-n_tiles // programs)  # tiles of the busiest program: no fewer programs could do better
+            assert programs <= 2 * ctas and per == -(-n_tiles // min(n_tiles, 2 * ctas))
+            assert n_tiles > (programs - 1) * per
+            assert plan.scratch == programs * 3 * win_max * 4 * 16
+    assert (ctas, group, programs) == (64, 8, 9)
 
 
 # ------------------------------------------------------------------------------------ warm calls

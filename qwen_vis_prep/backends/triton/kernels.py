@@ -531,21 +531,23 @@ def _one_launch_kernel(src_ptr, out_ptr, scratch_ptr, hstart_ptr, hw_ptr, vstart
                        s_b, s_c, s_r, s_q,
                        HAS_ROW_TABLE: tl.constexpr, C: tl.constexpr, P: tl.constexpr, M: tl.constexpr,
                        T: tl.constexpr, TAPS_H: tl.constexpr, TAPS_V: tl.constexpr, PAD: tl.constexpr,
-                       BLOCK: tl.constexpr, ROWS: tl.constexpr, ARITH: tl.constexpr, TAP_MAJOR: tl.constexpr):
+                       BLOCK: tl.constexpr, BANDS: tl.constexpr, ROWS: tl.constexpr, ARITH: tl.constexpr,
+                       TAP_MAJOR: tl.constexpr):
     """Both Pillow passes (width, then height), normalisation, the patch permute, the temporal repeat and the
     output cast in one launch, for a same-shape batch.
 
-    A tile is ``BLOCK`` neighbouring patches of one row of patches (``band``) of one image. Its ``P`` output
-    rows read the source rows ``[lo, hi)``: the union of their vertical filter windows (window tables, see
-    ``resample_tables.pil_window_taps``: output row ``y`` reads rows ``vstart[y] + k``, ``k < TAPS_V``, all in
-    bounds; ``hi - lo <= win_max``). Stage 1 runs the horizontal pass on those rows, ``ROWS`` at a time (all
-    channels per step), for the tile's columns only (window tables ``hstart`` / ``hw``, ``TAPS_H`` taps) and writes the uint8 levels
-    to the program's own slot of ``scratch`` (``[C, win_max, BLOCK * PAD]``, patch-packed as in
-    ``_rows_pass_kernel``: every patch row starts 16-byte aligned). After a barrier, stage 2 is
-    ``_patch_rows_kernel``'s vertical pass on that slot. The grid is persistent: program ``pid`` takes tiles
-    ``pid, pid + num_programs, ...`` (patch blocks fastest, then bands, then images) and reuses its slot,
-    behind a second barrier, so the slots stay a few MB that the cache keeps, and no scratch of the whole
-    batch is written or read back. Source rows shared by neighbouring bands are filtered once per band.
+    A tile is ``BLOCK`` neighbouring patches of ``BANDS`` consecutive rows of patches (bands) of one image
+    (fewer bands in an image's last tile). Its output rows read the source rows ``[lo, hi)``: the union of
+    their vertical filter windows (window tables, see ``resample_tables.pil_window_taps``: output row ``y``
+    reads rows ``vstart[y] + k``, ``k < TAPS_V``, all in bounds; ``hi - lo <= win_max``). Stage 1 runs the
+    horizontal pass on those rows, ``ROWS`` at a time (all channels per step), for the tile's columns only
+    (window tables ``hstart`` / ``hw``, ``TAPS_H`` taps) and writes the uint8 levels to the program's own
+    slot of ``scratch`` (``[C, win_max, BLOCK * PAD]``, patch-packed as in ``_rows_pass_kernel``: every
+    patch row starts 16-byte aligned). After a barrier, stage 2 is ``_patch_rows_kernel``'s vertical pass
+    on that slot, band by band. The grid is persistent: program ``pid`` takes tiles ``pid, pid +
+    num_programs, ...`` (patch blocks fastest, then bands, then images) and reuses its slot, behind a
+    second barrier, so the slots stay a few MB that the cache keeps, and no scratch of the whole batch is
+    written or read back. Source rows shared by neighbouring tiles are filtered once for each of them.
 
     The arithmetic is exactly that of the two-launch pipeline (the same int32 sums, shifts and clamps);
     ``s_*`` are the source's strides, ``n_q`` / ``n_out`` the resized width / height.
@@ -566,14 +568,15 @@ def _one_launch_kernel(src_ptr, out_ptr, scratch_ptr, hstart_ptr, hw_ptr, vstart
     local = tl.arange(0, BLOCK)
     at2 = (local * PAD)[None, :, None] + pad[None, None, :]     # [1, BLOCK, PAD] in a slot row
     pmask = (pad < P)[None, :, None] & (pad < P)[None, None, :]
-    per_image = bands * n_pb
+    groups = (bands + BANDS - 1) // BANDS
+    per_image = groups * n_pb
     for tile in range(pid, n_tiles, n_prog):
         b = tile // per_image
-        band = (tile - b * per_image) // n_pb
-        patch0 = (tile - b * per_image - band * n_pb) * BLOCK
-        y0 = band * P
-        lo = tl.load(vstart_ptr + y0)
-        hi = tl.load(vstart_ptr + y0 + (P - 1)) + TAPS_V
+        group = (tile - b * per_image) // n_pb
+        patch0 = (tile - b * per_image - group * n_pb) * BLOCK
+        band0 = group * BANDS
+        lo = tl.load(vstart_ptr + band0 * P)
+        hi = tl.load(vstart_ptr + (tl.minimum(band0 + BANDS, bands) * P - 1)) + TAPS_V
         # stage 1: horizontal pass of rows [lo, hi) for the tile's columns, into the slot
         q = tl.minimum(patch0 * P + q_in_tile, n_q - 1)
         at = tl.load(hstart_ptr + q) * s_q
@@ -592,14 +595,8 @@ def _one_launch_kernel(src_ptr, out_ptr, scratch_ptr, hstart_ptr, hw_ptr, vstart
                 tl.store(dst + c * plane, tl.minimum(tl.maximum(acc >> 22, 0), 255).to(tl.uint8),
                          mask=(rr < hi)[:, None])
         tl.debug_barrier()  # the slot's rows are complete for every thread of the program
-        # stage 2: vertical pass from the slot, normalisation, patchify, cast (as _patch_rows_kernel)
-        y = y0 + py                                                         # [PAD]
-        vstart = tl.load(vstart_ptr + y)
-        rows = ()
-        vwts = ()
-        for k in tl.static_range(TAPS_V):
-            rows = rows + (((vstart + k - lo) * QW)[:, None, None],)
-            vwts = vwts + (tl.load(vw_ptr + _tap(y, k, n_out, TAPS_V, TAP_MAJOR))[:, None, None],)
+        # stage 2, band by band: vertical pass from the slot, normalisation, patchify, cast (as
+        # _patch_rows_kernel)
         if HAS_ROW_TABLE:
             img_row = tl.load(rows_ptr + b)
         else:
@@ -609,22 +606,33 @@ def _one_launch_kernel(src_ptr, out_ptr, scratch_ptr, hstart_ptr, hw_ptr, vstart
         patch_x = tl.minimum(patch_x, n_px - 1)
         wx = patch_x // M
         ix = patch_x - wx * M
-        wy = band // M
-        iy = band - wy * M
-        out_row = img_row + (wy * blocks_w * MM + iy * M) + (wx * MM + ix)   # [BLOCK]
-        dst0 = out_ptr + ((out_row.to(tl.int64) * (C * T * PP))[:, None, None] + (pad * P)[None, :, None]
-                          + pad[None, None, :])                               # [BLOCK, PAD (py), PAD (px)]
-        mask = x_ok[:, None, None] & pmask
-        for c in tl.static_range(C):
-            acc = tl.full((PAD, BLOCK, PAD), 1 << 21, tl.int32)
+        for bi in tl.static_range(BANDS):
+            band = band0 + bi
+            band_ok = band < bands
+            band = tl.minimum(band, bands - 1)  # past the image's last band: its rows again, not stored
+            y = band * P + py                                                   # [PAD]
+            vstart = tl.load(vstart_ptr + y)
+            rows = ()
+            vwts = ()
             for k in tl.static_range(TAPS_V):
-                acc += tl.load(slot + (c * plane + rows[k] + at2)).to(tl.int32) * vwts[k]
-            level = tl.permute(tl.minimum(tl.maximum(acc >> 22, 0), 255), (1, 0, 2))
-            if ARITH:
-                val = _normalize(level, norm_ptr, c, False)
-            else:
-                val = tl.load(lut_ptr + (c * 256 + level))
-            val = _to_output(val, out_ptr)
-            for t in tl.static_range(T):
-                tl.store(dst0 + (c * (T * PP) + t * PP), val, mask=mask)
+                rows = rows + (((vstart + k - lo) * QW)[:, None, None],)
+                vwts = vwts + (tl.load(vw_ptr + _tap(y, k, n_out, TAPS_V, TAP_MAJOR))[:, None, None],)
+            wy = band // M
+            iy = band - wy * M
+            out_row = img_row + (wy * blocks_w * MM + iy * M) + (wx * MM + ix)   # [BLOCK]
+            dst0 = out_ptr + ((out_row.to(tl.int64) * (C * T * PP))[:, None, None] + (pad * P)[None, :, None]
+                              + pad[None, None, :])                               # [BLOCK, PAD (py), PAD (px)]
+            mask = (x_ok & band_ok)[:, None, None] & pmask
+            for c in tl.static_range(C):
+                acc = tl.full((PAD, BLOCK, PAD), 1 << 21, tl.int32)
+                for k in tl.static_range(TAPS_V):
+                    acc += tl.load(slot + (c * plane + rows[k] + at2)).to(tl.int32) * vwts[k]
+                level = tl.permute(tl.minimum(tl.maximum(acc >> 22, 0), 255), (1, 0, 2))
+                if ARITH:
+                    val = _normalize(level, norm_ptr, c, False)
+                else:
+                    val = tl.load(lut_ptr + (c * 256 + level))
+                val = _to_output(val, out_ptr)
+                for t in tl.static_range(T):
+                    tl.store(dst0 + (c * (T * PP) + t * PP), val, mask=mask)
         tl.debug_barrier()  # every read of the slot is done before the next tile writes it

@@ -24,6 +24,7 @@ import functools
 import json
 import os
 
+import numpy as np
 import torch
 
 from ... import host_memory
@@ -47,15 +48,15 @@ from .. import torch_ref
 # 32-bit tap loads), ragged="descriptors" (a ragged list in a few launches through per-image descriptor
 # tables) and rows_unroll > 1 (rows of the rows pass per step) are exact too but were slower or no faster
 # end to end on the H200, so they stay opt-in. pipeline="single" (both passes of a same-shape group in one
-# persistent launch, kernels._one_launch_kernel; its single_* entries: patches per tile, source rows per
-# step, warps, programs per multiprocessor) is exact and saves a launch and the scratch round trip, but has
+# persistent launch, kernels._one_launch_kernel; its single_* entries: patches per tile, rows of patches
+# per tile, source rows per step, warps, programs per multiprocessor) is exact and saves a launch and the scratch round trip, but has
 # not been timed on a card yet (session 8 had none), so it stays opt-in until gpu_sweep.py picks it.
 GPU_TUNING = {"pass_block_r": 1, "pass_block_q": 256, "pass_warps": 2, "pass_taps": "tap-major",
               "pass_loads": "bytes", "patch_block": 1, "patch_warps": 2, "patch_norm": "table",
               "patch_taps": "out-major", "ragged": "groups", "pipeline": "rows", "rows_per_program": 16,
               "rows_block_q": 256, "rows_warps": 4, "rows_unroll": 1, "rows_prefetch": 4, "rows_prefetch_to": "L2",
               "rows_tap_loads": 16, "rows_patch_block": 1, "rows_patch_warps": 1, "single_block": 4,
-              "single_rows": 8, "single_warps": 4, "single_ctas": 4}
+              "single_rows": 8, "single_bands": 1, "single_warps": 4, "single_ctas": 4}
 TUNING = dict(GPU_TUNING)
 _TAP_LAYOUTS = ("out-major", "tap-major")
 _TUNING_CHOICES = {"patch_norm": ("table", "arith"), "pass_taps": _TAP_LAYOUTS, "patch_taps": _TAP_LAYOUTS,
@@ -516,11 +517,13 @@ class _GroupPlan:
         taps_h, taps_v = _kernel_tap_count(in_w, w, True), _kernel_tap_count(in_h, h, True)
         hstart, hw = device_window_taps(in_w, w, taps_h, device, tap_major)
         vstart, vw = device_window_taps(in_h, h, taps_v, device, tap_major)
-        host_vstart = pil_window_taps(in_h, h, taps_v)[0]
-        win_max = int((host_vstart[p - 1::p] - host_vstart[::p] + taps_v).max())  # source rows of a band
-        block = TUNING["single_block"]
+        block, group = TUNING["single_block"], TUNING["single_bands"]
         bands, n_pb = h // p, -(-(blocks_w * m) // block)
-        n_tiles = b * bands * n_pb
+        host_vstart = pil_window_taps(in_h, h, taps_v)[0]
+        first_rows = host_vstart[::p * group]                                   # each tile's first output row
+        last_rows = host_vstart[np.minimum(np.arange(group, bands + group, group), bands) * p - 1]
+        win_max = int((last_rows - first_rows + taps_v).max())                  # source rows of a tile
+        n_tiles = b * -(-bands // group) * n_pb
         cap = TUNING["single_ctas"] * _multiprocessors(device)
         programs = -(-n_tiles // -(-n_tiles // cap))  # fewest that give no program more tiles than the cap does
         slot = c * win_max * block * _PACKED_RUN
@@ -531,7 +534,8 @@ class _GroupPlan:
         norm = _norm_vector(config, device)
         self.launch = _Launcher(_one_launch_kernel, (programs, 1, 1),
                                 dict(HAS_ROW_TABLE=rows_t is not None, C=c, P=p, M=m, T=t, TAPS_H=taps_h,
-                                     TAPS_V=taps_v, PAD=_PACKED_RUN, BLOCK=block, ROWS=TUNING["single_rows"],
+                                     TAPS_V=taps_v, PAD=_PACKED_RUN, BLOCK=block, BANDS=group,
+                                     ROWS=TUNING["single_rows"],
                                      ARITH=TUNING["patch_norm"] == "arith" and arithmetic_levels_exact(config),
                                      TAP_MAJOR=tap_major, num_warps=TUNING["single_warps"]),
                                 (hstart, hw, vstart, vw, level_table(config, device), norm,
