@@ -761,7 +761,8 @@ def test_single_launch_grid_is_balanced(monkeypatch):
     for group, n_tiles in ((1, 72), (2, 36), (4, 18), (8, 9)):
         triton_ops.TUNING["single_bands"] = group
         # the most source rows of one tile: its first row's window start to its last row's window end
-        win_max = max(int(start[min(y + 14 * group, 112) - 1]) + taps - int(start[y]) for y in range(0, 112, 14 * group))
+        win_max = max(int(start[min(y + 14 * group, 112) - 1]) + taps - int(start[y])
+                      for y in range(0, 112, 14 * group))
         for ctas in (1, 4, 8, 16, 32, 64):
             triton_ops.TUNING["single_ctas"] = ctas
             plan = triton_ops._GroupPlan(shape, (3 * 300 * 420, 300 * 420, 420, 1), 0, size, cfg, 0, None,

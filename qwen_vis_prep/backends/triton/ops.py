@@ -6,9 +6,9 @@ launch. Two kernel pairs do this: the "rows" pipeline (``_RowsPass`` + ``_patch_
 scratch) for Pillow arithmetic resized width first, the tile kernels (``_Pass`` + ``_patchify_kernel``) for
 everything else (see ``GPU_TUNING``). The opt-in ``pipeline="single"`` runs what the rows pipeline takes in
 one persistent launch (``_one_launch_kernel``: each program filters its tile's source rows into its own
-small scratch slot, then runs the fused tail from it). Ragged lists are grouped by shape: two launches per distinct shape
-(a group's images are read in place when they lie at one step in one buffer, else stacked; see
-:func:`_group_source`). Every table (filter taps, level table, normalisation constants, row offsets) comes
+small scratch slot, then runs the fused tail from it). Ragged lists are grouped by shape: two launches per
+distinct shape (a group's images are read in place when they lie at one step in one buffer, else stacked;
+see :func:`_group_source`). Every table (filter taps, level table, normalisation constants, row offsets) comes
 from a device-side LRU cache and every launch from a cached plan, so a warm call does no host<->device copy
 and no sync, and can be captured in a CUDA graph.
 The first call for a new size uploads its tables and waits for them (see ``resample_tables.upload_table``).
@@ -49,8 +49,9 @@ from .. import torch_ref
 # tables) and rows_unroll > 1 (rows of the rows pass per step) are exact too but were slower or no faster
 # end to end on the H200, so they stay opt-in. pipeline="single" (both passes of a same-shape group in one
 # persistent launch, kernels._one_launch_kernel; its single_* entries: patches per tile, rows of patches
-# per tile, source rows per step, warps, programs per multiprocessor) is exact and saves a launch and the scratch round trip, but has
-# not been timed on a card yet (session 8 had none), so it stays opt-in until gpu_sweep.py picks it.
+# per tile, source rows per step, warps, programs per multiprocessor) is exact and saves a launch and the
+# scratch round trip, but has not been timed on a card yet (session 8 had none), so it stays opt-in until
+# gpu_sweep.py picks it.
 GPU_TUNING = {"pass_block_r": 1, "pass_block_q": 256, "pass_warps": 2, "pass_taps": "tap-major",
               "pass_loads": "bytes", "patch_block": 1, "patch_warps": 2, "patch_norm": "table",
               "patch_taps": "out-major", "ragged": "groups", "pipeline": "rows", "rows_per_program": 16,
