@@ -463,8 +463,6 @@ def _patch_rows_kernel(src_ptr, out_ptr, idx_ptr, w_ptr, lut_ptr, norm_ptr, rows
     tables) and its first program come from row ``i`` of the int64 table ``desc_ptr`` (fields ``FP_*``).
     """
     pid = tl.program_id(0)
-    PP: tl.constexpr = P * P
-    MM: tl.constexpr = M * M
     if RAGGED:
         d = desc_ptr + _find_image(desc_ptr, pid, n_images, FP_FIELDS, FP_FIRST, STEPS) * FP_FIELDS
         pid = pid - tl.load(d + FP_FIRST).to(tl.int32)
@@ -502,6 +500,23 @@ def _patch_rows_kernel(src_ptr, out_ptr, idx_ptr, w_ptr, lut_ptr, norm_ptr, rows
         rows = rows + ((tl.minimum(start + k, n_in - 1) * s_y)[:, None, None],)   # the table's clamped index
         wts = wts + (tl.load(w_ptr + _tap(y, k, n_out, TAPS, TAP_MAJOR))[:, None, None],)
     at = (patch_x * PAD)[None, :, None] + pad[None, None, :]             # [1, BLOCK, PAD]
+    _band_patches(base, s_c, rows, wts, at, out_ptr, img_row, band, patch_x, x_ok, blocks_w, lut_ptr, norm_ptr,
+                  C, P, M, T, TAPS, PAD, BLOCK, ARITH)
+
+
+@triton.jit
+def _band_patches(src, s_c, rows, wts, at, out_ptr, img_row, band, patch_x, x_ok, blocks_w, lut_ptr, norm_ptr,
+                  C: tl.constexpr, P: tl.constexpr, M: tl.constexpr, T: tl.constexpr, TAPS: tl.constexpr,
+                  PAD: tl.constexpr, BLOCK: tl.constexpr, ARITH: tl.constexpr):
+    """The fused tail of the rows pipeline for ``BLOCK`` patches (``patch_x [BLOCK]``, stored where ``x_ok``)
+    of row of patches ``band`` of the image whose first output row is ``img_row``: per channel, the vertical
+    Pillow pass from the patch-packed uint8 ``src`` (channel stride ``s_c``; tap ``k`` of the band's rows at
+    offset ``rows[k] [PAD, 1, 1]`` with weights ``wts[k]``; the patches' columns at ``at [1, BLOCK, PAD]``),
+    then normalisation (see ``_patch_rows_kernel``), the output cast and the ``T`` copies of each patch's
+    run of its output row."""
+    PP: tl.constexpr = P * P
+    MM: tl.constexpr = M * M
+    pad = tl.arange(0, PAD)
     wx = patch_x // M
     ix = patch_x - wx * M
     wy = band // M
@@ -513,7 +528,7 @@ def _patch_rows_kernel(src_ptr, out_ptr, idx_ptr, w_ptr, lut_ptr, norm_ptr, rows
     for c in tl.static_range(C):
         acc = tl.full((PAD, BLOCK, PAD), 1 << 21, tl.int32)
         for k in tl.static_range(TAPS):
-            acc += tl.load(base + (c * s_c + rows[k] + at)).to(tl.int32) * wts[k]
+            acc += tl.load(src + (c * s_c + rows[k] + at)).to(tl.int32) * wts[k]
         level = tl.permute(tl.minimum(tl.maximum(acc >> 22, 0), 255), (1, 0, 2))
         if ARITH:
             val = _normalize(level, norm_ptr, c, False)
@@ -555,8 +570,6 @@ def _one_launch_kernel(src_ptr, out_ptr, scratch_ptr, hstart_ptr, hw_ptr, vstart
     pid = tl.program_id(0)
     n_prog = tl.num_programs(0)
     QW: tl.constexpr = BLOCK * PAD
-    PP: tl.constexpr = P * P
-    MM: tl.constexpr = M * M
     qq = tl.arange(0, QW)
     q_in_tile = (qq // PAD) * P + tl.minimum(qq % PAD, P - 1)    # packed column -> column of the tile
     ru = tl.arange(0, ROWS)
@@ -567,7 +580,6 @@ def _one_launch_kernel(src_ptr, out_ptr, scratch_ptr, hstart_ptr, hw_ptr, vstart
     n_px = blocks_w * M
     local = tl.arange(0, BLOCK)
     at2 = (local * PAD)[None, :, None] + pad[None, None, :]     # [1, BLOCK, PAD] in a slot row
-    pmask = (pad < P)[None, :, None] & (pad < P)[None, None, :]
     groups = (bands + BANDS - 1) // BANDS
     per_image = groups * n_pb
     for tile in range(pid, n_tiles, n_prog):
@@ -604,8 +616,6 @@ def _one_launch_kernel(src_ptr, out_ptr, scratch_ptr, hstart_ptr, hw_ptr, vstart
         patch_x = patch0 + local
         x_ok = patch_x < n_px
         patch_x = tl.minimum(patch_x, n_px - 1)
-        wx = patch_x // M
-        ix = patch_x - wx * M
         for bi in tl.static_range(BANDS):
             band = band0 + bi
             band_ok = band < bands
@@ -617,22 +627,6 @@ def _one_launch_kernel(src_ptr, out_ptr, scratch_ptr, hstart_ptr, hw_ptr, vstart
             for k in tl.static_range(TAPS_V):
                 rows = rows + (((vstart + k - lo) * QW)[:, None, None],)
                 vwts = vwts + (tl.load(vw_ptr + _tap(y, k, n_out, TAPS_V, TAP_MAJOR))[:, None, None],)
-            wy = band // M
-            iy = band - wy * M
-            out_row = img_row + (wy * blocks_w * MM + iy * M) + (wx * MM + ix)   # [BLOCK]
-            dst0 = out_ptr + ((out_row.to(tl.int64) * (C * T * PP))[:, None, None] + (pad * P)[None, :, None]
-                              + pad[None, None, :])                               # [BLOCK, PAD (py), PAD (px)]
-            mask = (x_ok & band_ok)[:, None, None] & pmask
-            for c in tl.static_range(C):
-                acc = tl.full((PAD, BLOCK, PAD), 1 << 21, tl.int32)
-                for k in tl.static_range(TAPS_V):
-                    acc += tl.load(slot + (c * plane + rows[k] + at2)).to(tl.int32) * vwts[k]
-                level = tl.permute(tl.minimum(tl.maximum(acc >> 22, 0), 255), (1, 0, 2))
-                if ARITH:
-                    val = _normalize(level, norm_ptr, c, False)
-                else:
-                    val = tl.load(lut_ptr + (c * 256 + level))
-                val = _to_output(val, out_ptr)
-                for t in tl.static_range(T):
-                    tl.store(dst0 + (c * (T * PP) + t * PP), val, mask=mask)
+            _band_patches(slot, plane, rows, vwts, at2, out_ptr, img_row, band, patch_x, x_ok & band_ok, blocks_w,
+                          lut_ptr, norm_ptr, C, P, M, T, TAPS_V, PAD, BLOCK, ARITH)
         tl.debug_barrier()  # every read of the slot is done before the next tile writes it
