@@ -35,17 +35,23 @@ def _images(case: str):
     return torch.randint(0, 256, CASES[case], dtype=torch.uint8)
 
 
-@pytest.mark.parametrize("provider", ["warm", "full"])
-@pytest.mark.parametrize("case", list(CASES))
-def test_host_path(benchmark, monkeypatch, case, provider):
+def _stubbed_prep(monkeypatch) -> tuple[qvp.QwenVisionPreprocessor, list]:
+    """A Triton-backend module on CPU tensors with fresh plans and every kernel launch replaced by a no-op
+    that records its argument count in the returned list."""
     monkeypatch.setenv("TRITON_INTERPRET", "1")  # lets the Triton backend take CPU tensors (ops.can_run)
     launches = []
     monkeypatch.setattr(ops._Launcher, "__call__", lambda self, *args: launches.append(len(args)))
-    if provider == "full":
-        monkeypatch.setattr(ops, "warm_call", lambda *args: None)
     monkeypatch.setattr(ops, "PLANS", type(ops.PLANS)(maxsize=256))
     cfg = qvp.VisionPreprocessConfig.from_preset("qwen2-vl", max_pixels=28 * 28 * 1280)
-    prep = qvp.QwenVisionPreprocessor(config=cfg, backend="triton")
+    return qvp.QwenVisionPreprocessor(config=cfg, backend="triton"), launches
+
+
+@pytest.mark.parametrize("provider", ["warm", "full"])
+@pytest.mark.parametrize("case", list(CASES))
+def test_host_path(benchmark, monkeypatch, case, provider):
+    prep, launches = _stubbed_prep(monkeypatch)
+    if provider == "full":
+        monkeypatch.setattr(ops, "warm_call", lambda *args: None)
     x = _images(case)
     first = prep(x)
     expected = len(launches)
@@ -64,13 +70,8 @@ def test_host_path(benchmark, monkeypatch, case, provider):
 def test_host_path_by_pipeline(benchmark, monkeypatch, pipeline):
     """1x1080p warm calls with the two-launch rows pipeline and the one-launch ``pipeline="single"`` (launches
     stubbed as above): what one launch and one scratch allocation fewer save in host work."""
-    monkeypatch.setenv("TRITON_INTERPRET", "1")
-    launches = []
-    monkeypatch.setattr(ops._Launcher, "__call__", lambda self, *args: launches.append(len(args)))
-    monkeypatch.setattr(ops, "PLANS", type(ops.PLANS)(maxsize=256))
+    prep, launches = _stubbed_prep(monkeypatch)
     monkeypatch.setattr(ops, "TUNING", {**ops.TUNING, "pipeline": pipeline})
-    cfg = qvp.VisionPreprocessConfig.from_preset("qwen2-vl", max_pixels=28 * 28 * 1280)
-    prep = qvp.QwenVisionPreprocessor(config=cfg, backend="triton")
     x = _images("1x1080p")
     prep(x)
     launches.clear()

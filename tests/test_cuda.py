@@ -196,19 +196,12 @@ def test_single_launch_pipeline_on_cuda(monkeypatch):
     two barriers, which the interpreter (programs in turn) cannot test. Large batches (many tiles per
     program: 4x1080p, 2x4K, real images) must equal the torch backend bit for bit, warm calls must not sync,
     and a CUDA graph must replay it."""
-    from qwen_vis_prep.backends.triton import kernels, ops
+    from qwen_vis_prep.backends.triton import ops
+    from test_triton import count_launches
 
     monkeypatch.setattr(ops, "TUNING", {**ops.TUNING, "pipeline": "single", "ragged": "groups"})
     monkeypatch.setattr(ops, "PLANS", type(ops.PLANS)(maxsize=256))
-    launches = []
-    real = kernels._one_launch_kernel
-
-    class Counting:
-        def __getitem__(self, grid):
-            launches.append(grid)
-            return real[grid]
-
-    monkeypatch.setattr(kernels, "_one_launch_kernel", Counting())
+    launches = count_launches(monkeypatch)["_one_launch_kernel"]
     g = torch.Generator(device="cuda").manual_seed(7)
     batches = [torch.randint(0, 256, (4, 3, 1080, 1920), dtype=torch.uint8, device="cuda", generator=g),
                torch.randint(0, 256, (2, 3, 2160, 3840), dtype=torch.uint8, device="cuda", generator=g)]

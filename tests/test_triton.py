@@ -438,6 +438,19 @@ class _CountingKernel:
         return self.kernel[grid]
 
 
+def count_launches(monkeypatch) -> dict[str, list]:
+    """Every Triton kernel of ``kernels`` replaced by a :class:`_CountingKernel` for the test; returns the
+    grid list of each, by kernel name."""
+    from qwen_vis_prep.backends.triton import kernels
+
+    counters = {}
+    for name in ("_one_launch_kernel", "_rows_pass_kernel", "_patch_rows_kernel", "_resample_pass_kernel",
+                 "_patchify_kernel"):
+        counters[name] = _CountingKernel(getattr(kernels, name))
+        monkeypatch.setattr(kernels, name, counters[name])
+    return {name: c.grids for name, c in counters.items()}
+
+
 def _ragged_list():
     """Sizes that need every kind of pass: both first-pass axes, each last-pass axis, no resize at all,
     plus a strided crop, a channels-last view and a gray and an RGBA image (expanded / composited first)."""
@@ -646,7 +659,6 @@ def test_ragged_rows_plan_bit_exact_in_two_launches(monkeypatch, config):
     """ragged="descriptors" with the rows pipeline: every image of the list resized width then height with
     Pillow arithmetic, whatever its size, goes through one launch of each rows kernel on a flat grid (the
     other kinds through the tile kernels), with the torch backend's bits and the grouped path's."""
-    from qwen_vis_prep.backends.triton import kernels
     from qwen_vis_prep.sizing import pillow_vertical_first
 
     config = dict(config)
@@ -658,10 +670,7 @@ def test_ragged_rows_plan_bit_exact_in_two_launches(monkeypatch, config):
     grouped = qvp.preprocess(images, cfg, backend="triton").pixel_values
     monkeypatch.setattr(triton_ops, "TUNING", {**base, "ragged": "descriptors"})
     monkeypatch.setattr(triton_ops, "PLANS", type(triton_ops.PLANS)(maxsize=256))
-    counters = {}
-    for name in ("_rows_pass_kernel", "_patch_rows_kernel", "_resample_pass_kernel", "_patchify_kernel"):
-        counters[name] = _CountingKernel(getattr(kernels, name))
-        monkeypatch.setattr(kernels, name, counters[name])
+    grids = count_launches(monkeypatch)
     a, b = _both(images, cfg)
     assert torch.equal(a, b)
     assert torch.equal(a, grouped)
@@ -672,21 +681,10 @@ def test_ragged_rows_plan_bit_exact_in_two_launches(monkeypatch, config):
         oh, ow = qvp.smart_resize(h, w, unit, cfg.min_pixels, cfg.max_pixels)
         eligible += ow != w and oh != h and not pillow_vertical_first(h, w, oh, ow, cfg.pillow_order)
     assert eligible >= 4
-    rows_first, rows_fused = counters["_rows_pass_kernel"].grids, counters["_patch_rows_kernel"].grids
+    rows_first, rows_fused = grids["_rows_pass_kernel"], grids["_patch_rows_kernel"]
     assert len(rows_first) == len(rows_fused) == 1  # all eligible images, whatever their sizes: two launches
     assert rows_first[0][1:] == rows_fused[0][1:] == (1, 1)  # one flat grid
-    assert sum(g[2] for g in counters["_patchify_kernel"].grids) == len(images) - eligible
-
-
-def _one_launch_counters(monkeypatch):
-    from qwen_vis_prep.backends.triton import kernels
-
-    counters = {}
-    for name in ("_one_launch_kernel", "_rows_pass_kernel", "_patch_rows_kernel", "_resample_pass_kernel",
-                 "_patchify_kernel"):
-        counters[name] = _CountingKernel(getattr(kernels, name))
-        monkeypatch.setattr(kernels, name, counters[name])
-    return {name: c.grids for name, c in counters.items()}
+    assert sum(g[2] for g in grids["_patchify_kernel"]) == len(images) - eligible
 
 
 @pytest.mark.parametrize("config", ROWS_CONFIGS)
@@ -703,7 +701,7 @@ def test_single_launch_pipeline_bit_exact(monkeypatch, config):
                                                "ragged": "groups", "single_ctas": 2, "single_block": 4,
                                                "single_rows": 32, "single_bands": 4})
     monkeypatch.setattr(triton_ops, "PLANS", type(triton_ops.PLANS)(maxsize=256))
-    grids = _one_launch_counters(monkeypatch)
+    grids = count_launches(monkeypatch)
     cfg = _cfg(**config)
     crop = _img(130, 201, seed=90)[:, 3:110:2, 5:190]
     hwc = _img(83, 157, seed=91).permute(1, 2, 0).contiguous().permute(2, 0, 1)
@@ -729,7 +727,7 @@ def test_single_launch_pipeline_falls_back_where_it_does_not_apply(monkeypatch):
     assert pil_taps(4, 28)[1].shape[1] == 5
     monkeypatch.setattr(triton_ops, "TUNING", {**triton_ops.TUNING, "pipeline": "single", "ragged": "groups"})
     monkeypatch.setattr(triton_ops, "PLANS", type(triton_ops.PLANS)(maxsize=256))
-    grids = _one_launch_counters(monkeypatch)
+    grids = count_launches(monkeypatch)
     short = _img(4, 140, seed=103)
     a, b = _both(short, _cfg())
     assert torch.equal(a, b)
