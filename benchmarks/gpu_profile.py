@@ -1,7 +1,8 @@
 """Where the time goes on a GPU: host time per call (from the warm entry with direct launches, without the
 warm entry, and with Triton's regular launch), device time of the whole call and of each launch with the
 bandwidth each launch reaches (bytes it reads and writes once / its time; under ``pipeline="single"`` the one
-launch is in the fused-pass column), and a cProfile of the host path of one 1080p image.
+launch is in the fused-pass column), the host time of a warm 1080p call split into parts under the rows and
+the single-launch pipelines, and a cProfile of the host path of one 1080p image (the chosen pipeline).
 
 Run on a GPU: ``python benchmarks/gpu_profile.py`` (``benchmarks/gpu_check.sh`` does).
 """
@@ -103,8 +104,13 @@ def main() -> None:
               f"{fused_bytes / fused / 1e6:.2f} TB/s |")
 
     x = torch.randint(0, 256, (1, 3, 1080, 1920), dtype=torch.uint8, device="cuda")
-    prep(x)
-    _host_breakdown(prep, x, cfg)
+    chosen = ops.TUNING["pipeline"]
+    for pipeline in [p for p in ("rows", "single") if p != chosen] + [chosen]:  # chosen last: cProfiled below
+        ops.TUNING["pipeline"] = pipeline
+        ops.PLANS.clear()
+        prep(x)
+        print(f"\npipeline={pipeline!r}:", end="")
+        _host_breakdown(prep, x, cfg)
     torch.cuda.synchronize()
     prof = cProfile.Profile()
     prof.enable()

@@ -11,9 +11,11 @@ Every variant's output is compared with ``torch.equal`` against the first varian
 broke the arithmetic would show up here too. The winner (lowest sum of time / best time over the cases) is
 printed and written as JSON, ready for ``QWEN_VIS_PREP_TRITON_TUNING``.
 
-Usage: ``python benchmarks/gpu_sweep.py [OUT.json] [--rows-only] [--smoke]``; ``--rows-only`` keeps the
-tile kernels' launch shapes as they are and sweeps the rest; ``--smoke`` runs tiny shapes (works under
-``TRITON_INTERPRET=1`` on a CPU, to test this script itself).
+Usage: ``python benchmarks/gpu_sweep.py [OUT.json] [--rows-only] [--pipelines-only] [--smoke]``;
+``--rows-only`` keeps the tile kernels' launch shapes as they are and sweeps the rest; ``--pipelines-only``
+also keeps the rows pipeline's two kernels' shapes and sweeps only the single-launch shapes, the pipeline
+and the ragged path; ``--smoke`` runs tiny shapes (works under ``TRITON_INTERPRET=1`` on a CPU, to test
+this script itself).
 """
 
 from __future__ import annotations
@@ -161,7 +163,8 @@ def main(argv: list[str]) -> None:
             with open(paths[0], "w") as f:
                 json.dump(ops.TUNING, f)
 
-    if "--rows-only" in argv:  # the tile kernels' shapes as they are (TUNING / QWEN_VIS_PREP_TRITON_TUNING)
+    pipelines_only = "--pipelines-only" in argv
+    if "--rows-only" in argv or pipelines_only:  # the tile kernels' shapes as they are (TUNING / env)
         pass_variants, patch_variants = pass_variants[:0], patch_variants[:0]
     if pass_variants:
         set_pass(_pick(pass_variants, pass_cases, set_pass, "pass 1 (rows, cols, warps, tables, tap loads)"))
@@ -216,56 +219,58 @@ def main(argv: list[str]) -> None:
     set_pipeline(chosen_pipeline)
     save()
 
-    # pipeline="rows": its two kernels' launch shapes (each timed alone, on the same cases as above)
-    ops.TUNING.update(pipeline="rows")
+    # pipeline="rows": its two kernels' launch shapes (each timed alone, on the same cases as above);
+    # --pipelines-only keeps them as they are (session 7's winners, in GPU_TUNING)
+    if not pipelines_only:
+        ops.TUNING.update(pipeline="rows")
 
-    def set_rows_pass(v):
-        ops.TUNING.update(rows_per_program=v[0], rows_block_q=v[1], rows_warps=v[2], rows_unroll=v[3],
-                          rows_prefetch=v[4], rows_prefetch_to=v[5], rows_tap_loads=0)
+        def set_rows_pass(v):
+            ops.TUNING.update(rows_per_program=v[0], rows_block_q=v[1], rows_warps=v[2], rows_unroll=v[3],
+                              rows_prefetch=v[4], rows_prefetch_to=v[5], rows_tap_loads=0)
 
-    def set_rows_cap(v):
-        ops.TUNING.update(rows_block_q=v[0], rows_tap_loads=v[1])
+        def set_rows_cap(v):
+            ops.TUNING.update(rows_block_q=v[0], rows_tap_loads=v[1])
 
-    def rows_step(x, n):
-        plan = ops._RowsPass(tuple(x.shape), x.stride(), n, 14, x.device)
-        return lambda: plan.run(x)
+        def rows_step(x, n):
+            plan = ops._RowsPass(tuple(x.shape), x.stride(), n, 14, x.device)
+            return lambda: plan.run(x)
 
-    rows_pass_cases = lambda: [("1080p horizontal, packed", rows_step(x1, tw)),  # noqa: E731
-                               ("4K horizontal, packed", rows_step(x4, tw4)),
-                               ("1x1080p horizontal, packed", rows_step(x1[:1], tw))]
-    set_rows_pass(_pick(rows_pass_variants, rows_pass_cases, set_rows_pass,
-                        "rows pass (rows per program, columns, warps, rows per step, prefetch distance, level)"))
-    # the column cap: columns halved per filter while a thread would issue more tap loads per row than
-    # rows_tap_loads (ops._rows_block_q); the winner above with the cap off is the reference
-    cap_variants = [(ops.TUNING["rows_block_q"], 0)]
-    cap_variants += [v for v in ROWS_CAP_VARIANTS[:2 if smoke else None] if v not in cap_variants]
-    set_rows_cap(_pick(cap_variants, rows_pass_cases, set_rows_cap, "rows pass (columns, rows_tap_loads)"))
-    save()
+        rows_pass_cases = lambda: [("1080p horizontal, packed", rows_step(x1, tw)),  # noqa: E731
+                                   ("4K horizontal, packed", rows_step(x4, tw4)),
+                                   ("1x1080p horizontal, packed", rows_step(x1[:1], tw))]
+        set_rows_pass(_pick(rows_pass_variants, rows_pass_cases, set_rows_pass,
+                            "rows pass (rows per program, columns, warps, rows per step, prefetch distance, level)"))
+        # the column cap: columns halved per filter while a thread would issue more tap loads per row than
+        # rows_tap_loads (ops._rows_block_q); the winner above with the cap off is the reference
+        cap_variants = [(ops.TUNING["rows_block_q"], 0)]
+        cap_variants += [v for v in ROWS_CAP_VARIANTS[:2 if smoke else None] if v not in cap_variants]
+        set_rows_cap(_pick(cap_variants, rows_pass_cases, set_rows_cap, "rows pass (columns, rows_tap_loads)"))
+        save()
 
-    def set_rows_patch(v):
-        ops.TUNING.update(rows_patch_block=v[0], rows_patch_warps=v[1])
+        def set_rows_patch(v):
+            ops.TUNING.update(rows_patch_block=v[0], rows_patch_warps=v[1])
 
-    packed1 = ops._RowsPass(tuple(x1.shape), x1.stride(), tw, 14, x1.device).run(x1)
-    packed4 = ops._RowsPass(tuple(x4.shape), x4.stride(), tw4, 14, x4.device).run(x4)
+        packed1 = ops._RowsPass(tuple(x1.shape), x1.stride(), tw, 14, x1.device).run(x1)
+        packed4 = ops._RowsPass(tuple(x4.shape), x4.stride(), tw4, 14, x4.device).run(x4)
 
-    def fused_rows(x, packed, size, config):
-        plan = ops._GroupPlan(tuple(x.shape), x.stride(), 0, size, config, 0, None, x.device)
-        out = torch.empty(x.shape[0] * (size[0] // 14) * (size[1] // 14), config.patch_dim,
-                          dtype=config.output_dtype, device=x.device)
+        def fused_rows(x, packed, size, config):
+            plan = ops._GroupPlan(tuple(x.shape), x.stride(), 0, size, config, 0, None, x.device)
+            out = torch.empty(x.shape[0] * (size[0] // 14) * (size[1] // 14), config.patch_dim,
+                              dtype=config.output_dtype, device=x.device)
 
-        def run():
-            plan.launch(packed, out)
-            return out
-        return run
+            def run():
+                plan.launch(packed, out)
+                return out
+            return run
 
-    rows_patch_cases = lambda: [("fused 1080p fp32", fused_rows(x1, packed1, (th, tw), cfg)),  # noqa: E731
-                                ("fused 1080p bf16", fused_rows(x1, packed1, (th, tw), cfg16)),
-                                ("fused 4K fp32", fused_rows(x4, packed4, (th4, tw4), cfg))]
-    set_rows_patch(_pick(rows_patch_variants, rows_patch_cases, set_rows_patch,
-                         "rows fused pass (patches per program, warps)"))
-    del packed1, packed4
-    set_pipeline(chosen_pipeline)
-    save()
+        rows_patch_cases = lambda: [("fused 1080p fp32", fused_rows(x1, packed1, (th, tw), cfg)),  # noqa: E731
+                                    ("fused 1080p bf16", fused_rows(x1, packed1, (th, tw), cfg16)),
+                                    ("fused 4K fp32", fused_rows(x4, packed4, (th4, tw4), cfg))]
+        set_rows_patch(_pick(rows_patch_variants, rows_patch_cases, set_rows_patch,
+                             "rows fused pass (patches per program, warps)"))
+        del packed1, packed4
+        set_pipeline(chosen_pipeline)
+        save()
 
     # Ragged lists: two launches per distinct size ("groups") or a few in all ("descriptors"). Timed end
     # to end on the wall clock (host launches included: that is what differs), on test_bench_gpu.py's 16

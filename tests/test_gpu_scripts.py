@@ -20,16 +20,20 @@ DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 @pytest.mark.skipif(not triton_ops.can_run(DEVICE)[0], reason="Triton cannot run here")
-def test_sweep_smoke_writes_an_accepted_tuning(tmp_path, monkeypatch):
+@pytest.mark.parametrize("scope", ["--rows-only", "--pipelines-only"])
+def test_sweep_smoke_writes_an_accepted_tuning(tmp_path, monkeypatch, scope):
     out = tmp_path / "tuning.json"
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(BENCH.parent), os.environ.get("PYTHONPATH", "")]))
     env.pop(triton_ops.TUNING_ENV, None)
-    run = subprocess.run([sys.executable, str(BENCH / "gpu_sweep.py"), "--smoke", "--rows-only", str(out)],
+    run = subprocess.run([sys.executable, str(BENCH / "gpu_sweep.py"), "--smoke", scope, str(out)],
                          cwd=BENCH, env=env, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-2000:]
-    assert "pipeline (whole group, wall clock" in run.stdout and "winner:" in run.stdout
     assert "single launch (patches per tile" in run.stdout
-    assert "rows pass (columns, rows_tap_loads)" in run.stdout
+    assert "pipeline (whole group, wall clock" in run.stdout
+    assert "ragged lists (wall clock" in run.stdout
+    assert run.stdout.count("winner:") == (3 if scope == "--pipelines-only" else 6)
+    assert ("rows pass (columns, rows_tap_loads)" in run.stdout) == (scope == "--rows-only")
+    assert "pass 1 (rows, cols" not in run.stdout  # both keep the tile kernels' shapes
     tuning = json.loads(out.read_text())
     assert set(tuning) == set(triton_ops.TUNING)
     monkeypatch.setenv(triton_ops.TUNING_ENV, json.dumps(tuning))
