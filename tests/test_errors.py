@@ -207,7 +207,8 @@ def test_value_check_is_on_by_default_on_cpu(value):
 def test_nan_inf_check_is_opt_in_on_cuda(backend):
     x = _full(math.nan, 3, 28, 28, device="cuda")
     out = qvp.preprocess(x, backend=backend)  # no sync by default: nothing is checked
-    assert out.pixel_values.is_cuda and out.pixel_values.shape == (4, 1176)
+    # 28x28 is below min_pixels (56*56): it is resized up to 56x56, 4x4 patches
+    assert out.pixel_values.is_cuda and out.pixel_values.shape == (16, 1176)
     _raises(ValueError, ["expected finite", "NaN or Inf"],
             lambda: qvp.preprocess(x, backend=backend, check_values=True))
     _raises(ValueError, ["must lie in [0, 255]"],

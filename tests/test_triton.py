@@ -691,8 +691,8 @@ def test_ragged_rows_plan_bit_exact_in_two_launches(monkeypatch, config):
 def test_single_launch_pipeline_bit_exact(monkeypatch, config):
     """pipeline="single": both Pillow passes, normalisation and patchify in one persistent launch per
     same-shape group, each program filtering its tile's source rows into its own scratch slot and reusing
-    the slot tile after tile (two programs here, so each takes many tiles; four rows of patches per tile,
-    so the HWC image's six end in a half tile). Stacked batches, same-shape
+    the slot tile after tile (two programs here, on any device, so each takes many tiles; four rows of
+    patches per tile, so the HWC image's six end in a half tile). Stacked batches, same-shape
     lists (row tables), channels-last and HWC-strided crops, gray, upscales and a 5x downscale (17 taps
     each way) must give the torch backend's bits, with no launch of the two-launch kernels."""
     config = dict(config)
@@ -701,6 +701,8 @@ def test_single_launch_pipeline_bit_exact(monkeypatch, config):
                                                "ragged": "groups", "single_ctas": 2, "single_block": 4,
                                                "single_rows": 32, "single_bands": 4})
     monkeypatch.setattr(triton_ops, "PLANS", type(triton_ops.PLANS)(maxsize=256))
+    # one multiprocessor, as the interpreter has: single_ctas programs in all on a GPU too
+    monkeypatch.setattr(triton_ops, "_multiprocessors", lambda device: 1)
     grids = count_launches(monkeypatch)
     cfg = _cfg(**config)
     crop = _img(130, 201, seed=90)[:, 3:110:2, 5:190]
