@@ -43,17 +43,21 @@ step profile
 run_for 60 python3 benchmarks/gpu_profile.py > "$OUT_DIR/profile.txt" 2>&1; head -8 "$OUT_DIR/profile.txt"
 # The tests, side by side: nothing is timed from here on, and each pytest process keeps its own CUDA memory
 # statistics, so they only share the card (and the host's cores, which Triton's compiles use)
-step "tests, in parallel: newest paths, other cuda+triton tests, memory bounds, reliability and errors, fuzz, the thousand-sizes cache"
+step "tests, in parallel: newest paths, single-launch exactness, other cuda+triton tests, memory bounds, reliability and errors, fuzz, the thousand-sizes cache"
 PY="python3 -m pytest -q -p no:cacheprovider --tb=short -rf"
 NEW="single or lean or direct_launch or rows or ragged or word or launch_shapes or warm or in_place"
-run_for 300 $PY tests/test_cuda.py tests/test_triton.py -k "$NEW" > "$OUT_DIR/tests_new_paths.txt" 2>&1 &
+# the single-launch bit-exact test compiles a 32-tap, four-band kernel per case: about a minute each on
+# the H200 (session 9), so it has a process of its own
+EXACT1="single_launch_pipeline_bit_exact"
+run_for 300 $PY tests/test_cuda.py tests/test_triton.py -k "($NEW) and not $EXACT1" > "$OUT_DIR/tests_new_paths.txt" 2>&1 &
+run_for 300 $PY tests/test_triton.py -k "$EXACT1" > "$OUT_DIR/tests_single_exact.txt" 2>&1 &
 run_for 300 $PY tests/test_cuda.py tests/test_triton.py -k "not ($NEW)" > "$OUT_DIR/tests_gpu.txt" 2>&1 &
 run_for 120 python3 benchmarks/memory_bounds.py --cuda-only > "$OUT_DIR/memory.txt" 2>&1 &
 run_for 300 $PY tests/test_reliability.py tests/test_errors.py -m cuda -k "not thousand" > "$OUT_DIR/tests_reliability.txt" 2>&1 &
 run_for 300 $PY tests/test_fuzz.py > "$OUT_DIR/tests_fuzz.txt" 2>&1 &
 run_for 300 $PY tests/test_reliability.py -m cuda -k thousand > "$OUT_DIR/tests_thousand_sizes.txt" 2>&1 &
 wait
-for f in tests_new_paths tests_gpu tests_reliability tests_fuzz tests_thousand_sizes; do echo "-- $f"; tail -4 "$OUT_DIR/$f.txt"; done
+for f in tests_new_paths tests_single_exact tests_gpu tests_reliability tests_fuzz tests_thousand_sizes; do echo "-- $f"; tail -4 "$OUT_DIR/$f.txt"; done
 cat "$OUT_DIR/memory.txt"
 step done
 cat "$OUT_DIR/table.md"

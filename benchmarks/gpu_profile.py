@@ -63,7 +63,8 @@ def _host_breakdown(prep, x: torch.Tensor, cfg) -> None:
     elif plan.scratch is not None:  # pipeline="single"
         slots = torch.empty(plan.scratch, dtype=torch.uint8, device=x.device)
         parts.append(f"single launch alone {_host_us(lambda: plan.launch(x, out, slots)):.0f} us")
-    parts.append(f"torch.empty of the output {_host_us(lambda: torch.empty(out.shape, dtype=out.dtype, device=x.device)):.0f} us")
+    empty_us = _host_us(lambda: torch.empty(out.shape, dtype=out.dtype, device=x.device))
+    parts.append(f"torch.empty of the output {empty_us:.0f} us")
     print(f"\nhost time of a warm 1x{x.shape[-2]}x{x.shape[-1]} call, by part: " + "; ".join(parts))
 
 

@@ -51,12 +51,11 @@ ROWS_CAP_VARIANTS = [(256, 16), (512, 16), (256, 8), (512, 32)]  # (columns, row
 ROWS_PATCH_VARIANTS = [(2, 1), (1, 1), (2, 2), (4, 2), (4, 1)]
 # pipeline="single" (kernels._one_launch_kernel, both passes in one persistent launch): (patches per tile,
 # rows of patches per tile, source rows per step of its horizontal stage, warps, programs per
-# multiprocessor). Not timed on a card yet. ptxas (sm_90a, Triton 3.6) gives the default shape 100
-# registers a thread for 7 taps and 232 for 13, so about 4 and 2 programs of 4 warps fit on a
-# multiprocessor. Tiles of one row of patches filter 1.26x the source rows on 1080p -> 728 (each row once
-# per tile that reads it), tiles of two (one merge row) 1.13x; on 4K -> 728, 1.24x and 1.12x.
-SINGLE_VARIANTS = [(4, 1, 8, 4, 4), (4, 2, 8, 4, 4), (2, 2, 8, 4, 4), (8, 1, 8, 4, 2), (4, 2, 16, 4, 4),
-                   (4, 1, 32, 4, 2), (4, 4, 16, 4, 2), (4, 1, 8, 4, 8), (2, 1, 8, 2, 8), (8, 2, 16, 8, 1)]
+# multiprocessor). Session 9 timed ten shapes on the H200 (one to eight patches and one to four rows of
+# patches per tile, 8 to 32 source rows per step, 2 to 8 warps, 1 to 8 programs per multiprocessor): the best
+# took 1.7 to 1.9 ms on 32x1080p where the rows pipeline takes 0.62 ms, and 69 us wall on 1x1080p against
+# 48 us. These three scored best; the other seven scored 1.1x to 3.4x worse than the best.
+SINGLE_VARIANTS = [(2, 2, 8, 4, 4), (2, 1, 8, 2, 8), (4, 2, 8, 4, 4)]
 
 
 def _time(fn) -> float:
@@ -193,8 +192,9 @@ def main(argv: list[str]) -> None:
         set_patch(_pick(patch_variants, patch_cases, set_patch, "fused pass (norm, rows, warps, tables)"))
         save()
 
-    # pipeline="single" first (new, never timed on a card), then the pipelines end to end with the rows
-    # pipeline's shapes as they are (session 7's winners); the rows stages below may still move those
+    # pipeline="single"'s shapes first (slower than the rows pipeline on the H200 in session 9), then the
+    # pipelines end to end with the rows pipeline's shapes as they are (session 7's winners); the rows
+    # stages below (not under --pipelines-only) may still move those
     def set_pipeline(v):
         ops.TUNING.update(pipeline=v[0])
 

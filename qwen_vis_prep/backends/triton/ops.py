@@ -6,11 +6,11 @@ launch. Two kernel pairs do this: the "rows" pipeline (``_RowsPass`` + ``_patch_
 scratch) for Pillow arithmetic resized width first, the tile kernels (``_Pass`` + ``_patchify_kernel``) for
 everything else (see ``GPU_TUNING``). The opt-in ``pipeline="single"`` runs what the rows pipeline takes in
 one persistent launch (``_one_launch_kernel``: each program filters its tile's source rows into its own
-small scratch slot, then runs the fused tail from it). Ragged lists are grouped by shape: two launches per
-distinct shape (a group's images are read in place when they lie at one step in one buffer, else stacked;
-see :func:`_group_source`). Every table (filter taps, level table, normalisation constants, row offsets) comes
-from a device-side LRU cache and every launch from a cached plan, so a warm call does no host<->device copy
-and no sync, and can be captured in a CUDA graph.
+small scratch slot, then runs the fused tail from it; slower than the rows pipeline on the H200). Ragged
+lists are grouped by shape: two launches per distinct shape (a group's images are read in place when they
+lie at one step in one buffer, else stacked; see :func:`_group_source`). Every table (filter taps, level
+table, normalisation constants, row offsets) comes from a device-side LRU cache and every launch from a
+cached plan, so a warm call does no host<->device copy and no sync, and can be captured in a CUDA graph.
 The first call for a new size uploads its tables and waits for them (see ``resample_tables.upload_table``).
 A repeated call on an image tensor or a list of them with the same metadata (shapes, strides, dtypes,
 device, alignments, config, backend, layout) skips validation, sizing and the plan lookups: :func:`warm_call`
@@ -50,14 +50,14 @@ from .. import torch_ref
 # end to end on the H200, so they stay opt-in. pipeline="single" (both passes of a same-shape group in one
 # persistent launch, kernels._one_launch_kernel; its single_* entries: patches per tile, rows of patches
 # per tile, source rows per step, warps, programs per multiprocessor) is exact and saves a launch and the
-# scratch round trip, but has not been timed on a card yet (session 8 had none), so it stays opt-in until
-# gpu_sweep.py picks it.
+# scratch round trip, but on the H200, with its best shape (the single_* entries here), it took 1.3x
+# (1x1080p) to 3.8x (8x4K) the rows pipeline's time (session 9, benchmarks/RESULTS.md), so it stays opt-in.
 GPU_TUNING = {"pass_block_r": 1, "pass_block_q": 256, "pass_warps": 2, "pass_taps": "tap-major",
               "pass_loads": "bytes", "patch_block": 1, "patch_warps": 2, "patch_norm": "table",
               "patch_taps": "out-major", "ragged": "groups", "pipeline": "rows", "rows_per_program": 16,
               "rows_block_q": 256, "rows_warps": 4, "rows_unroll": 1, "rows_prefetch": 4, "rows_prefetch_to": "L2",
-              "rows_tap_loads": 16, "rows_patch_block": 1, "rows_patch_warps": 1, "single_block": 4,
-              "single_rows": 8, "single_bands": 1, "single_warps": 4, "single_ctas": 4}
+              "rows_tap_loads": 16, "rows_patch_block": 1, "rows_patch_warps": 1, "single_block": 2,
+              "single_rows": 8, "single_bands": 2, "single_warps": 4, "single_ctas": 4}
 TUNING = dict(GPU_TUNING)
 _TAP_LAYOUTS = ("out-major", "tap-major")
 _TUNING_CHOICES = {"patch_norm": ("table", "arith"), "pass_taps": _TAP_LAYOUTS, "patch_taps": _TAP_LAYOUTS,
