@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One call on a GPU machine: versions, the launch-shape sweep of the single-launch pipeline (it also picks
-# the pipeline and the ragged path), the GPU benchmarks and their table, the profile, then every CUDA test
+# the pipeline and the ragged path), the GPU benchmarks and their table, the profile, the single launch's
+# time by part (and its ncu counters where the machine gives them), then every CUDA test
 # (newest paths, the rest of the CUDA and Triton tests, GPU memory bounds, reliability and errors, fuzz, the
 # thousand-sizes cache test) as parallel processes; the table again last. The timed steps run alone on the
 # card, first; each step writes its file under OUTDIR as it ends, so a call cut short still returns what ran.
@@ -41,6 +42,16 @@ tail -3 "$OUT_DIR/bench.txt"
 python3 benchmarks/gpu_report.py "$OUT_DIR/bench.json" > "$OUT_DIR/table.md" 2>&1; cat "$OUT_DIR/table.md"
 step profile
 run_for 60 python3 benchmarks/gpu_profile.py > "$OUT_DIR/profile.txt" 2>&1; head -8 "$OUT_DIR/profile.txt"
+step "single launch by part (and under ncu, where the machine lets it read counters)"
+run_for 60 python3 benchmarks/gpu_single_parts.py > "$OUT_DIR/single_parts.txt" 2>&1; cat "$OUT_DIR/single_parts.txt"
+NCU="$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)"
+if [ -n "$NCU" ]; then
+    run_for 90 "$NCU" --clock-control none --kernel-name regex:'_one_launch_kernel|_rows_pass_kernel|_patch_rows_kernel' \
+        --launch-count 8 --section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats \
+        --section SchedulerStats --section MemoryWorkloadAnalysis \
+        python3 benchmarks/gpu_single_parts.py --ncu > "$OUT_DIR/ncu_single.txt" 2>&1
+    grep -m 5 -i "error\|warning\|Duration" "$OUT_DIR/ncu_single.txt"
+fi
 # The tests, side by side: nothing is timed from here on, and each pytest process keeps its own CUDA memory
 # statistics, so they only share the card (and the host's cores, which Triton's compiles use)
 step "tests, in parallel: newest paths, single-launch exactness, other cuda+triton tests, memory bounds, reliability and errors, fuzz, the thousand-sizes cache"

@@ -54,8 +54,12 @@ ROWS_PATCH_VARIANTS = [(2, 1), (1, 1), (2, 2), (4, 2), (4, 1)]
 # multiprocessor). Session 9 timed ten shapes on the H200 (one to eight patches and one to four rows of
 # patches per tile, 8 to 32 source rows per step, 2 to 8 warps, 1 to 8 programs per multiprocessor): the best
 # took 1.7 to 1.9 ms on 32x1080p where the rows pipeline takes 0.62 ms, and 69 us wall on 1x1080p against
-# 48 us. These three scored best; the other seven scored 1.1x to 3.4x worse than the best.
-SINGLE_VARIANTS = [(2, 2, 8, 4, 4), (2, 1, 8, 2, 8), (4, 2, 8, 4, 4)]
+# 48 us. The first two here scored best; the other eight scored 1.04x to 3.4x worse than the best. All
+# ran 16 warps per multiprocessor or fewer. The default shape's SASS (sm_90a, Triton 3.6) has 31 barrier
+# instructions, mostly layout conversions between warps, where the rows pipeline's fused kernel (one warp,
+# one patch) has 2. The last three are one-warp programs of one patch, untimed: 7 barriers, 96 registers for
+# 7 taps (232 for 13), so up to 21 warps fit on a multiprocessor.
+SINGLE_VARIANTS = [(2, 2, 8, 4, 4), (2, 1, 8, 2, 8), (1, 1, 8, 1, 16), (1, 2, 8, 1, 16), (1, 1, 8, 1, 32)]
 
 
 def _time(fn) -> float:

@@ -42,6 +42,20 @@ def test_sweep_smoke_writes_an_accepted_tuning(tmp_path, monkeypatch, scope):
     assert triton_ops.TUNING == tuning
 
 
+@pytest.mark.skipif(not triton_ops.can_run(DEVICE)[0], reason="Triton cannot run here")
+def test_single_parts_smoke_prints_every_part():
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(BENCH.parent), os.environ.get("PYTHONPATH", "")]))
+    env.pop(triton_ops.TUNING_ENV, None)
+    run = subprocess.run([sys.executable, str(BENCH / "gpu_single_parts.py"), "--smoke"], cwd=BENCH, env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    header = next(line for line in run.stdout.splitlines() if line.startswith("| case"))
+    for part in ("whole", "horizontal stage only", "vertical stage + tail only", "no barriers",
+                 "rows: first pass", "rows: fused pass"):
+        assert f"| {part} |" in header
+    row = next(line for line in run.stdout.splitlines() if line.startswith("| 2x60x90"))
+    assert row.count(" us") == 6
+
 def test_report_table_from_benchmark_json(tmp_path):
     def bench(name, group, median, nbytes=None):
         return {"name": name, "group": group, "stats": {"median": median},

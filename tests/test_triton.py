@@ -223,6 +223,8 @@ def test_same_shape_different_alignment():
                       patch_taps="tap-major", patch_norm="arith"), id="single-launch-two-patches-tap-major"),
     pytest.param(dict(triton_ops.GPU_TUNING, pipeline="single", single_block=8, single_rows=4, single_ctas=4,
                       single_warps=2, single_bands=4), id="single-launch-eight-patches-four-bands"),
+    pytest.param(dict(triton_ops.GPU_TUNING, pipeline="single", single_block=1, single_bands=1, single_warps=1,
+                      single_ctas=16), id="single-launch-one-patch-one-warp"),
     pytest.param(dict(pipeline="rows", rows_per_program=2, rows_block_q=32, rows_patch_block=1, rows_warps=4,
                       rows_unroll=4, rows_patch_warps=2, pass_taps="tap-major", patch_taps="tap-major",
                       patch_norm="table"),
@@ -773,6 +775,42 @@ def test_single_launch_grid_is_balanced(monkeypatch):
             assert n_tiles > (programs - 1) * per
             assert plan.scratch == programs * 3 * win_max * 4 * 16
     assert (ctas, group, programs) == (64, 8, 9)
+
+
+def test_single_launch_stage_flags_split_the_work(monkeypatch):
+    """The kernel's STAGES / BARRIERS flags (for timing parts on a GPU, benchmarks/gpu_single_parts.py) cut
+    the work where they say: with one tile per program, stage 1 alone writes every slot and no output,
+    stage 2 alone then turns those slots into exactly the whole kernel's output, and (in the interpreter,
+    where programs run in turn, so nothing races) dropping the barriers changes no bit. The package itself
+    launches only the defaults."""
+    monkeypatch.setattr(triton_ops, "TUNING", {**triton_ops.TUNING, "pipeline": "single", "single_block": 4,
+                                               "single_bands": 2, "single_ctas": 64})
+    monkeypatch.setattr(triton_ops, "_multiprocessors", lambda device: 1)
+    cfg = _cfg()
+    x = torch.stack([_img(57, 171, seed=110), _img(57, 171, seed=111)])
+    expected = qvp.preprocess(x, cfg, backend="torch").pixel_values
+    size = qvp.smart_resize(57, 171, 28, cfg.min_pixels, cfg.max_pixels)
+    plan = triton_ops._GroupPlan(tuple(x.shape), x.stride(), 0, size, cfg, 0, None, x.device)
+    base = plan.launch
+    assert base.meta["STAGES"] == 3 and base.meta["BARRIERS"] is True
+    assert base.grid[0] == base.static[12] < 64  # n_tiles: one tile per program
+
+    def run(out, slots, **flags):
+        triton_ops._Launcher(base.kernel, base.grid, {**base.meta, **flags}, base.static)(x, out, slots)
+
+    whole = torch.empty_like(expected)
+    run(whole, torch.empty(plan.scratch, dtype=torch.uint8, device=x.device))
+    assert torch.equal(whole, expected)
+    out = torch.full_like(expected, -7.0)
+    slots = torch.zeros(plan.scratch, dtype=torch.uint8, device=x.device)
+    run(out, slots, STAGES=1)
+    assert (out == -7.0).all() and slots.any()
+    run(out, slots, STAGES=2)
+    assert torch.equal(out, expected)
+    if not torch.cuda.is_available():
+        out = torch.empty_like(expected)
+        run(out, torch.empty(plan.scratch, dtype=torch.uint8, device=x.device), BARRIERS=False)
+        assert torch.equal(out, expected)
 
 
 # ------------------------------------------------------------------------------------ warm calls

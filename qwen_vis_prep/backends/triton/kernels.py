@@ -547,7 +547,7 @@ def _one_launch_kernel(src_ptr, out_ptr, scratch_ptr, hstart_ptr, hw_ptr, vstart
                        HAS_ROW_TABLE: tl.constexpr, C: tl.constexpr, P: tl.constexpr, M: tl.constexpr,
                        T: tl.constexpr, TAPS_H: tl.constexpr, TAPS_V: tl.constexpr, PAD: tl.constexpr,
                        BLOCK: tl.constexpr, BANDS: tl.constexpr, ROWS: tl.constexpr, ARITH: tl.constexpr,
-                       TAP_MAJOR: tl.constexpr):
+                       TAP_MAJOR: tl.constexpr, STAGES: tl.constexpr, BARRIERS: tl.constexpr):
     """Both Pillow passes (width, then height), normalisation, the patch permute, the temporal repeat and the
     output cast in one launch, for a same-shape batch.
 
@@ -565,7 +565,10 @@ def _one_launch_kernel(src_ptr, out_ptr, scratch_ptr, hstart_ptr, hw_ptr, vstart
     written or read back. Source rows shared by neighbouring tiles are filtered once for each of them.
 
     The arithmetic is exactly that of the two-launch pipeline (the same int32 sums, shifts and clamps);
-    ``s_*`` are the source's strides, ``n_q`` / ``n_out`` the resized width / height.
+    ``s_*`` are the source's strides, ``n_q`` / ``n_out`` the resized width / height. ``STAGES`` (3: both)
+    and ``BARRIERS`` (True) exist for timing the parts on a GPU (``benchmarks/gpu_single_parts.py``): 1 runs
+    stage 1 only (no output), 2 stage 2 only (from whatever the slot holds), and no barriers races; each of
+    those gives wrong output and only the defaults are used by the package.
     """
     pid = tl.program_id(0)
     n_prog = tl.num_programs(0)
@@ -596,17 +599,19 @@ def _one_launch_kernel(src_ptr, out_ptr, scratch_ptr, hstart_ptr, hw_ptr, vstart
         for k in tl.static_range(TAPS_H):
             wts = wts + (tl.load(hw_ptr + _tap(q, k, n_q, TAPS_H, TAP_MAJOR))[None, :],)
         base = src_ptr + b.to(tl.int64) * s_b
-        for r0 in range(lo, hi, ROWS):  # all channels per step: their loads are in flight together
-            rr = r0 + ru
-            window = base + (tl.minimum(rr, hi - 1) * s_r)[:, None] + at[None, :]
-            dst = slot + ((rr - lo) * QW)[:, None] + qq[None, :]
-            for c in tl.static_range(C):
-                acc = tl.full((ROWS, QW), 1 << 21, tl.int32)
-                for k in tl.static_range(TAPS_H):
-                    acc += tl.load(window + (c * s_c + k * s_q)).to(tl.int32) * wts[k]
-                tl.store(dst + c * plane, tl.minimum(tl.maximum(acc >> 22, 0), 255).to(tl.uint8),
-                         mask=(rr < hi)[:, None])
-        tl.debug_barrier()  # the slot's rows are complete for every thread of the program
+        if STAGES & 1:
+            for r0 in range(lo, hi, ROWS):  # all channels per step: their loads are in flight together
+                rr = r0 + ru
+                window = base + (tl.minimum(rr, hi - 1) * s_r)[:, None] + at[None, :]
+                dst = slot + ((rr - lo) * QW)[:, None] + qq[None, :]
+                for c in tl.static_range(C):
+                    acc = tl.full((ROWS, QW), 1 << 21, tl.int32)
+                    for k in tl.static_range(TAPS_H):
+                        acc += tl.load(window + (c * s_c + k * s_q)).to(tl.int32) * wts[k]
+                    tl.store(dst + c * plane, tl.minimum(tl.maximum(acc >> 22, 0), 255).to(tl.uint8),
+                             mask=(rr < hi)[:, None])
+        if BARRIERS:
+            tl.debug_barrier()  # the slot's rows are complete for every thread of the program
         # stage 2, band by band: vertical pass from the slot, normalisation, patchify, cast (as
         # _patch_rows_kernel)
         if HAS_ROW_TABLE:
@@ -616,17 +621,19 @@ def _one_launch_kernel(src_ptr, out_ptr, scratch_ptr, hstart_ptr, hw_ptr, vstart
         patch_x = patch0 + local
         x_ok = patch_x < n_px
         patch_x = tl.minimum(patch_x, n_px - 1)
-        for bi in tl.static_range(BANDS):
-            band = band0 + bi
-            band_ok = band < bands
-            band = tl.minimum(band, bands - 1)  # past the image's last band: its rows again, not stored
-            y = band * P + py                                                   # [PAD]
-            vstart = tl.load(vstart_ptr + y)
-            rows = ()
-            vwts = ()
-            for k in tl.static_range(TAPS_V):
-                rows = rows + (((vstart + k - lo) * QW)[:, None, None],)
-                vwts = vwts + (tl.load(vw_ptr + _tap(y, k, n_out, TAPS_V, TAP_MAJOR))[:, None, None],)
-            _band_patches(slot, plane, rows, vwts, at2, out_ptr, img_row, band, patch_x, x_ok & band_ok, blocks_w,
-                          lut_ptr, norm_ptr, C, P, M, T, TAPS_V, PAD, BLOCK, ARITH)
-        tl.debug_barrier()  # every read of the slot is done before the next tile writes it
+        if STAGES & 2:
+            for bi in tl.static_range(BANDS):
+                band = band0 + bi
+                band_ok = band < bands
+                band = tl.minimum(band, bands - 1)  # past the image's last band: its rows again, not stored
+                y = band * P + py                                                   # [PAD]
+                vstart = tl.load(vstart_ptr + y)
+                rows = ()
+                vwts = ()
+                for k in tl.static_range(TAPS_V):
+                    rows = rows + (((vstart + k - lo) * QW)[:, None, None],)
+                    vwts = vwts + (tl.load(vw_ptr + _tap(y, k, n_out, TAPS_V, TAP_MAJOR))[:, None, None],)
+                _band_patches(slot, plane, rows, vwts, at2, out_ptr, img_row, band, patch_x, x_ok & band_ok,
+                              blocks_w, lut_ptr, norm_ptr, C, P, M, T, TAPS_V, PAD, BLOCK, ARITH)
+        if BARRIERS:
+            tl.debug_barrier()  # every read of the slot is done before the next tile writes it

@@ -538,7 +538,8 @@ class _GroupPlan:
                                      TAPS_V=taps_v, PAD=_PACKED_RUN, BLOCK=block, BANDS=group,
                                      ROWS=TUNING["single_rows"],
                                      ARITH=TUNING["patch_norm"] == "arith" and arithmetic_levels_exact(config),
-                                     TAP_MAJOR=tap_major, num_warps=TUNING["single_warps"]),
+                                     TAP_MAJOR=tap_major, STAGES=3, BARRIERS=True,
+                                     num_warps=TUNING["single_warps"]),
                                 (hstart, hw, vstart, vw, level_table(config, device), norm,
                                  norm if rows_t is None else rows_t, rows, first_row, blocks_w, bands, n_pb, n_tiles,
                                  w, h, win_max, *strides))
