@@ -566,9 +566,10 @@ def _one_launch_kernel(src_ptr, out_ptr, scratch_ptr, hstart_ptr, hw_ptr, vstart
 
     The arithmetic is exactly that of the two-launch pipeline (the same int32 sums, shifts and clamps);
     ``s_*`` are the source's strides, ``n_q`` / ``n_out`` the resized width / height. ``STAGES`` (3: both)
-    and ``BARRIERS`` (True) exist for timing the parts on a GPU (``benchmarks/gpu_single_parts.py``): 1 runs
-    stage 1 only (no output), 2 stage 2 only (from whatever the slot holds), and no barriers races; each of
-    those gives wrong output and only the defaults are used by the package.
+    and ``BARRIERS`` (True) exist for timing the parts on a GPU (``benchmarks/gpu_single_parts.py``):
+    ``STAGES=1`` runs stage 1 only (no output), ``STAGES=2`` stage 2 only (from whatever the slot holds), and
+    ``BARRIERS=False`` lets the stages race. Each of those gives wrong output; the package launches only the
+    defaults.
     """
     pid = tl.program_id(0)
     n_prog = tl.num_programs(0)
