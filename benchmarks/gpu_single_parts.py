@@ -26,13 +26,13 @@ PARTS = {"whole": dict(STAGES=3, BARRIERS=True), "horizontal stage only": dict(S
 
 
 def _time_us(fn, once: bool) -> float:
-    """Device time per call in us (``do_bench`` median on CUDA); one call and no time when ``once``."""
+    """Device time per call in us (``gpu_profile._device_us``); one call and no time when ``once``."""
     if once or not torch.cuda.is_available():
         fn()
         return float("nan")
-    import triton.testing
+    from gpu_profile import _device_us  # benchmarks/ is this script's directory, first on sys.path
 
-    return triton.testing.do_bench(fn, warmup=10, rep=60, return_mode="median") * 1e3
+    return _device_us(fn)
 
 
 def _plan(x: torch.Tensor, size: tuple[int, int], config, pipeline: str) -> "ops._GroupPlan":

@@ -19,12 +19,18 @@ BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def _script_env() -> dict:
+    """The environment a benchmark script runs in here: the package importable, no tuning exported."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(BENCH.parent), os.environ.get("PYTHONPATH", "")]))
+    env.pop(triton_ops.TUNING_ENV, None)
+    return env
+
+
 @pytest.mark.skipif(not triton_ops.can_run(DEVICE)[0], reason="Triton cannot run here")
 @pytest.mark.parametrize("scope", ["--rows-only", "--pipelines-only"])
 def test_sweep_smoke_writes_an_accepted_tuning(tmp_path, monkeypatch, scope):
     out = tmp_path / "tuning.json"
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(BENCH.parent), os.environ.get("PYTHONPATH", "")]))
-    env.pop(triton_ops.TUNING_ENV, None)
+    env = _script_env()
     run = subprocess.run([sys.executable, str(BENCH / "gpu_sweep.py"), "--smoke", scope, str(out)],
                          cwd=BENCH, env=env, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-2000:]
@@ -44,8 +50,7 @@ def test_sweep_smoke_writes_an_accepted_tuning(tmp_path, monkeypatch, scope):
 
 @pytest.mark.skipif(not triton_ops.can_run(DEVICE)[0], reason="Triton cannot run here")
 def test_single_parts_smoke_prints_every_part():
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(BENCH.parent), os.environ.get("PYTHONPATH", "")]))
-    env.pop(triton_ops.TUNING_ENV, None)
+    env = _script_env()
     run = subprocess.run([sys.executable, str(BENCH / "gpu_single_parts.py"), "--smoke"], cwd=BENCH, env=env,
                          capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-2000:]
