@@ -1,9 +1,8 @@
 #!/usr/bin/env bash
-# One call on a GPU machine: versions, the launch-shape sweep of the single-launch pipeline (it also picks
-# the pipeline and the ragged path), the GPU benchmarks and their table, the profile, the single launch's
-# time by part (and its ncu counters where the machine gives them), then every CUDA test
-# (newest paths, the rest of the CUDA and Triton tests, GPU memory bounds, reliability and errors, fuzz, the
-# thousand-sizes cache test) as parallel processes; the table again last. The timed steps run alone on the
+# One call on a GPU machine: versions, the sweep (with --pipelines-only: the pipeline and the ragged path),
+# the GPU benchmarks and their table, the profile, then every CUDA test (newest paths, the rest of the CUDA
+# and Triton tests, GPU memory bounds, reliability and errors, fuzz, the thousand-sizes cache test) as
+# parallel processes; the table again last. The timed steps run alone on the
 # card, first; each step writes its file under OUTDIR as it ends, so a call cut short still returns what ran.
 # Usage: [GPU_CHECK_BUDGET_S=540] bash benchmarks/gpu_check.sh [OUTDIR]
 #   Each step has its own timeout, cut to what is left of GPU_CHECK_BUDGET_S (a step with under 15 s left is
@@ -31,7 +30,7 @@ print("torch", torch.__version__, "triton", triton.__version__, "pillow", PIL.__
 PY
 step sweep
 # --pipelines-only: the tile kernels and the rows pipeline's two kernels keep their shapes (sessions 4 and 7's
-# winners, in GPU_TUNING); the time goes to the single-launch shapes, the pipeline choice and the ragged path
+# winners, in GPU_TUNING); the time goes to the pipeline choice and the ragged path
 run_for 200 python3 benchmarks/gpu_sweep.py "$OUT_DIR/tuning.json" --pipelines-only > "$OUT_DIR/sweep.txt" 2>&1; tail -4 "$OUT_DIR/sweep.txt"
 if [ -s "$OUT_DIR/tuning.json" ]; then export QWEN_VIS_PREP_TRITON_TUNING="$(cat "$OUT_DIR/tuning.json")"; fi
 echo "tuning: ${QWEN_VIS_PREP_TRITON_TUNING:-defaults}"
@@ -42,36 +41,19 @@ tail -3 "$OUT_DIR/bench.txt"
 python3 benchmarks/gpu_report.py "$OUT_DIR/bench.json" > "$OUT_DIR/table.md" 2>&1; cat "$OUT_DIR/table.md"
 step profile
 run_for 60 python3 benchmarks/gpu_profile.py > "$OUT_DIR/profile.txt" 2>&1; head -8 "$OUT_DIR/profile.txt"
-step "single launch by part (and under ncu, where the machine lets it read counters)"
-run_for 60 python3 benchmarks/gpu_single_parts.py > "$OUT_DIR/single_parts.txt" 2>&1; cat "$OUT_DIR/single_parts.txt"
-NCU="$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)"
-if [ -n "$NCU" ]; then
-    run_for 90 "$NCU" --clock-control none --kernel-name regex:'_one_launch_kernel|_rows_pass_kernel|_patch_rows_kernel' \
-        --launch-count 8 --section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats \
-        --section SchedulerStats --section MemoryWorkloadAnalysis \
-        python3 benchmarks/gpu_single_parts.py --ncu > "$OUT_DIR/ncu_single.txt" 2>&1
-    grep -m 5 -i "error\|warning\|Duration" "$OUT_DIR/ncu_single.txt"
-fi
 # The tests, side by side: nothing is timed from here on, and each pytest process keeps its own CUDA memory
 # statistics, so they only share the card (and the host's cores, which Triton's compiles use)
-step "tests, in parallel: newest paths, single-launch exactness, other cuda+triton tests, memory bounds, reliability and errors, fuzz, the thousand-sizes cache"
+step "tests, in parallel: newest paths, other cuda+triton tests, memory bounds, reliability and errors, fuzz, the thousand-sizes cache"
 PY="python3 -m pytest -q -p no:cacheprovider --tb=short -rf"
-NEW="single or lean or direct_launch or rows or ragged or word or launch_shapes or warm or in_place"
-# the single-launch bit-exact test compiles a 32-tap, four-band kernel per case: about a minute each on
-# the H200 (session 9), so it has a process of its own
-EXACT1="single_launch_pipeline_bit_exact"
-run_for 300 $PY tests/test_cuda.py tests/test_triton.py -k "($NEW) and not $EXACT1" > "$OUT_DIR/tests_new_paths.txt" 2>&1 &
-# the two cases no card has run yet go first (session 9's time limit stopped before them)
-EXACT_IDS="fp16-level-table qwen3-patch16 fp32 bf16"
-run_for 300 $PY $(for c in $EXACT_IDS; do echo "tests/test_triton.py::test_${EXACT1}[$c]"; done) \
-    > "$OUT_DIR/tests_single_exact.txt" 2>&1 &
+NEW="lean or direct_launch or rows or ragged or word or launch_shapes or warm or in_place"
+run_for 300 $PY tests/test_cuda.py tests/test_triton.py -k "$NEW" > "$OUT_DIR/tests_new_paths.txt" 2>&1 &
 run_for 300 $PY tests/test_cuda.py tests/test_triton.py -k "not ($NEW)" > "$OUT_DIR/tests_gpu.txt" 2>&1 &
 run_for 120 python3 benchmarks/memory_bounds.py --cuda-only > "$OUT_DIR/memory.txt" 2>&1 &
 run_for 300 $PY tests/test_reliability.py tests/test_errors.py -m cuda -k "not thousand" > "$OUT_DIR/tests_reliability.txt" 2>&1 &
 run_for 300 $PY tests/test_fuzz.py > "$OUT_DIR/tests_fuzz.txt" 2>&1 &
 run_for 300 $PY tests/test_reliability.py -m cuda -k thousand > "$OUT_DIR/tests_thousand_sizes.txt" 2>&1 &
 wait
-for f in tests_new_paths tests_single_exact tests_gpu tests_reliability tests_fuzz tests_thousand_sizes; do echo "-- $f"; tail -4 "$OUT_DIR/$f.txt"; done
+for f in tests_new_paths tests_gpu tests_reliability tests_fuzz tests_thousand_sizes; do echo "-- $f"; tail -4 "$OUT_DIR/$f.txt"; done
 cat "$OUT_DIR/memory.txt"
 step done
 cat "$OUT_DIR/table.md"

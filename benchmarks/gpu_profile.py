@@ -1,8 +1,7 @@
 """Where the time goes on a GPU: host time per call (from the warm entry with direct launches, without the
 warm entry, and with Triton's regular launch), device time of the whole call and of each launch with the
-bandwidth each launch reaches (bytes it reads and writes once / its time; under ``pipeline="single"`` the one
-launch is in the fused-pass column), the host time of a warm 1080p call split into parts under the rows and
-the single-launch pipelines, and a cProfile of the host path of one 1080p image (the chosen pipeline).
+bandwidth each launch reaches (bytes it reads and writes once / its time), the host time of a warm 1080p call
+split into parts, and a cProfile of the host path of one 1080p image.
 
 Run on a GPU: ``python benchmarks/gpu_profile.py`` (``benchmarks/gpu_check.sh`` does).
 """
@@ -60,9 +59,6 @@ def _host_breakdown(prep, x: torch.Tensor, cfg) -> None:
         scratch = plan.first.run(x)
         parts.append(f"first launch alone {_host_us(lambda: plan.first.launch(x, scratch)):.0f} us")
         parts.append(f"fused launch alone {_host_us(lambda: plan.launch(scratch, out)):.0f} us")
-    elif plan.scratch is not None:  # pipeline="single"
-        slots = torch.empty(plan.scratch, dtype=torch.uint8, device=x.device)
-        parts.append(f"single launch alone {_host_us(lambda: plan.launch(x, out, slots)):.0f} us")
     empty_us = _host_us(lambda: torch.empty(out.shape, dtype=out.dtype, device=x.device))
     parts.append(f"torch.empty of the output {empty_us:.0f} us")
     print(f"\nhost time of a warm 1x{x.shape[-2]}x{x.shape[-1]} call, by part: " + "; ".join(parts))
@@ -94,7 +90,7 @@ def main() -> None:
             first_bw = f"{(x.numel() + scratch.numel()) / first / 1e6:.2f} TB/s"
             fused = _device_us(lambda: plan.launch(scratch, out))
             fused_bytes = scratch.numel() + out.numel() * out.element_size()
-        else:  # no first pass: no resize, or pipeline="single" (its one launch in the fused-pass column)
+        else:  # no first pass: no resize
             first, first_bw = 0.0, "-"
             fused = _device_us(lambda: plan.run(x, out))
             fused_bytes = x.numel() + out.numel() * out.element_size()
@@ -105,13 +101,9 @@ def main() -> None:
               f"{fused_bytes / fused / 1e6:.2f} TB/s |")
 
     x = torch.randint(0, 256, (1, 3, 1080, 1920), dtype=torch.uint8, device="cuda")
-    chosen = ops.TUNING["pipeline"]
-    for pipeline in [p for p in ("rows", "single") if p != chosen] + [chosen]:  # chosen last: cProfiled below
-        ops.TUNING["pipeline"] = pipeline
-        ops.PLANS.clear()
-        prep(x)
-        print(f"\npipeline={pipeline!r}:", end="")
-        _host_breakdown(prep, x, cfg)
+    ops.PLANS.clear()
+    prep(x)
+    _host_breakdown(prep, x, cfg)
     torch.cuda.synchronize()
     prof = cProfile.Profile()
     prof.enable()

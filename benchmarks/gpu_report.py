@@ -42,13 +42,13 @@ def main(path: str) -> None:
                   f"(eager {e * 1e6:.0f} us)")
     for case, r in rows.items():
         got = {k: r.get(f"ours_triton_pipeline-{k}", (None,))[0]
-               for k in ("rows", "single", "rows-bf16", "single-bf16")}
-        if got["rows"] and got["single"]:
-            line = (f"\n{case}: two launches (rows) {got['rows'] * 1e6:.0f} us, one launch (single) "
-                    f"{got['single'] * 1e6:.0f} us fp32")
-            if got["rows-bf16"] and got["single-bf16"]:
-                line += (f"; bf16 {got['rows-bf16'] * 1e6:.0f} / {got['single-bf16'] * 1e6:.0f} us (bf16 / fp32: "
-                         f"{got['rows-bf16'] / got['rows']:.2f} / {got['single-bf16'] / got['single']:.2f})")
+               for k in ("rows", "tiles", "rows-bf16", "tiles-bf16")}
+        if got["rows"] and got["tiles"]:
+            line = (f"\n{case}: rows pipeline {got['rows'] * 1e6:.0f} us, tile kernels "
+                    f"{got['tiles'] * 1e6:.0f} us fp32")
+            if got["rows-bf16"] and got["tiles-bf16"]:
+                line += (f"; bf16 {got['rows-bf16'] * 1e6:.0f} / {got['tiles-bf16'] * 1e6:.0f} us (bf16 / fp32: "
+                         f"{got['rows-bf16'] / got['rows']:.2f} / {got['tiles-bf16'] / got['tiles']:.2f})")
             print(line)
     for case, r in rows.items():
         if "ours_triton_ragged-groups" in r and "ours_triton_ragged-descriptors" in r:

@@ -2,8 +2,8 @@
 
 Each kernel is timed on its own with ``triton.testing.do_bench`` (device time, medians), on the shapes of the
 benchmark cases: pass 1 horizontally and vertically on 32 x 1080p and horizontally on 8 x 4K (13 taps); the
-fused last pass from the 32 x 1080p scratch (float32 and bfloat16 output) and on 64 x 448 (no resize); the
-one launch of ``pipeline="single"`` on whole groups, then a whole group with each pipeline (wall clock); the
+fused last pass from the 32 x 1080p scratch (float32 and bfloat16 output) and on 64 x 448 (no resize); a
+whole group with each pipeline (wall clock); the
 kernels of ``pipeline="rows"`` (packed scratch; its first pass on one 1080p image too, where a grid of a few
 waves may favour other shapes); and ragged lists (16 and 4 mixed sizes) end to end, launched per size or
 through descriptor tables.
@@ -13,8 +13,7 @@ printed and written as JSON, ready for ``QWEN_VIS_PREP_TRITON_TUNING``.
 
 Usage: ``python benchmarks/gpu_sweep.py [OUT.json] [--rows-only] [--pipelines-only] [--smoke]``;
 ``--rows-only`` keeps the tile kernels' launch shapes as they are and sweeps the rest; ``--pipelines-only``
-also keeps the rows pipeline's two kernels' shapes and sweeps only the single-launch shapes, the pipeline
-and the ragged path; ``--smoke`` runs tiny shapes (works under ``TRITON_INTERPRET=1`` on a CPU, to test
+also keeps the rows pipeline's two kernels' shapes and picks only the pipeline and the ragged path; ``--smoke`` runs tiny shapes (works under ``TRITON_INTERPRET=1`` on a CPU, to test
 this script itself).
 """
 
@@ -49,17 +48,6 @@ ROWS_PASS_VARIANTS = [(16, 256, 4, 1, 4, "L2"), (16, 128, 4, 1, 4, "L2"), (16, 2
                       (32, 256, 8, 1, 4, "L1"), (16, 512, 8, 1, 4, "L2"), (16, 128, 2, 1, 4, "L2")]
 ROWS_CAP_VARIANTS = [(256, 16), (512, 16), (256, 8), (512, 32)]  # (columns, rows_tap_loads)
 ROWS_PATCH_VARIANTS = [(2, 1), (1, 1), (2, 2), (4, 2), (4, 1)]
-# pipeline="single" (kernels._one_launch_kernel, both passes in one persistent launch): (patches per tile,
-# rows of patches per tile, source rows per step of its horizontal stage, warps, programs per
-# multiprocessor). Session 9 timed ten shapes on the H200 (one to eight patches and one to four rows of
-# patches per tile, 8 to 32 source rows per step, 2 to 8 warps, 1 to 8 programs per multiprocessor): the best
-# took 1.7 to 1.9 ms on 32x1080p where the rows pipeline takes 0.62 ms, and 69 us wall on 1x1080p against
-# 48 us. The first two here scored best; the other eight scored 1.04x to 3.4x worse than the best. All
-# ran 16 warps per multiprocessor or fewer. The default shape's SASS (sm_90a, Triton 3.6) has 31 barrier
-# instructions, mostly layout conversions between warps, where the rows pipeline's fused kernel (one warp,
-# one patch) has 2. The last three are one-warp programs of one patch, untimed: 7 barriers, 96 registers for
-# 7 taps (232 for 13), so up to 21 warps fit on a multiprocessor.
-SINGLE_VARIANTS = [(2, 2, 8, 4, 4), (2, 1, 8, 2, 8), (1, 1, 8, 1, 16), (1, 2, 8, 1, 16), (1, 1, 8, 1, 32)]
 
 
 def _time(fn) -> float:
@@ -196,29 +184,19 @@ def main(argv: list[str]) -> None:
         set_patch(_pick(patch_variants, patch_cases, set_patch, "fused pass (norm, rows, warps, tables)"))
         save()
 
-    # pipeline="single"'s shapes first (slower than the rows pipeline on the H200 in session 9), then the
-    # pipelines end to end with the rows pipeline's shapes as they are (session 7's winners); the rows
+    # the pipelines end to end with the rows pipeline's shapes as they are (session 7's winners); the rows
     # stages below (not under --pipelines-only) may still move those
     def set_pipeline(v):
         ops.TUNING.update(pipeline=v[0])
 
-    # fused() runs the whole group plan: on these sources, the first pass and the fused pass (or the one
-    # launch of pipeline="single")
+    # fused() runs the whole group plan: on these sources, the first pass and the fused pass
     pipeline_cases = lambda: [("32x1080p fp32", fused(x1, (th, tw), cfg)),  # noqa: E731
                               ("32x1080p bf16", fused(x1, (th, tw), cfg16)),
                               ("8x4K fp32", fused(x4, (th4, tw4), cfg)),
                               ("1x1080p fp32", fused(x1[:1], (th, tw), cfg))]
 
-    def set_single(v):
-        ops.TUNING.update(pipeline="single", single_block=v[0], single_bands=v[1], single_rows=v[2],
-                          single_warps=v[3], single_ctas=v[4])
-
-    single_variants = SINGLE_VARIANTS[:2] if smoke else SINGLE_VARIANTS
-    set_single(_pick(single_variants, pipeline_cases, set_single,
-                     "single launch (patches per tile, bands per tile, rows per step, warps, programs per SM)"))
-    # the pipelines end to end on the wall clock (a synchronised call, host launches included): one launch
-    # fewer matters most where the host time is most of the call (1x1080p)
-    chosen_pipeline = _pick([("tiles",), ("rows",), ("single",)], pipeline_cases, set_pipeline,
+    # the pipelines end to end on the wall clock (a synchronised call, host launches included)
+    chosen_pipeline = _pick([("tiles",), ("rows",)], pipeline_cases, set_pipeline,
                             "pipeline (whole group, wall clock per synchronised call)", timer=_time_wall)
     set_pipeline(chosen_pipeline)
     save()

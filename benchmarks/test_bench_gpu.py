@@ -111,10 +111,10 @@ def test_ours_triton_ragged(benchmark, monkeypatch, ragged):
 
 @pytest.mark.parametrize("case", ["1x1080p", "32x1080p", "8x4K"])
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
-@pytest.mark.parametrize("pipeline", ["rows", "single"])
+@pytest.mark.parametrize("pipeline", ["rows", "tiles"])
 def test_ours_triton_pipeline(benchmark, monkeypatch, pipeline, dtype, case):
-    """The resized cases with the two-launch rows pipeline and with the one-launch ``pipeline="single"``,
-    whatever the sweep picked, side by side in one run."""
+    """The resized cases with the rows pipeline (patch-packed scratch) and the tile kernels, whatever the
+    sweep picked, side by side in one run."""
     from qwen_vis_prep.backends.triton import ops
 
     monkeypatch.setattr(ops, "TUNING", {**ops.TUNING, "pipeline": pipeline})

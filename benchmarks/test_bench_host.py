@@ -64,19 +64,3 @@ def test_host_path(benchmark, monkeypatch, case, provider):
     benchmark.extra_info.update(torch=torch.__version__, launches_per_call=expected, stubbed_launches=True)
     benchmark.group = f"host-{case}"
     benchmark(prep, x)
-
-
-@pytest.mark.parametrize("pipeline", ["rows", "single"])
-def test_host_path_by_pipeline(benchmark, monkeypatch, pipeline):
-    """1x1080p warm calls with the two-launch rows pipeline and the one-launch ``pipeline="single"`` (launches
-    stubbed as above): what one launch and one scratch allocation fewer save in host work."""
-    prep, launches = _stubbed_prep(monkeypatch)
-    monkeypatch.setattr(ops, "TUNING", {**ops.TUNING, "pipeline": pipeline})
-    x = _images("1x1080p")
-    prep(x)
-    launches.clear()
-    prep(x)
-    assert len(launches) == (2 if pipeline == "rows" else 1)
-    benchmark.extra_info.update(torch=torch.__version__, launches_per_call=len(launches), stubbed_launches=True)
-    benchmark.group = "host-1x1080p-by-pipeline"
-    benchmark(prep, x)

@@ -139,7 +139,7 @@ def test_direct_launch_equals_regular_launch():
     assert ops._Launcher.enabled  # no direct launch failed (a failure turns them off and falls back)
 
 
-@pytest.mark.parametrize("pipeline", ["rows", "single"])
+@pytest.mark.parametrize("pipeline", ["rows", "tiles"])
 def test_lean_launch_is_taken_and_exact(monkeypatch, pipeline):
     """After a plan's first launch, its launches take the lean path (the compiled kernel's launcher, tables
     as addresses, no hooks), which must give the regular launch's bits; with a launch hook registered they
@@ -189,41 +189,3 @@ def test_cold_call_inside_graph_capture_is_refused_clearly():
     torch.cuda.synchronize()
     assert torch.equal(qvp.preprocess(x, CFG, backend="triton").pixel_values,
                        qvp.preprocess(x, CFG, backend="torch").pixel_values)
-
-
-def test_single_launch_pipeline_on_cuda(monkeypatch):
-    """pipeline="single" on the card: each persistent program reuses its scratch slot tile after tile behind
-    two barriers, which the interpreter (programs in turn) cannot test. Large batches (many tiles per
-    program: 4x1080p, 2x4K, real images) must equal the torch backend bit for bit, warm calls must not sync,
-    and a CUDA graph must replay it."""
-    from qwen_vis_prep.backends.triton import ops
-    from test_triton import count_launches
-
-    monkeypatch.setattr(ops, "TUNING", {**ops.TUNING, "pipeline": "single", "ragged": "groups"})
-    monkeypatch.setattr(ops, "PLANS", type(ops.PLANS)(maxsize=256))
-    launches = count_launches(monkeypatch)["_one_launch_kernel"]
-    g = torch.Generator(device="cuda").manual_seed(7)
-    batches = [torch.randint(0, 256, (4, 3, 1080, 1920), dtype=torch.uint8, device="cuda", generator=g),
-               torch.randint(0, 256, (2, 3, 2160, 3840), dtype=torch.uint8, device="cuda", generator=g)]
-    for cfg in (CFG, CFG.replace(output_dtype=torch.bfloat16)):
-        for x in (*batches, _imgs()):
-            got = qvp.preprocess(x, cfg, backend="triton").pixel_values
-            assert torch.equal(got, qvp.preprocess(x, cfg, backend="torch").pixel_values)
-    assert launches
-    prep = qvp.QwenVisionPreprocessor(config=CFG)
-    x = batches[0][:2]
-    ref = prep(x).pixel_values
-    torch.cuda.synchronize()
-    torch.cuda.set_sync_debug_mode("error")
-    try:
-        again = prep(x).pixel_values
-    finally:
-        torch.cuda.set_sync_debug_mode("default")
-    static = x.clone()
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        captured = prep(static).pixel_values
-    static.copy_(batches[0][2:])
-    graph.replay()
-    torch.cuda.synchronize()
-    assert torch.equal(again, ref) and torch.equal(captured, prep(batches[0][2:]).pixel_values)

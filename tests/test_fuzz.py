@@ -47,15 +47,14 @@ except InvalidArgument:  # pragma: no cover - depends on conftest
 hf_sizing = pytest.importorskip("transformers.models.qwen2_vl.image_processing_qwen2_vl")
 
 #: (device, backend) pairs the fuzz draws from; "torch-port" is the pure-torch resampler on the CPU, and
-#: "triton-ragged" the Triton backend with ragged lists launched through descriptor tables, "triton-single"
-#: the Triton backend with ``pipeline="single"`` (both resize passes in one launch where it applies).
+#: "triton-ragged" the Triton backend with ragged lists launched through descriptor tables.
 #: Triton's CPU interpreter (conftest.py turns it on without a GPU) takes ~0.5 s an example: in the quick
 #: profile only; the long soak runs the real backends (on a GPU machine, the Triton kernels too).
 TARGETS = [("cpu", "torch"), ("cpu", "torch-port")]
-TARGETS += ([("cpu", "triton"), ("cpu", "triton-ragged"), ("cpu", "triton-single")]
+TARGETS += ([("cpu", "triton"), ("cpu", "triton-ragged")]
             if triton_runs("cpu") and os.environ.get("HYPOTHESIS_PROFILE") != "long" else [])
 TARGETS += [("cuda", "torch")] if HAS_CUDA else []
-TARGETS += [("cuda", "triton"), ("cuda", "triton-ragged"), ("cuda", "triton-single")] if triton_runs("cuda") else []
+TARGETS += [("cuda", "triton"), ("cuda", "triton-ragged")] if triton_runs("cuda") else []
 
 FLOAT_DTYPES = [torch.float32, torch.float16, torch.bfloat16, torch.float64]
 
@@ -224,6 +223,8 @@ def _limits(target) -> dict:
 
 def _run(x, cfg, layout, target):
     device, backend = target
+    if isinstance(x, np.ndarray) and device != "cpu":  # an HWC array on the host: its tensor on the device
+        x, layout = torch.from_numpy(x).to(device), "hwc"
     if isinstance(x, torch.Tensor):
         x = x.to(device)
     elif isinstance(x, list):
@@ -231,11 +232,10 @@ def _run(x, cfg, layout, target):
     if backend == "torch-port":
         with mock.patch.object(pillow_cpu, "available", lambda: False):
             return qvp.preprocess(x, cfg, backend="torch", layout=layout)
-    if backend in ("triton-ragged", "triton-single"):
+    if backend == "triton-ragged":
         from qwen_vis_prep.backends.triton import ops
 
-        tuning = dict(ragged="descriptors") if backend == "triton-ragged" else dict(pipeline="single")
-        with mock.patch.dict(ops.TUNING, tuning):
+        with mock.patch.dict(ops.TUNING, dict(ragged="descriptors")):
             return qvp.preprocess(x, cfg, backend="triton", layout=layout)
     return qvp.preprocess(x, cfg, backend=backend, layout=layout)
 
@@ -360,11 +360,10 @@ def test_garbage_raises_documented_errors_only(images, layout, check_values, tar
         if backend == "torch-port":
             with mock.patch.object(pillow_cpu, "available", lambda: False):
                 out = qvp.preprocess(images, cfg, backend="torch", layout=layout, check_values=check_values)
-        elif backend in ("triton-ragged", "triton-single"):
+        elif backend == "triton-ragged":
             from qwen_vis_prep.backends.triton import ops
 
-            tuning = dict(ragged="descriptors") if backend == "triton-ragged" else dict(pipeline="single")
-            with mock.patch.dict(ops.TUNING, tuning):
+            with mock.patch.dict(ops.TUNING, dict(ragged="descriptors")):
                 out = qvp.preprocess(images, cfg, backend="triton", layout=layout, check_values=check_values)
         else:
             out = qvp.preprocess(images, cfg, backend=backend, layout=layout, check_values=check_values)

@@ -34,10 +34,9 @@ def test_sweep_smoke_writes_an_accepted_tuning(tmp_path, monkeypatch, scope):
     run = subprocess.run([sys.executable, str(BENCH / "gpu_sweep.py"), "--smoke", scope, str(out)],
                          cwd=BENCH, env=env, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-2000:]
-    assert "single launch (patches per tile" in run.stdout
     assert "pipeline (whole group, wall clock" in run.stdout
     assert "ragged lists (wall clock" in run.stdout
-    assert run.stdout.count("winner:") == (3 if scope == "--pipelines-only" else 6)
+    assert run.stdout.count("winner:") == (2 if scope == "--pipelines-only" else 5)
     assert ("rows pass (columns, rows_tap_loads)" in run.stdout) == (scope == "--rows-only")
     assert "pass 1 (rows, cols" not in run.stdout  # both keep the tile kernels' shapes
     tuning = json.loads(out.read_text())
@@ -47,19 +46,6 @@ def test_sweep_smoke_writes_an_accepted_tuning(tmp_path, monkeypatch, scope):
     triton_ops._apply_tuning_override()  # raises on any value the package would not take
     assert triton_ops.TUNING == tuning
 
-
-@pytest.mark.skipif(not triton_ops.can_run(DEVICE)[0], reason="Triton cannot run here")
-def test_single_parts_smoke_prints_every_part():
-    env = _script_env()
-    run = subprocess.run([sys.executable, str(BENCH / "gpu_single_parts.py"), "--smoke"], cwd=BENCH, env=env,
-                         capture_output=True, text=True, timeout=600)
-    assert run.returncode == 0, run.stderr[-2000:]
-    header = next(line for line in run.stdout.splitlines() if line.startswith("| case"))
-    for part in ("whole", "horizontal stage only", "vertical stage + tail only", "no barriers",
-                 "rows: first pass", "rows: fused pass"):
-        assert f"| {part} |" in header
-    row = next(line for line in run.stdout.splitlines() if line.startswith("| 2x60x90"))
-    assert row.count(" us") == 6
 
 def test_report_table_from_benchmark_json(tmp_path):
     def bench(name, group, median, nbytes=None):
@@ -74,9 +60,9 @@ def test_report_table_from_benchmark_json(tmp_path):
         bench("test_hf_torchvision_cuda[32x1080p]", "32x1080p", 8e-3),
         bench("test_ours_triton_cuda_graph[32x1080p]", "32x1080p", 9e-4),
         bench("test_ours_triton_pipeline[rows-float32-32x1080p]", "32x1080p", 1e-3, 1e9),
-        bench("test_ours_triton_pipeline[single-float32-32x1080p]", "32x1080p", 5e-4, 1e9),
+        bench("test_ours_triton_pipeline[tiles-float32-32x1080p]", "32x1080p", 2e-3, 1e9),
         bench("test_ours_triton_pipeline[rows-bfloat16-32x1080p]", "32x1080p", 9e-4, 6e8),
-        bench("test_ours_triton_pipeline[single-bfloat16-32x1080p]", "32x1080p", 3e-4, 6e8),
+        bench("test_ours_triton_pipeline[tiles-bfloat16-32x1080p]", "32x1080p", 1.5e-3, 6e8),
     ]}
     path = tmp_path / "bench.json"
     path.write_text(json.dumps(data))
@@ -88,5 +74,5 @@ def test_report_table_from_benchmark_json(tmp_path):
     assert row.split(" | ")[1:] == ["1000 us", "800 us", "20000 us", "8000 us", "250 us", "8.0x", "4.00x",
                                    "0.80 |"]
     assert "captured in a CUDA graph (input copy + replay): 900 us (eager 1000 us)" in run.stdout
-    assert ("32x1080p: two launches (rows) 1000 us, one launch (single) 500 us fp32; bf16 900 / 300 us "
-            "(bf16 / fp32: 0.90 / 0.60)") in run.stdout
+    assert ("32x1080p: rows pipeline 1000 us, tile kernels 2000 us fp32; bf16 900 / 1500 us "
+            "(bf16 / fp32: 0.90 / 0.75)") in run.stdout

@@ -219,12 +219,6 @@ def test_same_shape_different_alignment():
                  id="gpu-defaults-rows-column-cap"),  # 4 outputs per thread, fewer as the taps grow
     pytest.param(dict(triton_ops.GPU_TUNING, rows_tap_loads=8, rows_warps=1, rows_block_q=128, ragged="descriptors"),
                  id="gpu-defaults-rows-column-cap-descriptors"),
-    pytest.param(dict(triton_ops.GPU_TUNING, pipeline="single", single_block=2, single_rows=16, single_ctas=1,
-                      patch_taps="tap-major", patch_norm="arith"), id="single-launch-two-patches-tap-major"),
-    pytest.param(dict(triton_ops.GPU_TUNING, pipeline="single", single_block=8, single_rows=4, single_ctas=4,
-                      single_warps=2, single_bands=4), id="single-launch-eight-patches-four-bands"),
-    pytest.param(dict(triton_ops.GPU_TUNING, pipeline="single", single_block=1, single_bands=1, single_warps=1,
-                      single_ctas=16), id="single-launch-one-patch-one-warp"),
     pytest.param(dict(pipeline="rows", rows_per_program=2, rows_block_q=32, rows_patch_block=1, rows_warps=4,
                       rows_unroll=4, rows_patch_warps=2, pass_taps="tap-major", patch_taps="tap-major",
                       patch_norm="table"),
@@ -281,7 +275,8 @@ def test_batches_beyond_the_grid_limit_are_split(monkeypatch):
     ('{"rows_prefetch_to": "L3"}', "one of"),
     ('{"rows_tap_loads": 12}', "one of"),
     ('{"pipeline": "fused"}', "one of"),
-    ('{"single_ctas": 6}', "power of two"),
+    ('{"pipeline": "single"}', "one of"),  # removed in session 10
+    ('{"single_ctas": 4}', "takes keys"),
 ])
 def test_tuning_override_is_validated(monkeypatch, raw, match):
     monkeypatch.setenv(triton_ops.TUNING_ENV, raw)
@@ -446,7 +441,7 @@ def count_launches(monkeypatch) -> dict[str, list]:
     from qwen_vis_prep.backends.triton import kernels
 
     counters = {}
-    for name in ("_one_launch_kernel", "_rows_pass_kernel", "_patch_rows_kernel", "_resample_pass_kernel",
+    for name in ("_rows_pass_kernel", "_patch_rows_kernel", "_resample_pass_kernel",
                  "_patchify_kernel"):
         counters[name] = _CountingKernel(getattr(kernels, name))
         monkeypatch.setattr(kernels, name, counters[name])
@@ -687,130 +682,6 @@ def test_ragged_rows_plan_bit_exact_in_two_launches(monkeypatch, config):
     assert len(rows_first) == len(rows_fused) == 1  # all eligible images, whatever their sizes: two launches
     assert rows_first[0][1:] == rows_fused[0][1:] == (1, 1)  # one flat grid
     assert sum(g[2] for g in grids["_patchify_kernel"]) == len(images) - eligible
-
-
-@pytest.mark.parametrize("config", ROWS_CONFIGS)
-def test_single_launch_pipeline_bit_exact(monkeypatch, config):
-    """pipeline="single": both Pillow passes, normalisation and patchify in one persistent launch per
-    same-shape group, each program filtering its tile's source rows into its own scratch slot and reusing
-    the slot tile after tile (two programs here, on any device, so each takes many tiles; four rows of
-    patches per tile, so the HWC image's six end in a half tile). Stacked batches, same-shape
-    lists (row tables), channels-last and HWC-strided crops, gray, upscales and a 5x downscale (17 taps
-    each way) must give the torch backend's bits, with no launch of the two-launch kernels."""
-    config = dict(config)
-    norm = config.pop("patch_norm", "arith")
-    monkeypatch.setattr(triton_ops, "TUNING", {**triton_ops.TUNING, "pipeline": "single", "patch_norm": norm,
-                                               "ragged": "groups", "single_ctas": 2, "single_block": 4,
-                                               "single_rows": 32, "single_bands": 4})
-    monkeypatch.setattr(triton_ops, "PLANS", type(triton_ops.PLANS)(maxsize=256))
-    # one multiprocessor, as the interpreter has: single_ctas programs in all on a GPU too
-    monkeypatch.setattr(triton_ops, "_multiprocessors", lambda device: 1)
-    grids = count_launches(monkeypatch)
-    cfg = _cfg(**config)
-    crop = _img(130, 201, seed=90)[:, 3:110:2, 5:190]
-    hwc = _img(83, 157, seed=91).permute(1, 2, 0).contiguous().permute(2, 0, 1)
-    gray = _img(50, 171, seed=92)[:1]
-    big = _img(300, 420, seed=89)
-    inputs = [torch.stack([_img(57, 171, seed=93), _img(57, 171, seed=94)]),
-              [_img(60, 90, seed=95), _img(60, 90, seed=96), crop], hwc, gray, big]
-    for x in inputs:
-        a, b = _both(x, cfg)
-        assert torch.equal(a, b)
-    assert len(grids["_one_launch_kernel"]) == len(inputs) + 1  # the list has two sizes
-    assert all(g[0] == 2 for g in grids["_one_launch_kernel"])  # the persistent grid: single_ctas programs
-    assert grids["_rows_pass_kernel"] == grids["_patch_rows_kernel"] == grids["_resample_pass_kernel"] == []
-
-
-def test_single_launch_pipeline_falls_back_where_it_does_not_apply(monkeypatch):
-    """pipeline="single" needs what the rows pipeline needs plus a source at least as tall as the vertical
-    window (here 4 rows upscaled: 5 taps), so that one takes the two rows launches; groups the rows
-    pipeline does not take (no resize, height only, float arithmetic) keep the tile kernels; ragged
-    descriptors keep the two-launch rows kernels. All exact."""
-    from qwen_vis_prep.resample_tables import pil_taps
-
-    assert pil_taps(4, 28)[1].shape[1] == 5
-    monkeypatch.setattr(triton_ops, "TUNING", {**triton_ops.TUNING, "pipeline": "single", "ragged": "groups"})
-    monkeypatch.setattr(triton_ops, "PLANS", type(triton_ops.PLANS)(maxsize=256))
-    grids = count_launches(monkeypatch)
-    short = _img(4, 140, seed=103)
-    a, b = _both(short, _cfg())
-    assert torch.equal(a, b)
-    assert len(grids["_rows_pass_kernel"]) == len(grids["_patch_rows_kernel"]) == 1
-    for x, cfg in [(_img(56, 112, seed=97), _cfg()), (_img(70, 112, seed=98), _cfg()),
-                   (_img(60, 90, seed=100), _cfg(resize_mode="float"))]:
-        a, b = _both(x, cfg)
-        assert torch.equal(a, b)
-    assert grids["_one_launch_kernel"] == [] and len(grids["_rows_pass_kernel"]) == 1
-    monkeypatch.setitem(triton_ops.TUNING, "ragged", "descriptors")
-    a, b = _both([_img(60, 90, seed=104), _img(57, 171, seed=105)], _cfg())
-    assert torch.equal(a, b)
-    assert grids["_one_launch_kernel"] == [] and len(grids["_rows_pass_kernel"]) == 2
-
-
-def test_single_launch_grid_is_balanced(monkeypatch):
-    """The persistent grid: at most ``single_ctas`` programs per multiprocessor, as few as that cap allows,
-    each taking the same number of tiles (but the last ones); a tile is ``single_bands`` rows of
-    ``single_block`` patches; one slot of ``[C, win_max, block * 16]`` bytes per program, ``win_max`` the
-    most source rows one tile reads."""
-    from qwen_vis_prep.resample_tables import pil_window_taps
-
-    monkeypatch.setattr(triton_ops, "TUNING", {**triton_ops.TUNING, "pipeline": "single", "single_block": 4})
-    monkeypatch.setattr(triton_ops, "_multiprocessors", lambda device: 2)
-    cfg = _cfg()
-    shape, size = (3, 3, 300, 420), (112, 168)  # 8 bands x 3 blocks of 4 patches (12 patches) x 3 images
-    taps = triton_ops._kernel_tap_count(300, 112, True)
-    start = pil_window_taps(300, 112, taps)[0]
-    for group, n_tiles in ((1, 72), (2, 36), (4, 18), (8, 9)):
-        triton_ops.TUNING["single_bands"] = group
-        # the most source rows of one tile: its first row's window start to its last row's window end
-        win_max = max(int(start[min(y + 14 * group, 112) - 1]) + taps - int(start[y])
-                      for y in range(0, 112, 14 * group))
-        for ctas in (1, 4, 8, 16, 32, 64):
-            triton_ops.TUNING["single_ctas"] = ctas
-            plan = triton_ops._GroupPlan(shape, (3 * 300 * 420, 300 * 420, 420, 1), 0, size, cfg, 0, None,
-                                         torch.device("cpu"))
-            (programs, _, _) = plan.launch.grid
-            per = -(-n_tiles // programs)  # tiles of the busiest program: no fewer programs could do better
-            assert programs <= 2 * ctas and per == -(-n_tiles // min(n_tiles, 2 * ctas))
-            assert n_tiles > (programs - 1) * per
-            assert plan.scratch == programs * 3 * win_max * 4 * 16
-    assert (ctas, group, programs) == (64, 8, 9)
-
-
-def test_single_launch_stage_flags_split_the_work(monkeypatch):
-    """The kernel's STAGES / BARRIERS flags (for timing parts on a GPU, benchmarks/gpu_single_parts.py) cut
-    the work where they say: with one tile per program, stage 1 alone writes every slot and no output,
-    stage 2 alone then turns those slots into exactly the whole kernel's output, and (in the interpreter,
-    where programs run in turn, so nothing races) dropping the barriers changes no bit. The package itself
-    launches only the defaults."""
-    monkeypatch.setattr(triton_ops, "TUNING", {**triton_ops.TUNING, "pipeline": "single", "single_block": 4,
-                                               "single_bands": 2, "single_ctas": 64})
-    monkeypatch.setattr(triton_ops, "_multiprocessors", lambda device: 1)
-    cfg = _cfg()
-    x = torch.stack([_img(57, 171, seed=110), _img(57, 171, seed=111)])
-    expected = qvp.preprocess(x, cfg, backend="torch").pixel_values
-    size = qvp.smart_resize(57, 171, 28, cfg.min_pixels, cfg.max_pixels)
-    plan = triton_ops._GroupPlan(tuple(x.shape), x.stride(), 0, size, cfg, 0, None, x.device)
-    base = plan.launch
-    assert base.meta["STAGES"] == 3 and base.meta["BARRIERS"] is True
-    assert base.grid[0] == base.static[12] < 64  # n_tiles: one tile per program
-
-    def run(out, slots, **flags):
-        triton_ops._Launcher(base.kernel, base.grid, {**base.meta, **flags}, base.static)(x, out, slots)
-
-    whole = torch.empty_like(expected)
-    run(whole, torch.empty(plan.scratch, dtype=torch.uint8, device=x.device))
-    assert torch.equal(whole, expected)
-    out = torch.full_like(expected, -7.0)
-    slots = torch.zeros(plan.scratch, dtype=torch.uint8, device=x.device)
-    run(out, slots, STAGES=1)
-    assert (out == -7.0).all() and slots.any()
-    run(out, slots, STAGES=2)
-    assert torch.equal(out, expected)
-    if not torch.cuda.is_available():
-        out = torch.empty_like(expected)
-        run(out, torch.empty(plan.scratch, dtype=torch.uint8, device=x.device), BARRIERS=False)
-        assert torch.equal(out, expected)
 
 
 # ------------------------------------------------------------------------------------ warm calls

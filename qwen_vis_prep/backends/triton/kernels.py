@@ -11,8 +11,22 @@ Arithmetic mirrors ``backends/torch_ref.py`` operation by operation so results a
   is correctly rounded twice, which differs from single rounding only in astronomically rare ties).
 """
 
+import inspect
+
 import triton
 import triton.language as tl
+
+
+def _jit_sizes(*sizes: str):
+    """``triton.jit`` that does not specialise the integer arguments ``sizes`` (extents and row counts, never
+    strides) on their divisibility by 16; an argument equal to 1 is still specialised. A kernel then compiles
+    one variant per constexpr set and stride pattern instead of one per size pattern as well, so a server
+    fed arbitrary image sizes stops compiling after its first few calls. On the benchmark shapes the sm_90a
+    code of every kernel below is instruction for instruction the same either way (Triton 3.6, compiled
+    ahead of time; see CHANGELOG). Triton versions without the option get a plain ``triton.jit``."""
+    if "do_not_specialize_on_alignment" in inspect.signature(triton.jit).parameters:
+        return triton.jit(do_not_specialize_on_alignment=list(sizes))
+    return triton.jit
 
 SRC_U8_PIL = 0      # uint8 levels, Pillow fixed-point taps
 SRC_U8_FLOAT = 1    # uint8 levels, float taps, rounded back to levels
@@ -97,7 +111,7 @@ def _find_image(desc_ptr, pid, n_images, FIELDS: tl.constexpr, FIRST: tl.constex
     return lo
 
 
-@triton.jit
+@_jit_sizes("n_r", "n_q", "n_in", "n_qb")
 def _resample_pass_kernel(src_ptr, dst_ptr, idx_ptr, w_ptr, desc_ptr,
                           n_r, n_q, n_in, n_qb,
                           s_b, s_c, s_r, s_q,
@@ -204,7 +218,7 @@ def _resample_pass_kernel(src_ptr, dst_ptr, idx_ptr, w_ptr, desc_ptr,
         tl.store(dst, acc.to(tl.float32), mask=mask)
 
 
-@triton.jit
+@_jit_sizes("rows_per_image", "first_row", "n_in", "n_out")
 def _patchify_kernel(src_ptr, out_ptr, idx_ptr, w_ptr, lut_ptr, norm_ptr, rows_ptr, desc_ptr,
                      rows_per_image, first_row, blocks_w, n_in, n_out,
                      s_b, s_c, s_y, s_x,
@@ -344,7 +358,7 @@ def _prefetch(ptrs, LEVEL: tl.constexpr):
                                   is_pure=False, pack=1)
 
 
-@triton.jit
+@_jit_sizes("n_r", "n_q", "n_qb", "n_images")
 def _rows_pass_kernel(src_ptr, dst_ptr, start_ptr, w_ptr, desc_ptr,
                       n_r, n_q, n_qp, n_qb, n_images,
                       s_b, s_c, s_r, s_q,
@@ -439,7 +453,7 @@ def _rows_pass_kernel(src_ptr, dst_ptr, start_ptr, w_ptr, desc_ptr,
                      mask=((r + ru) < r_end)[:, None] & ok[None, :])
 
 
-@triton.jit
+@_jit_sizes("rows_per_image", "first_row", "n_in", "n_out", "n_images")
 def _patch_rows_kernel(src_ptr, out_ptr, idx_ptr, w_ptr, lut_ptr, norm_ptr, rows_ptr, desc_ptr,
                        rows_per_image, first_row, blocks_w, n_in, n_out, n_images,
                        s_b, s_c, s_y,
@@ -537,104 +551,3 @@ def _band_patches(src, s_c, rows, wts, at, out_ptr, img_row, band, patch_x, x_ok
         val = _to_output(val, out_ptr)
         for t in tl.static_range(T):
             tl.store(dst0 + (c * (T * PP) + t * PP), val, mask=mask)
-
-
-@triton.jit
-def _one_launch_kernel(src_ptr, out_ptr, scratch_ptr, hstart_ptr, hw_ptr, vstart_ptr, vw_ptr, lut_ptr, norm_ptr,
-                       rows_ptr,
-                       rows_per_image, first_row, blocks_w, bands, n_pb, n_tiles, n_q, n_out, win_max,
-                       s_b, s_c, s_r, s_q,
-                       HAS_ROW_TABLE: tl.constexpr, C: tl.constexpr, P: tl.constexpr, M: tl.constexpr,
-                       T: tl.constexpr, TAPS_H: tl.constexpr, TAPS_V: tl.constexpr, PAD: tl.constexpr,
-                       BLOCK: tl.constexpr, BANDS: tl.constexpr, ROWS: tl.constexpr, ARITH: tl.constexpr,
-                       TAP_MAJOR: tl.constexpr, STAGES: tl.constexpr, BARRIERS: tl.constexpr):
-    """Both Pillow passes (width, then height), normalisation, the patch permute, the temporal repeat and the
-    output cast in one launch, for a same-shape batch.
-
-    A tile is ``BLOCK`` neighbouring patches of ``BANDS`` consecutive rows of patches (bands) of one image
-    (fewer bands in an image's last tile). Its output rows read the source rows ``[lo, hi)``: the union of
-    their vertical filter windows (window tables, see ``resample_tables.pil_window_taps``: output row ``y``
-    reads rows ``vstart[y] + k``, ``k < TAPS_V``, all in bounds; ``hi - lo <= win_max``). Stage 1 runs the
-    horizontal pass on those rows, ``ROWS`` at a time (all channels per step), for the tile's columns only
-    (window tables ``hstart`` / ``hw``, ``TAPS_H`` taps) and writes the uint8 levels to the program's own
-    slot of ``scratch`` (``[C, win_max, BLOCK * PAD]``, patch-packed as in ``_rows_pass_kernel``: every
-    patch row starts 16-byte aligned). After a barrier, stage 2 is ``_patch_rows_kernel``'s vertical pass
-    on that slot, band by band. The grid is persistent: program ``pid`` takes tiles ``pid, pid +
-    num_programs, ...`` (patch blocks fastest, then bands, then images) and reuses its slot, behind a
-    second barrier, so the slots stay a few MB that the cache keeps, and no scratch of the whole batch is
-    written or read back. Source rows shared by neighbouring tiles are filtered once for each of them.
-
-    The arithmetic is exactly that of the two-launch pipeline (the same int32 sums, shifts and clamps);
-    ``s_*`` are the source's strides, ``n_q`` / ``n_out`` the resized width / height. ``STAGES`` (3: both)
-    and ``BARRIERS`` (True) exist for timing the parts on a GPU (``benchmarks/gpu_single_parts.py``):
-    ``STAGES=1`` runs stage 1 only (no output), ``STAGES=2`` stage 2 only (from whatever the slot holds), and
-    ``BARRIERS=False`` lets the stages race. Each of those gives wrong output; the package launches only the
-    defaults.
-    """
-    pid = tl.program_id(0)
-    n_prog = tl.num_programs(0)
-    QW: tl.constexpr = BLOCK * PAD
-    qq = tl.arange(0, QW)
-    q_in_tile = (qq // PAD) * P + tl.minimum(qq % PAD, P - 1)    # packed column -> column of the tile
-    ru = tl.arange(0, ROWS)
-    pad = tl.arange(0, PAD)
-    py = tl.minimum(pad, P - 1)
-    slot = scratch_ptr + pid.to(tl.int64) * (C * win_max * QW)
-    plane = win_max * QW                                         # one channel of the slot
-    n_px = blocks_w * M
-    local = tl.arange(0, BLOCK)
-    at2 = (local * PAD)[None, :, None] + pad[None, None, :]     # [1, BLOCK, PAD] in a slot row
-    groups = (bands + BANDS - 1) // BANDS
-    per_image = groups * n_pb
-    for tile in range(pid, n_tiles, n_prog):
-        b = tile // per_image
-        group = (tile - b * per_image) // n_pb
-        patch0 = (tile - b * per_image - group * n_pb) * BLOCK
-        band0 = group * BANDS
-        lo = tl.load(vstart_ptr + band0 * P)
-        hi = tl.load(vstart_ptr + (tl.minimum(band0 + BANDS, bands) * P - 1)) + TAPS_V
-        # stage 1: horizontal pass of rows [lo, hi) for the tile's columns, into the slot
-        q = tl.minimum(patch0 * P + q_in_tile, n_q - 1)
-        at = tl.load(hstart_ptr + q) * s_q
-        wts = ()
-        for k in tl.static_range(TAPS_H):
-            wts = wts + (tl.load(hw_ptr + _tap(q, k, n_q, TAPS_H, TAP_MAJOR))[None, :],)
-        base = src_ptr + b.to(tl.int64) * s_b
-        if STAGES & 1:
-            for r0 in range(lo, hi, ROWS):  # all channels per step: their loads are in flight together
-                rr = r0 + ru
-                window = base + (tl.minimum(rr, hi - 1) * s_r)[:, None] + at[None, :]
-                dst = slot + ((rr - lo) * QW)[:, None] + qq[None, :]
-                for c in tl.static_range(C):
-                    acc = tl.full((ROWS, QW), 1 << 21, tl.int32)
-                    for k in tl.static_range(TAPS_H):
-                        acc += tl.load(window + (c * s_c + k * s_q)).to(tl.int32) * wts[k]
-                    tl.store(dst + c * plane, tl.minimum(tl.maximum(acc >> 22, 0), 255).to(tl.uint8),
-                             mask=(rr < hi)[:, None])
-        if BARRIERS:
-            tl.debug_barrier()  # the slot's rows are complete for every thread of the program
-        # stage 2, band by band: vertical pass from the slot, normalisation, patchify, cast (as
-        # _patch_rows_kernel)
-        if HAS_ROW_TABLE:
-            img_row = tl.load(rows_ptr + b)
-        else:
-            img_row = first_row + b.to(tl.int64) * rows_per_image
-        patch_x = patch0 + local
-        x_ok = patch_x < n_px
-        patch_x = tl.minimum(patch_x, n_px - 1)
-        if STAGES & 2:
-            for bi in tl.static_range(BANDS):
-                band = band0 + bi
-                band_ok = band < bands
-                band = tl.minimum(band, bands - 1)  # past the image's last band: its rows again, not stored
-                y = band * P + py                                                   # [PAD]
-                vstart = tl.load(vstart_ptr + y)
-                rows = ()
-                vwts = ()
-                for k in tl.static_range(TAPS_V):
-                    rows = rows + (((vstart + k - lo) * QW)[:, None, None],)
-                    vwts = vwts + (tl.load(vw_ptr + _tap(y, k, n_out, TAPS_V, TAP_MAJOR))[:, None, None],)
-                _band_patches(slot, plane, rows, vwts, at2, out_ptr, img_row, band, patch_x, x_ok & band_ok,
-                              blocks_w, lut_ptr, norm_ptr, C, P, M, T, TAPS_V, PAD, BLOCK, ARITH)
-        if BARRIERS:
-            tl.debug_barrier()  # every read of the slot is done before the next tile writes it

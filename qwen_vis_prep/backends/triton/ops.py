@@ -4,9 +4,7 @@ A same-shape batch takes at most two launches (first separable pass into a uint8
 last pass fused with normalisation + patchify + cast, writing each output element once); no resize is one
 launch. Two kernel pairs do this: the "rows" pipeline (``_RowsPass`` + ``_patch_rows_kernel``, patch-packed
 scratch) for Pillow arithmetic resized width first, the tile kernels (``_Pass`` + ``_patchify_kernel``) for
-everything else (see ``GPU_TUNING``). The opt-in ``pipeline="single"`` runs what the rows pipeline takes in
-one persistent launch (``_one_launch_kernel``: each program filters its tile's source rows into its own
-small scratch slot, then runs the fused tail from it; slower than the rows pipeline on the H200). Ragged
+everything else (see ``GPU_TUNING``). Ragged
 lists are grouped by shape: two launches per distinct shape (a group's images are read in place when they
 lie at one step in one buffer, else stacked; see :func:`_group_source`). Every table (filter taps, level
 table, normalisation constants, row offsets) comes from a device-side LRU cache and every launch from a
@@ -24,14 +22,13 @@ import functools
 import json
 import os
 
-import numpy as np
 import torch
 
 from ... import host_memory
 from ...checks import ImageBatch
 from ...config import VisionPreprocessConfig
 from ...resample_tables import (DEVICE_TABLES, DeviceTableCache, device_taps, device_window_taps, float_taps,
-                                padded_taps, pil_taps, pil_window_taps, to_device, upload_table)
+                                padded_taps, pil_taps, to_device, upload_table)
 from ...sizing import pillow_vertical_first, separable_passes
 from .. import torch_ref
 
@@ -47,28 +44,25 @@ from .. import torch_ref
 # "tap-major" filter tables make one tap of neighbouring outputs contiguous. pass_loads="words" (aligned
 # 32-bit tap loads), ragged="descriptors" (a ragged list in a few launches through per-image descriptor
 # tables) and rows_unroll > 1 (rows of the rows pass per step) are exact too but were slower or no faster
-# end to end on the H200, so they stay opt-in. pipeline="single" (both passes of a same-shape group in one
-# persistent launch, kernels._one_launch_kernel; its single_* entries: patches per tile, rows of patches
-# per tile, source rows per step, warps, programs per multiprocessor) is exact and saves a launch and the
-# scratch round trip, but on the H200, with its best shape (the single_* entries here), it took 1.3x
-# (1x1080p) to 3.8x (8x4K) the rows pipeline's time (session 9, benchmarks/RESULTS.md), so it stays opt-in.
+# end to end on the H200, so they stay opt-in. A one-launch pipeline (both passes in one persistent kernel,
+# sessions 8-10) was exact but 2.6-4.2x slower than "rows" on the H200 in every case, its horizontal stage
+# alone 5x the rows pass (benchmarks/RESULTS.md, session 10), and was removed.
 GPU_TUNING = {"pass_block_r": 1, "pass_block_q": 256, "pass_warps": 2, "pass_taps": "tap-major",
               "pass_loads": "bytes", "patch_block": 1, "patch_warps": 2, "patch_norm": "table",
               "patch_taps": "out-major", "ragged": "groups", "pipeline": "rows", "rows_per_program": 16,
               "rows_block_q": 256, "rows_warps": 4, "rows_unroll": 1, "rows_prefetch": 4, "rows_prefetch_to": "L2",
-              "rows_tap_loads": 16, "rows_patch_block": 1, "rows_patch_warps": 1, "single_block": 2,
-              "single_rows": 8, "single_bands": 2, "single_warps": 4, "single_ctas": 4}
+              "rows_tap_loads": 16, "rows_patch_block": 1, "rows_patch_warps": 1}
 TUNING = dict(GPU_TUNING)
 _TAP_LAYOUTS = ("out-major", "tap-major")
 _TUNING_CHOICES = {"patch_norm": ("table", "arith"), "pass_taps": _TAP_LAYOUTS, "patch_taps": _TAP_LAYOUTS,
                    "ragged": ("groups", "descriptors"), "pass_loads": ("bytes", "words"),
-                   "pipeline": ("tiles", "rows", "single"), "rows_prefetch": (0, 1, 2, 4, 8, 16),
+                   "pipeline": ("tiles", "rows"), "rows_prefetch": (0, 1, 2, 4, 8, 16),
                    "rows_prefetch_to": ("L2", "L1"), "rows_tap_loads": (0, 8, 16, 32)}
 # Triton's CPU interpreter pays per program, so it runs bigger tiles; the results do not depend on the
 # launch shape (tests/test_triton.py checks the GPU defaults and others in the interpreter too).
 _INTERPRETER_TUNING = {"pass_block_r": 8, "pass_block_q": 128, "pass_warps": 4, "patch_block": 16,
                        "patch_warps": 4, "rows_per_program": 16, "rows_block_q": 256, "rows_tap_loads": 0,
-                       "rows_patch_block": 8, "single_block": 8, "single_rows": 32}
+                       "rows_patch_block": 8}
 TUNING_ENV = "QWEN_VIS_PREP_TRITON_TUNING"      # JSON object overriding TUNING entries (experts, sweeps)
 FAST_LAUNCH_ENV = "QWEN_VIS_PREP_FAST_LAUNCH"   # "0" turns off the direct launch of compiled kernels
 _MAX_GRID_YZ = 65535  # CUDA's limit on grid dims 1 and 2 (images per launch ride on dim 2)
@@ -340,13 +334,6 @@ def _rows_block_q(taps: int) -> int:
     return block_q
 
 
-@functools.lru_cache(maxsize=None)
-def _multiprocessors(device: torch.device) -> int:
-    """Streaming multiprocessors of a CUDA ``device`` (1 elsewhere: the interpreter runs programs in turn)."""
-    device = torch.device(device)
-    return torch.cuda.get_device_properties(device).multi_processor_count if device.type == "cuda" else 1
-
-
 def _rows_prefetch(device: torch.device) -> dict:
     """The rows pass's prefetch constexprs: distance ``TUNING["rows_prefetch"]`` into the cache level
     ``TUNING["rows_prefetch_to"]`` on CUDA; distance 0 elsewhere (the interpreter runs no PTX, and a
@@ -396,7 +383,7 @@ def _rows_pipeline(members: list[tuple[list[tuple[bool, int]], int]], kind: int,
     least as wide as the launch's filter window (the longest tap count among them), so no window reaches
     outside its row."""
     passes = members[0][0]
-    if not (TUNING["pipeline"] in ("rows", "single") and kind == 0 and len(passes) == 2 and not passes[0][0]
+    if not (TUNING["pipeline"] == "rows" and kind == 0 and len(passes) == 2 and not passes[0][0]
             and 0 < patch <= _PACKED_RUN):
         return False
     taps = max(_kernel_tap_count(in_w, own[0][1], True) for own, in_w in members)
@@ -424,7 +411,7 @@ class _GroupPlan:
     the config and the output rows: built once, cached in ``PLANS``, so a warm call only allocates the
     scratch and launches (no host work per image, no table lookups, no host<->device traffic)."""
 
-    __slots__ = ("first", "launch", "fits", "scratch")
+    __slots__ = ("first", "launch", "fits")
 
     def __init__(self, shape: tuple[int, ...], strides: tuple[int, ...], kind: int, size: tuple[int, int],
                  config: VisionPreprocessConfig, first_row: int, row_offsets: tuple[int, ...] | None,
@@ -443,12 +430,8 @@ class _GroupPlan:
         rows = (h // p) * (w // p)
         blocks_w = w // (p * m)
         rows_t = _row_table(row_offsets, device) if row_offsets is not None else None
-        self.scratch = None
         if _rows_pipeline([(passes, in_w)], kind, p):
-            if TUNING["pipeline"] == "single" and in_h >= _kernel_tap_count(in_h, h, True):
-                self._init_single(shape, strides, size, config, rows, blocks_w, first_row, rows_t, device)
-            else:
-                self._init_rows(shape, strides, size, config, rows, blocks_w, first_row, rows_t, device)
+            self._init_rows(shape, strides, size, config, rows, blocks_w, first_row, rows_t, device)
             return
         self.first = None
         if len(passes) == 2:
@@ -502,52 +485,7 @@ class _GroupPlan:
                                  norm, rows, first_row, blocks_w, in_h, h, 1, c * in_h * n_qp, in_h * n_qp, n_qp))
         # desc_ptr (after rows_t): unused placeholder
 
-    def _init_single(self, shape: tuple[int, ...], strides: tuple[int, ...], size: tuple[int, int],
-                     config: VisionPreprocessConfig, rows: int, blocks_w: int, first_row: int,
-                     rows_t: torch.Tensor | None, device: torch.device) -> None:
-        """The ``pipeline="single"`` plan: both passes and the fused tail in one persistent launch of
-        ``kernels._one_launch_kernel`` (the source at least as tall as the vertical filter window, so its
-        window tables apply); ``self.scratch`` is the per-call size of the programs' slots."""
-        from ...functional import level_table
-        from .kernels import _one_launch_kernel
-
-        b, c, in_h, in_w = shape
-        h, w = size
-        p, m, t = config.patch_size, config.merge_size, config.image_frames
-        tap_major = TUNING["patch_taps"] == "tap-major"
-        taps_h, taps_v = _kernel_tap_count(in_w, w, True), _kernel_tap_count(in_h, h, True)
-        hstart, hw = device_window_taps(in_w, w, taps_h, device, tap_major)
-        vstart, vw = device_window_taps(in_h, h, taps_v, device, tap_major)
-        block, group = TUNING["single_block"], TUNING["single_bands"]
-        bands, n_pb = h // p, -(-(blocks_w * m) // block)
-        host_vstart = pil_window_taps(in_h, h, taps_v)[0]
-        first_rows = host_vstart[::p * group]                                   # each tile's first output row
-        last_rows = host_vstart[np.minimum(np.arange(group, bands + group, group), bands) * p - 1]
-        win_max = int((last_rows - first_rows + taps_v).max())                  # source rows of a tile
-        n_tiles = b * -(-bands // group) * n_pb
-        cap = TUNING["single_ctas"] * _multiprocessors(device)
-        programs = -(-n_tiles // -(-n_tiles // cap))  # fewest that give no program more tiles than the cap does
-        slot = c * win_max * block * _PACKED_RUN
-        _check_int32_extent((1, c, win_max, block * _PACKED_RUN), (slot, win_max * block * _PACKED_RUN,
-                                                                   block * _PACKED_RUN, 1))
-        self.first = None
-        self.scratch = programs * slot
-        norm = _norm_vector(config, device)
-        self.launch = _Launcher(_one_launch_kernel, (programs, 1, 1),
-                                dict(HAS_ROW_TABLE=rows_t is not None, C=c, P=p, M=m, T=t, TAPS_H=taps_h,
-                                     TAPS_V=taps_v, PAD=_PACKED_RUN, BLOCK=block, BANDS=group,
-                                     ROWS=TUNING["single_rows"],
-                                     ARITH=TUNING["patch_norm"] == "arith" and arithmetic_levels_exact(config),
-                                     TAP_MAJOR=tap_major, STAGES=3, BARRIERS=True,
-                                     num_warps=TUNING["single_warps"]),
-                                (hstart, hw, vstart, vw, level_table(config, device), norm,
-                                 norm if rows_t is None else rows_t, rows, first_row, blocks_w, bands, n_pb, n_tiles,
-                                 w, h, win_max, *strides))
-
     def run(self, src: torch.Tensor, out: torch.Tensor) -> None:
-        if self.scratch is not None:
-            self.launch(src, out, torch.empty(self.scratch, dtype=torch.uint8, device=src.device))
-            return
         if self.first is not None:
             src = self.first.run(src)
         self.launch(src, out)
