@@ -2,8 +2,8 @@
 # One call on a GPU machine: versions, the sweep (with --pipelines-only: the pipeline and the ragged path),
 # the GPU benchmarks and their table, the profile, then every CUDA test (newest paths, the rest of the CUDA
 # and Triton tests, GPU memory bounds, reliability and errors, fuzz, the thousand-sizes cache test) as
-# parallel processes; the table again last. The timed steps run alone on the
-# card, first; each step writes its file under OUTDIR as it ends, so a call cut short still returns what ran.
+# parallel processes; the table again last. The timed steps run alone on the card, first; each step writes
+# its file under OUTDIR as it ends, so a call cut short still returns what ran.
 # Usage: [GPU_CHECK_BUDGET_S=540] bash benchmarks/gpu_check.sh [OUTDIR]
 #   Each step has its own timeout, cut to what is left of GPU_CHECK_BUDGET_S (a step with under 15 s left is
 #   skipped). Session 7 ran the steps one after another and a budget of 470 s cut the last two (the

@@ -3,18 +3,17 @@
 Each kernel is timed on its own with ``triton.testing.do_bench`` (device time, medians), on the shapes of the
 benchmark cases: pass 1 horizontally and vertically on 32 x 1080p and horizontally on 8 x 4K (13 taps); the
 fused last pass from the 32 x 1080p scratch (float32 and bfloat16 output) and on 64 x 448 (no resize); a
-whole group with each pipeline (wall clock); the
-kernels of ``pipeline="rows"`` (packed scratch; its first pass on one 1080p image too, where a grid of a few
-waves may favour other shapes); and ragged lists (16 and 4 mixed sizes) end to end, launched per size or
-through descriptor tables.
+whole group with each pipeline (wall clock); the kernels of ``pipeline="rows"`` (packed scratch; its first
+pass on one 1080p image too, where a grid of a few waves may favour other shapes); and ragged lists (16
+and 4 mixed sizes) end to end, launched per size or through descriptor tables.
 Every variant's output is compared with ``torch.equal`` against the first variant's, so a launch shape that
 broke the arithmetic would show up here too. The winner (lowest sum of time / best time over the cases) is
 printed and written as JSON, ready for ``QWEN_VIS_PREP_TRITON_TUNING``.
 
 Usage: ``python benchmarks/gpu_sweep.py [OUT.json] [--rows-only] [--pipelines-only] [--smoke]``;
 ``--rows-only`` keeps the tile kernels' launch shapes as they are and sweeps the rest; ``--pipelines-only``
-also keeps the rows pipeline's two kernels' shapes and picks only the pipeline and the ragged path; ``--smoke`` runs tiny shapes (works under ``TRITON_INTERPRET=1`` on a CPU, to test
-this script itself).
+also keeps the rows pipeline's two kernels' shapes and picks only the pipeline and the ragged path;
+``--smoke`` runs tiny shapes (works under ``TRITON_INTERPRET=1`` on a CPU, to test this script itself).
 """
 
 from __future__ import annotations

@@ -21,9 +21,10 @@ def _jit_sizes(*sizes: str):
     """``triton.jit`` that does not specialise the integer arguments ``sizes`` (extents and row counts, never
     strides) on their divisibility by 16; an argument equal to 1 is still specialised. A kernel then compiles
     one variant per constexpr set and stride pattern instead of one per size pattern as well, so a server
-    fed arbitrary image sizes compiles only for tap counts and stride patterns it has not met yet. On the benchmark shapes the sm_90a
-    code of every kernel below is instruction for instruction the same either way (Triton 3.6, compiled
-    ahead of time; see CHANGELOG). Triton versions without the option get a plain ``triton.jit``."""
+    fed arbitrary image sizes compiles only for tap counts and stride patterns it has not met yet. On the
+    benchmark shapes the sm_90a code of every kernel below is instruction for instruction the same either
+    way (Triton 3.6, compiled ahead of time; see CHANGELOG). Triton versions without the option get a plain
+    ``triton.jit``."""
     if "do_not_specialize_on_alignment" in inspect.signature(triton.jit).parameters:
         return triton.jit(do_not_specialize_on_alignment=list(sizes))
     return triton.jit

@@ -4,11 +4,11 @@ A same-shape batch takes at most two launches (first separable pass into a uint8
 last pass fused with normalisation + patchify + cast, writing each output element once); no resize is one
 launch. Two kernel pairs do this: the "rows" pipeline (``_RowsPass`` + ``_patch_rows_kernel``, patch-packed
 scratch) for Pillow arithmetic resized width first, the tile kernels (``_Pass`` + ``_patchify_kernel``) for
-everything else (see ``GPU_TUNING``). Ragged
-lists are grouped by shape: two launches per distinct shape (a group's images are read in place when they
-lie at one step in one buffer, else stacked; see :func:`_group_source`). Every table (filter taps, level
-table, normalisation constants, row offsets) comes from a device-side LRU cache and every launch from a
-cached plan, so a warm call does no host<->device copy and no sync, and can be captured in a CUDA graph.
+everything else (see ``GPU_TUNING``). Ragged lists are grouped by shape: two launches per distinct shape (a
+group's images are read in place when they lie at one step in one buffer, else stacked; see
+:func:`_group_source`). Every table (filter taps, level table, normalisation constants, row offsets) comes
+from a device-side LRU cache and every launch from a cached plan, so a warm call does no host<->device copy
+and no sync, and can be captured in a CUDA graph.
 The first call for a new size uploads its tables and waits for them (see ``resample_tables.upload_table``).
 A repeated call on an image tensor or a list of them with the same metadata (shapes, strides, dtypes,
 device, alignments, config, backend, layout) skips validation, sizing and the plan lookups: :func:`warm_call`
