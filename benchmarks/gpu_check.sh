@@ -6,9 +6,9 @@
 # its file under OUTDIR as it ends, so a call cut short still returns what ran.
 # Usage: [GPU_CHECK_BUDGET_S=540] bash benchmarks/gpu_check.sh [OUTDIR]
 #   Each step has its own timeout, cut to what is left of GPU_CHECK_BUDGET_S (a step with under 15 s left is
-#   skipped). Session 7 ran the steps one after another and a budget of 470 s cut the last two (the
-#   thousand-sizes test alone spends minutes in Triton's compiler); the tests now share the card and the
-#   host's cores after the timed steps.
+#   skipped). Run one after another, the steps did not fit a budget of 470 s (H200, 2026-11-26, commit
+#   185d646): it cut the last two (the thousand-sizes test alone spends minutes in Triton's compiler); the
+#   tests now share the card and the host's cores after the timed steps.
 set -u
 OUT_DIR="${1:-${OUT:-/tmp/qvp_gpu}}"
 mkdir -p "$OUT_DIR"
@@ -29,8 +29,9 @@ print("torch", torch.__version__, "triton", triton.__version__, "pillow", PIL.__
       "transformers", transformers.__version__)
 PY
 step sweep
-# --pipelines-only: the tile kernels and the rows pipeline's two kernels keep their shapes (sessions 4 and 7's
-# winners, in GPU_TUNING); the time goes to the pipeline choice and the ragged path
+# --pipelines-only: the tile kernels and the rows pipeline's two kernels keep their shapes (GPU_TUNING's,
+# from the H200 sweeps of 2026-11-26 on commits 4751c30, 9996f6e and 185d646); the time goes to the
+# pipeline choice and the ragged path
 run_for 200 python3 benchmarks/gpu_sweep.py "$OUT_DIR/tuning.json" --pipelines-only > "$OUT_DIR/sweep.txt" 2>&1; tail -4 "$OUT_DIR/sweep.txt"
 if [ -s "$OUT_DIR/tuning.json" ]; then export QWEN_VIS_PREP_TRITON_TUNING="$(cat "$OUT_DIR/tuning.json")"; fi
 echo "tuning: ${QWEN_VIS_PREP_TRITON_TUNING:-defaults}"

@@ -38,9 +38,9 @@ PATCH_VARIANTS = [("arith", 1, 2, "out-major"), ("arith", 1, 2, "tap-major"), ("
 # pipeline="rows" (kernels._rows_pass_kernel + _patch_rows_kernel): (rows per program, columns, warps, rows
 # per step, prefetch distance in rows, prefetch level) of the horizontal pass, timed with the column cap off
 # (rows_tap_loads=0), then (columns, rows_tap_loads) around the winner, then (patches per program, warps)
-# of the fused pass. Session 7 on an H200: prefetching 4 rows ahead won (378 -> 323 us on 1080p), 256
-# columns won on 1080p (7 taps) and 128 on 4K (13 taps), rows per step above 1 lost (460-740 us), L1 and L2
-# prefetch tied; (1, 1) and (2, 1) tied for the fused pass.
+# of the fused pass. On an H200 (2026-11-26, commit 185d646; benchmarks/RESULTS.md): prefetching 4 rows
+# ahead won (378 -> 323 us on 1080p), 256 columns won on 1080p (7 taps) and 128 on 4K (13 taps), rows per
+# step above 1 lost (460-740 us), L1 and L2 prefetch tied; (1, 1) and (2, 1) tied for the fused pass.
 ROWS_PASS_VARIANTS = [(16, 256, 4, 1, 4, "L2"), (16, 128, 4, 1, 4, "L2"), (16, 256, 4, 1, 2, "L2"),
                       (16, 256, 4, 1, 8, "L2"), (16, 256, 4, 1, 16, "L2"), (32, 256, 4, 1, 4, "L2"),
                       (8, 256, 4, 1, 4, "L2"), (16, 256, 8, 1, 4, "L2"), (32, 256, 8, 1, 4, "L2"),
@@ -64,7 +64,7 @@ def _time_wall(fn) -> float:
     """Seconds per call, wall clock from the call to the end of its device work (median of 30 synchronised
     calls after 5 warm-ups; one call without CUDA, for smoke runs), for cases whose host time matters:
     ``do_bench`` reads device events around each call, and on the host-bound 16-mixed list its ranking
-    disagreed with the synchronised benchmark in sessions 4 and 7."""
+    disagreed with the synchronised benchmark (H200, 2026-11-26, commits 4751c30, 9996f6e and 185d646)."""
     if not torch.cuda.is_available():
         return _time(fn)
     sync = torch.cuda.synchronize
@@ -183,8 +183,9 @@ def main(argv: list[str]) -> None:
         set_patch(_pick(patch_variants, patch_cases, set_patch, "fused pass (norm, rows, warps, tables)"))
         save()
 
-    # the pipelines end to end with the rows pipeline's shapes as they are (session 7's winners); the rows
-    # stages below (not under --pipelines-only) may still move those
+    # the pipelines end to end with the rows pipeline's shapes as they are (GPU_TUNING's, from the H200
+    # sweep of 2026-11-26 on commit 185d646); the rows stages below (not under --pipelines-only) may still
+    # move those
     def set_pipeline(v):
         ops.TUNING.update(pipeline=v[0])
 
@@ -201,7 +202,7 @@ def main(argv: list[str]) -> None:
     save()
 
     # pipeline="rows": its two kernels' launch shapes (each timed alone, on the same cases as above);
-    # --pipelines-only keeps them as they are (session 7's winners, in GPU_TUNING)
+    # --pipelines-only keeps them as they are (GPU_TUNING's, from the H200 sweep of 2026-11-26 on 185d646)
     if not pipelines_only:
         ops.TUNING.update(pipeline="rows")
 
@@ -255,8 +256,9 @@ def main(argv: list[str]) -> None:
 
     # Ragged lists: two launches per distinct size ("groups") or a few in all ("descriptors"). Timed end
     # to end on the wall clock (host launches included: that is what differs), on test_bench_gpu.py's 16
-    # mixed sizes. Sessions 4 and 7 timed this stage with do_bench, which picked descriptors, while the
-    # synchronised benchmark measured per size as faster (878 vs 975 us in session 7).
+    # mixed sizes. Timed with do_bench (H200, 2026-11-26, commits 4751c30, 9996f6e and 185d646), this
+    # stage picked descriptors, while the synchronised benchmark measured per size as faster (878 vs 975 us
+    # on 185d646).
     from test_bench_gpu import MIXED_SIZES  # benchmarks/ is this script's directory, first on sys.path
 
     mixed_sizes = [(60, 90), (45, 130), (90, 40), (56, 56)] if smoke else MIXED_SIZES

@@ -1,16 +1,20 @@
-"""Pillow-exact, bandwidth-bound Qwen-VL (Qwen2-VL, Qwen2.5-VL, Qwen3-VL) image preprocessing."""
+"""Pillow-exact, bandwidth-bound Qwen-VL (Qwen2-VL, Qwen2.5-VL, Qwen3-VL) image and video preprocessing."""
 
-from .config import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, PRESETS, VisionPreprocessConfig
-from .functional import preprocess, resize, select_backend
+from . import io
+from .config import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, VideoConfig, VisionPreprocessConfig
+from .encoder import QwenVisionEncoder
+from .functional import preprocess, preprocess_videos, resize, select_backend
 from .module import QwenVisionPreprocessor
 from .outputs import VisionBatch
-from .sizing import smart_resize
-from .tower import QwenVisionEncoder, fold_patch_embed_weight, tower_kwargs, vision_tower_inputs
-from .video import VIDEO_PRESETS, VideoConfig, preprocess_videos, sample_frame_indices
+from .presets import MODEL_PRESETS, PRESETS, VIDEO_PRESETS, ModelPreset
+from .sizing import sample_frame_indices, smart_resize
+from .tower import fold_patch_embed_weight, tower_kwargs, vision_tower_inputs
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "MODEL_PRESETS",
+    "ModelPreset",
     "OPENAI_CLIP_MEAN",
     "OPENAI_CLIP_STD",
     "PRESETS",
@@ -22,6 +26,7 @@ __all__ = [
     "VisionPreprocessConfig",
     "__version__",
     "fold_patch_embed_weight",
+    "io",
     "preprocess",
     "preprocess_videos",
     "resize",

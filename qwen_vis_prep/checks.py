@@ -1,4 +1,5 @@
-"""Input validation and conversion to channel-first RGB views. Errors name what was expected and what came."""
+"""Input validation and conversion to channel-first RGB views, for images and video clips. Errors name what
+was expected and what came, and which item."""
 
 from __future__ import annotations
 
@@ -9,44 +10,12 @@ from typing import Any, Literal, Sequence
 import numpy as np
 import torch
 
+from .contract import ImageBatch, VideoBatch
+
 Layout = Literal["auto", "chw", "hwc"]
 
 SUPPORTED_DTYPES = (torch.uint8, torch.float32, torch.float16, torch.bfloat16, torch.float64)
 _CHANNELS = (1, 3, 4)
-
-
-class ImageBatch:
-    """Images ready for a backend: each ``[3, H, W]`` (a view where possible), all on one device.
-
-    ``stacked`` is the original ``[B, 3, H, W]`` tensor when the input was one batched tensor (every image
-    the same shape), so backends can process it without gathering; its per-image views in ``images`` are
-    then made only when asked for (a batch of 64 would otherwise pay 64 views per call).
-    """
-
-    __slots__ = ("_images", "stacked", "device")
-
-    def __init__(self, images: list[torch.Tensor] | None, stacked: torch.Tensor | None,
-                 device: torch.device) -> None:
-        if images is None and stacked is None:
-            raise ValueError("ImageBatch needs images or a stacked batch")
-        self._images = images
-        self.stacked = stacked
-        self.device = device
-
-    @property
-    def images(self) -> list[torch.Tensor]:
-        if self._images is None:
-            self._images = list(self.stacked.unbind(0))
-        return self._images
-
-    def __len__(self) -> int:
-        return self.stacked.shape[0] if self.stacked is not None else len(self._images)
-
-    @property
-    def requires_grad(self) -> bool:
-        if self.stacked is not None:
-            return self.stacked.requires_grad
-        return any(img.requires_grad for img in self._images)
 
 
 def describe(x: Any) -> str:
@@ -250,3 +219,84 @@ def wants_value_check(check_values: bool | None, x: torch.Tensor) -> bool:
     if not x.is_floating_point():
         return False
     return (x.device.type == "cpu") if check_values is None else bool(check_values)
+
+
+def _as_frames(x: Any, layout: Layout, do_convert_rgb: bool, input_range: str, check_values: bool | None,
+               where: str) -> torch.Tensor:
+    """One clip (``[T, C, H, W]`` tensor, ``[T, H, W, C]`` array, or a list of frames) -> ``[T, 3, H, W]``."""
+    try:
+        if isinstance(x, np.ndarray):
+            if x.dtype == np.bool_ or x.dtype.kind not in "uf" or x.dtype == np.uint16:
+                raise TypeError(f"expected a uint8 or float numpy array, got dtype {x.dtype}")
+            x = torch.from_numpy(np.ascontiguousarray(x))
+            layout = "hwc" if layout == "auto" else layout
+        if isinstance(x, torch.Tensor):
+            if x.dim() != 4:
+                raise ValueError(f"expected a clip with 4 dims ([T, C, H, W], or [T, H, W, C] with layout='hwc'), "
+                                 f"got {x.dim()} dims: {describe(x)}"
+                                 + ("; wrap the frames of one clip in a list" if x.dim() == 3 else ""))
+            if x.shape[0] == 0:
+                raise ValueError("expected at least one frame, got a clip of 0 frames")
+            return prepare_images(x, layout=layout, do_convert_rgb=do_convert_rgb, input_range=input_range,
+                                  check_values=check_values).stacked
+        if isinstance(x, (list, tuple)):
+            if len(x) == 0:
+                raise ValueError("expected at least one frame, got an empty list")
+            frames = prepare_images(list(x), layout=layout, do_convert_rgb=do_convert_rgb,
+                                    input_range=input_range, check_values=check_values).images
+            shapes = {tuple(f.shape) for f in frames}
+            if len(shapes) > 1:
+                raise ValueError(f"all frames of a clip must have one size, got {sorted(shapes)}")
+            dtypes = {f.dtype for f in frames}
+            if len(dtypes) > 1:
+                raise TypeError(f"all frames of a clip must have one dtype, got {sorted(map(str, dtypes))}")
+            return torch.stack(frames)
+        raise TypeError(f"expected a clip: a torch.Tensor [T, C, H, W], a numpy array [T, H, W, C] or a list "
+                        f"of frames, got {describe(x)}")
+    except (TypeError, ValueError) as e:
+        msg = str(e)
+        if msg.startswith("images"):  # prepare_images names frames "images"
+            msg = "frames" + msg[len("images"):]
+        raise type(e)(f"{where}: {msg}") from None
+
+
+def prepare_videos(videos: Any, *, layout: Layout = "auto", do_convert_rgb: bool = True,
+                   input_range: str = "0-255", check_values: bool | None = None) -> VideoBatch:
+    """Validate ``videos`` and return channel-first RGB clips on one device.
+
+    Accepts one clip (``[T, C, H, W]`` tensor; ``[T, H, W, C]`` numpy array), a batch (``[B, T, C, H, W]``
+    tensor or ``[B, T, H, W, C]`` array), or a non-empty list of clips (each a 4-dim tensor / array or a list
+    of frames: tensors, arrays, PIL images), ragged in size and length. Frames are checked as images are
+    (:func:`qwen_vis_prep.checks.prepare_images`).
+    """
+    kw = dict(layout=layout, do_convert_rgb=do_convert_rgb, input_range=input_range, check_values=check_values)
+    if isinstance(videos, np.ndarray) and videos.ndim == 5:
+        videos = torch.from_numpy(np.ascontiguousarray(videos))
+        kw["layout"] = "hwc" if layout == "auto" else layout
+    if isinstance(videos, torch.Tensor) and videos.dim() == 5:
+        b, t = videos.shape[:2]
+        if b == 0 or t == 0:
+            raise ValueError(f"videos: expected at least one clip of at least one frame, got shape "
+                             f"{tuple(videos.shape)}")
+        stacked = _as_frames(videos.flatten(0, 1), where="videos", **kw)
+        return VideoBatch(list(stacked.unflatten(0, (b, t)).unbind(0)), stacked, stacked.device)
+    if isinstance(videos, (torch.Tensor, np.ndarray)):
+        clips = [_as_frames(videos, where="videos", **kw)]
+    elif isinstance(videos, (list, tuple)):
+        if len(videos) == 0:
+            raise ValueError("videos: expected at least one clip, got an empty list")
+        frames_given = all(not isinstance(v, (list, tuple)) and getattr(v, "ndim", 4) == 3 for v in videos)
+        bad = 0 if frames_given else next(
+            (i for i, v in enumerate(videos) if not isinstance(v, (list, tuple, torch.Tensor, np.ndarray))), None)
+        if bad is not None:
+            raise ValueError(f"videos: a list must hold clips (4-dim tensors / arrays, or lists of frames), got "
+                             f"{describe(videos[bad])} at videos[{bad}]; to pass the frames of one clip, nest "
+                             f"them: videos=[[frame0, frame1, ...]] or stack them into [T, C, H, W]")
+        clips = [_as_frames(v, where=f"videos[{i}]", **kw) for i, v in enumerate(videos)]
+    else:
+        raise TypeError(f"videos: expected a torch.Tensor, a numpy array or a list of clips, got {describe(videos)}")
+    device = clips[0].device
+    for i, c in enumerate(clips):
+        if c.device != device:
+            raise ValueError(f"videos[{i}]: all clips must be on one device, got {c.device} after {device}")
+    return VideoBatch(clips, None, device)

@@ -17,17 +17,15 @@ import re
 import statistics
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import torch
 
-from . import __version__
-from .config import PRESETS, VisionPreprocessConfig
-from .functional import preprocess
+from . import PRESETS, VisionBatch, VisionPreprocessConfig, __version__, preprocess
 from .io import (ImageLoadError, expand_paths, load_image, nvjpeg_available, sample_images, try_load_images,
                  unpatchify)
-from .outputs import VisionBatch
 
 PROG = "qwen-vis-prep"
 INSTALL_HINT = "pip install 'qwen_vis_prep[cli]'"
@@ -99,14 +97,18 @@ def _config(args: argparse.Namespace, **fields: Any) -> VisionPreprocessConfig:
         overrides["min_pixels"] = args.min_pixels
     if getattr(args, "max_pixels", None) is not None:
         overrides["max_pixels"] = args.max_pixels
+    lenient = getattr(args, "lenient_config", False)
+    if lenient and not getattr(args, "config", None):
+        raise CliError("--lenient-config applies to the file of --config DIR_OR_JSON, and no --config was given")
     try:
         if getattr(args, "config", None):
             from .pretrained import config_from_hf
 
-            return config_from_hf(args.config, **overrides)
+            return config_from_hf(args.config, strict=not lenient, **overrides)
         return VisionPreprocessConfig.from_preset(args.preset, **overrides)
     except (OSError, ValueError, TypeError) as e:
-        raise CliError(str(e)) from None
+        # config_from_hf names its keyword argument; on the command line it is a flag
+        raise CliError(str(e).replace("Pass strict=False", "Pass --lenient-config")) from None
 
 
 def _inputs(paths: Sequence[str], failures: _Failures) -> list[str]:
@@ -159,6 +161,9 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
                    help="checkpoint family (default: %(default)s)")
     p.add_argument("--config", metavar="DIR_OR_JSON",
                    help="read the config from a local model directory or preprocessor_config.json instead")
+    p.add_argument("--lenient-config", action="store_true",
+                   help="with --config: warn about keys qwen_vis_prep does not know and ignore them, instead of "
+                        "stopping with an error")
     p.add_argument("--min-pixels", type=int, help="override the pixel budget's lower bound")
     p.add_argument("--max-pixels", type=int, help="override the pixel budget's upper bound")
 
@@ -434,7 +439,7 @@ def cmd_check(args: argparse.Namespace) -> int:
                      f"{max_diff:.3g}", n_diff if n_diff >= 0 else "-", "ok" if ok else "MISMATCH"])
     if rows:
         print(f"qwen_vis_prep ({device}) vs transformers Qwen2VLImageProcessorPil, tolerance {args.atol:g}")
-        print(_table(rows, ["file", "grid", "grids equal", "max |diff|", "values > tol", "result"]))
+        print(_table(rows, ["file", "grid t*h*w", "grids equal", "max |diff|", "values > tol", "result"]))
         print(f"{len(rows) - bad}/{len(rows)} match")
     failures.summary(len(rows))
     return 1 if (bad or failures.items or not rows) else 0
@@ -477,7 +482,9 @@ def render_patches(image: torch.Tensor, config: VisionPreprocessConfig, *, scale
             font = PIL.ImageFont.load_default()
         lines = title.split("\n")
         bar = 8 + 18 * len(lines)
-        canvas = PIL.Image.new("RGB", (max(out.width, 520), out.height + bar), (24, 24, 24))
+        text_width = max(PIL.ImageDraw.Draw(out).textlength(line, font=font) for line in lines)
+        canvas = PIL.Image.new("RGB", (max(out.width, 520, math.ceil(text_width) + 12), out.height + bar),
+                               (24, 24, 24))
         canvas.paste(out, (0, bar))
         d = PIL.ImageDraw.Draw(canvas)
         for i, line in enumerate(lines):
@@ -507,12 +514,19 @@ def cmd_show(args: argparse.Namespace) -> int:
     h, w = recon.shape[-2:]
     scale = args.scale or max(1, min(4, math.ceil(640 / max(h, w))))
     tokens = gh * gw // config.merge_size ** 2
-    title = (f"{Path(path).name}: {img.shape[-1]}x{img.shape[-2]} -> {w}x{h} ({config.resize_mode} resize)\n"
-             f"{gh}x{gw} patches of {config.patch_size}px, {config.merge_size}x{config.merge_size} merge windows "
-             f"(yellow) = {tokens} tokens")
+    grid = _patch_grid_text(gh, gw, config.patch_size)
+    title = (f"{Path(path).name}: {img.shape[-1]}x{img.shape[-2]} -> {w}x{h} px, width x height "
+             f"({config.resize_mode} resize)\n"
+             f"{grid}, {config.merge_size}x{config.merge_size} merge windows (yellow) = {tokens} tokens")
     render_patches(recon, config, scale=scale, title=title).save(output)
-    print(f"wrote {output} ({w}x{h} resized image, {gh * gw} patches, {tokens} tokens, drawn at {scale}x)")
+    print(f"wrote {output}: {w}x{h} px (width x height) resized image, {grid} ({gh * gw} in all), "
+          f"{tokens} tokens, drawn at {scale}x")
     return 0
+
+
+def _patch_grid_text(rows: int, columns: int, patch_size: int) -> str:
+    """How ``show`` names a patch grid, in its printed line and in the picture's title."""
+    return f"{rows} rows x {columns} columns of {patch_size}px patches"
 
 
 # ----------------------------------------------------------------------------------------------- main
@@ -528,14 +542,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description="Pillow-exact Qwen-VL image preprocessing. "
                                      "Every command uses the bundled sample images when given no path.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", help="what to do (COMMAND -h for its options)")
 
     p = sub.add_parser("preprocess", help="image files/directories -> pixel_values + grid_thw (safetensors)")
     p.add_argument("paths", nargs="*", metavar="PATH", help="image files or directories (searched recursively)")
     p.add_argument("-o", "--output", help="write pixel_values, grid_thw, image_sizes and the file list here")
     _add_config_args(p)
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
-    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"],
+                   help="dtype of the written pixel_values (default %(default)s)")
     _add_decoder_arg(p)
     p.add_argument("--batch-size", type=int, default=16, help="images decoded and preprocessed per step")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -573,21 +588,48 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _format_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                    line: str | None = None) -> str:
+    """A warning as one ``qwen-vis-prep: warning: <message>`` line: no file, line number or source line."""
+    return f"{PROG}: warning: {message}\n"
+
+
+def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                  file: Any = None, line: str | None = None) -> None:
+    stream = sys.stderr if file is None else file
+    if stream is None:  # pythonw: no stderr
+        return
+    try:
+        stream.write(_format_warning(message, category, filename, lineno, line))
+    except OSError:
+        pass
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``qwen-vis-prep``; returns the exit code (0 ok, 1 some file failed, 2 usage error)."""
+    """Entry point of ``qwen-vis-prep``; returns the exit code (0 ok, 1 some file failed, 2 usage error).
+
+    While it runs, warnings print as ``qwen-vis-prep: warning: <message>`` on stderr; the previous
+    ``warnings.showwarning`` and ``warnings.formatwarning`` are back in place when it returns.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 0
-    try:
-        return args.func(args)
-    except CliError as e:
-        print(f"{PROG} {args.command}: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
+    saved_format = warnings.formatwarning
+    with warnings.catch_warnings():  # restores showwarning and the filters on the way out
+        warnings.showwarning = _show_warning
+        warnings.formatwarning = _format_warning
+        try:
+            return args.func(args)
+        except CliError as e:
+            print(f"{PROG} {args.command}: error: {e}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print(f"{PROG}: interrupted", file=sys.stderr)
+            return 130
+        finally:
+            warnings.formatwarning = saved_format
 
 
 if __name__ == "__main__":

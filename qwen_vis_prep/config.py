@@ -1,14 +1,18 @@
-"""Frozen preprocessing config and the presets of the released Qwen-VL checkpoints."""
+"""The frozen configs: :class:`VisionPreprocessConfig` (images, and what clips share with them) and
+:class:`VideoConfig` (how clips are sized and sampled). The presets of the released models live in
+:mod:`qwen_vis_prep.presets`, which registers them here so ``from_preset`` can find them."""
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import weakref
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 import torch
+
+from .sizing import sample_frame_indices
+from .validation import check_choice, check_pixel_bounds, check_positive_int, replace_fields, three_floats
 
 OPENAI_CLIP_MEAN: tuple[float, float, float] = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_CLIP_STD: tuple[float, float, float] = (0.26862954, 0.26130258, 0.27577711)
@@ -16,10 +20,13 @@ OPENAI_CLIP_STD: tuple[float, float, float] = (0.26862954, 0.26130258, 0.2757771
 ResizeMode = Literal["pil", "float"]
 PillowOrder = Literal["installed", "pillow12", "pillow13"]
 InputRange = Literal["0-255", "0-1"]
+VideoSizing = Literal["qwen2-vl", "qwen3-vl"]
 
 _OUTPUT_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 # Configs by their op key; weak, so the registry never outlives the configs themselves.
 _BY_KEY: "weakref.WeakValueDictionary[str, VisionPreprocessConfig]" = weakref.WeakValueDictionary()
+# name -> (image config, video config) of a preset; filled by qwen_vis_prep.presets (see register_presets)
+_PRESET_LOOKUP: list[Callable[[str], tuple["VisionPreprocessConfig", "VideoConfig"]]] = []
 
 
 @dataclass(frozen=True)
@@ -68,8 +75,8 @@ class VisionPreprocessConfig:
         if self.max_pixels < self.factor ** 2:  # the smallest output is one factor x factor block
             raise ValueError(f"max_pixels must be at least (patch_size * merge_size)**2 = {self.factor ** 2}, "
                              f"the smallest image the model takes, got max_pixels={self.max_pixels}")
-        object.__setattr__(self, "image_mean", _three_floats("image_mean", self.image_mean))
-        object.__setattr__(self, "image_std", _three_floats("image_std", self.image_std))
+        object.__setattr__(self, "image_mean", three_floats("image_mean", self.image_mean))
+        object.__setattr__(self, "image_std", three_floats("image_std", self.image_std))
         if any(s == 0.0 for s in self.image_std):
             raise ValueError(f"image_std must be non-zero, got {self.image_std}")
         if not (isinstance(self.rescale_factor, (int, float)) and math.isfinite(self.rescale_factor)
@@ -79,9 +86,9 @@ class VisionPreprocessConfig:
         for name in ("do_resize", "do_rescale", "do_normalize", "do_convert_rgb", "compact_images"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name} must be a bool, got {getattr(self, name)!r}")
-        _check_choice("resize_mode", self.resize_mode, ("pil", "float"))
-        _check_choice("pillow_order", self.pillow_order, ("installed", "pillow12", "pillow13"))
-        _check_choice("input_range", self.input_range, ("0-255", "0-1"))
+        check_choice("resize_mode", self.resize_mode, ("pil", "float"))
+        check_choice("pillow_order", self.pillow_order, ("installed", "pillow12", "pillow13"))
+        check_choice("input_range", self.input_range, ("0-255", "0-1"))
         dtype = _parse_dtype(self.output_dtype)
         object.__setattr__(self, "output_dtype", dtype)
         # A plain-string name for torch.library ops (custom ops take no dataclasses; see custom_ops.py).
@@ -110,64 +117,65 @@ class VisionPreprocessConfig:
 
     @classmethod
     def from_preset(cls, name: str, **overrides: Any) -> "VisionPreprocessConfig":
-        """The config of a released checkpoint family: ``"qwen2-vl"``, ``"qwen2.5-vl"`` or ``"qwen3-vl"``."""
-        preset = PRESETS[preset_key(name)]
-        return preset.replace(**overrides) if overrides else preset
+        """The image config of a model preset (:mod:`qwen_vis_prep.presets`), with fields overridden."""
+        config = _registered(name)[0]
+        return config.replace(**overrides) if overrides else config
 
 
-def preset_key(name: str) -> str:
-    """The :data:`PRESETS` key of a preset name (case, ``_`` and ``qwen2-5`` spellings accepted)."""
-    key = name.lower().replace("_", "-").replace("qwen2-5", "qwen2.5")
-    if key not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; expected one of {sorted(PRESETS)}")
-    return key
+@dataclass(frozen=True)
+class VideoConfig:
+    """How clips are sized; everything else (patch sizes, mean/std, resize mode ...) comes from the image
+    :class:`VisionPreprocessConfig`.
 
+    * ``sizing="qwen2-vl"`` is ``Qwen2VLVideoProcessor`` (Qwen2-VL and Qwen2.5-VL): the image
+      ``smart_resize`` per frame, ``min_pixels <= h * w <= max_pixels``.
+    * ``sizing="qwen3-vl"`` is ``Qwen3VLVideoProcessor``: :func:`smart_resize_video`, whose pixel bounds
+      count all frames (``round(T / Tp) * Tp * h * w``); clips need at least ``temporal_patch_size`` frames.
+    * ``cap_pixels_per_frame`` bounds each frame the way qwen-vl-utils does (transformers' option of the same
+      name, off by default in transformers 5.24): ``max_video_tokens`` sets the budget (total context tokens
+      for ``"qwen2-vl"``, tokens per frame for ``"qwen3-vl"``).
+    * ``fps``, ``min_frames``, ``max_frames`` are the defaults of :meth:`sample_indices`.
+    """
 
-def check_positive_int(name: str, value: Any) -> None:
-    """``TypeError`` unless ``value`` is an int (not a bool), ``ValueError`` unless it is positive."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__} ({value!r})")
-    if value <= 0:
-        raise ValueError(f"{name} must be positive, got {value}")
+    min_pixels: int
+    max_pixels: int
+    sizing: VideoSizing = "qwen2-vl"
+    cap_pixels_per_frame: bool = False
+    max_video_tokens: int = 128000
+    fps: float | None = None
+    min_frames: int = 4
+    max_frames: int = 768
 
+    def __post_init__(self) -> None:
+        for name in ("max_video_tokens", "min_frames", "max_frames"):
+            check_positive_int(name, getattr(self, name))
+        check_pixel_bounds(self.min_pixels, self.max_pixels)
+        if self.sizing not in ("qwen2-vl", "qwen3-vl"):
+            raise ValueError(f"sizing must be 'qwen2-vl' or 'qwen3-vl', got {self.sizing!r}")
+        if not isinstance(self.cap_pixels_per_frame, bool):
+            raise TypeError(f"cap_pixels_per_frame must be a bool, got {self.cap_pixels_per_frame!r}")
+        if self.fps is not None and not (isinstance(self.fps, (int, float)) and not isinstance(self.fps, bool)
+                                         and math.isfinite(self.fps) and self.fps > 0):
+            raise ValueError(f"fps must be None or a positive number, got {self.fps!r}")
 
-def check_pixel_bounds(min_pixels: Any, max_pixels: Any) -> None:
-    """Both positive ints and ``min_pixels <= max_pixels``."""
-    check_positive_int("min_pixels", min_pixels)
-    check_positive_int("max_pixels", max_pixels)
-    if min_pixels > max_pixels:
-        raise ValueError(f"min_pixels must be <= max_pixels, got min_pixels={min_pixels} > "
-                         f"max_pixels={max_pixels}")
+    def replace(self, **changes: Any) -> "VideoConfig":
+        """A copy with some fields changed (validated again)."""
+        return replace_fields(self, changes, "video config")
 
+    @classmethod
+    def from_preset(cls, name: str, **overrides: Any) -> "VideoConfig":
+        """The video config of a model preset (:mod:`qwen_vis_prep.presets`), with fields overridden."""
+        config = _registered(name)[1]
+        return config.replace(**overrides) if overrides else config
 
-def replace_fields(obj: Any, changes: dict[str, Any], what: str) -> Any:
-    """``dataclasses.replace`` that names unknown fields (a ``TypeError`` listing the valid ones)."""
-    names = [f.name for f in dataclasses.fields(obj)]
-    unknown = set(changes) - set(names)
-    if unknown:
-        raise TypeError(f"unknown {what} field(s) {sorted(unknown)}; expected some of {names}")
-    return dataclasses.replace(obj, **changes)
-
-
-def _three_floats(name: str, value: Any) -> tuple[float, ...]:
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        value = (value,) * 3
-    try:
-        if isinstance(value, (str, bytes)):  # iterable, but "123" is not three numbers
-            raise TypeError
-        out = tuple(float(v) for v in value)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a float or a sequence of 3 floats, got {value!r}") from None
-    if len(out) != 3:
-        raise ValueError(f"{name} must have 3 values (one per RGB channel), got {len(out)}: {out}")
-    if not all(math.isfinite(v) for v in out):
-        raise ValueError(f"{name} must be finite, got {out}")
-    return out
-
-
-def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+    def sample_indices(self, total_frames: int, video_fps: float | None = None, *, fps: float | None = None,
+                       num_frames: int | None = None, temporal_patch_size: int = 2) -> list[int]:
+        """:func:`sample_frame_indices` with this config's rule and frame defaults."""
+        if fps is None and num_frames is None:
+            fps = self.fps
+        return sample_frame_indices(total_frames, video_fps, fps=fps, num_frames=num_frames,
+                                    min_frames=self.min_frames, max_frames=self.max_frames,
+                                    temporal_patch_size=temporal_patch_size, rule=self.sizing)
 
 
 def _parse_dtype(value: Any) -> torch.dtype:
@@ -182,11 +190,11 @@ def _parse_dtype(value: Any) -> torch.dtype:
     return value
 
 
-PRESETS: dict[str, VisionPreprocessConfig] = {
-    # Qwen/Qwen2-VL-*-Instruct and Qwen/Qwen2.5-VL-*-Instruct preprocessor_config.json
-    "qwen2-vl": VisionPreprocessConfig(patch_size=14, min_pixels=3136, max_pixels=12845056),
-    "qwen2.5-vl": VisionPreprocessConfig(patch_size=14, min_pixels=3136, max_pixels=12845056),
-    # Qwen/Qwen3-VL-*: size {"shortest_edge": 65536, "longest_edge": 16777216}, mean/std 0.5
-    "qwen3-vl": VisionPreprocessConfig(patch_size=16, min_pixels=65536, max_pixels=16777216,
-                                       image_mean=(0.5, 0.5, 0.5), image_std=(0.5, 0.5, 0.5)),
-}
+def register_presets(lookup: Callable[[str], tuple[VisionPreprocessConfig, VideoConfig]]) -> None:
+    """Set how ``from_preset`` finds a preset by name (called once by :mod:`qwen_vis_prep.presets`)."""
+    _PRESET_LOOKUP[:] = [lookup]
+
+
+def _registered(name: str) -> tuple[VisionPreprocessConfig, VideoConfig]:
+    (lookup,) = _PRESET_LOOKUP
+    return lookup(name)

@@ -6,19 +6,43 @@ transparency is composited onto white (Pillow's ``alpha_composite``), and the EX
 like ``PIL.ImageOps.exif_transpose`` (which transformers' ``load_image`` also applies). JPEGs decoded on the
 CPU are bit-identical to Pillow's decode (both use libjpeg-turbo's default integer IDCT and fancy
 upsampling); nvJPEG on the GPU is not (see ``docs/ecosystem.md`` for the measured difference).
+
+Decoding untrusted files is bounded by one pixel limit: the size a file *declares* (JPEG frame header,
+or the header Pillow reads in ``PIL.Image.open``) is checked before any decoder allocates the image, on every
+path (nvJPEG, libjpeg-turbo, Pillow). A file declaring more than the limit fails with :class:`ImageLoadError`.
+
+* default: ``PIL.Image.MAX_IMAGE_PIXELS`` as it is when this module is imported (89 478 485 pixels unless
+  changed, about 256 MiB as RGB uint8);
+* environment variable ``QWEN_VIS_PREP_MAX_IMAGE_PIXELS`` (read at import): a whole number of pixels, or
+  ``0`` / ``none`` for no limit;
+* at run time: :func:`set_max_image_pixels` (``None`` or ``0`` for no limit), read with
+  :func:`max_image_pixels`; :func:`check_pixel_count` applies it to other decoders (video frames).
+
+While Pillow decodes for this module, Pillow's own check (``PIL.Image.MAX_IMAGE_PIXELS``, which raises only
+above twice its value and warns above it) is set to the same limit, so a limit raised above Pillow's default
+lets Pillow decode too.
+
+Single-channel images with more than 8 bits per sample (Pillow modes ``I;16``, ``I``, ``F``: 16-bit
+grayscale PNG or TIFF, for instance) are reduced to 8 bits as ``PIL.Image.convert("RGB")`` does, by clipping
+to 0..255, not by rescaling; each such file gets a ``UserWarning`` naming it. (Pillow itself reads 16-bit
+RGB(A) PNGs as 8-bit ``RGB``/``RGBA``, keeping the high byte; those are not warned about.)
 """
 
 from __future__ import annotations
 
+import contextlib
 import io as _io
 import os
+import re
 import struct
+import threading
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Literal, Sequence, Union
+from typing import Any, Iterable, Iterator, Literal, Sequence, Union
 
+import PIL.Image
 import torch
 
 from .checks import pil_to_hwc
@@ -44,6 +68,120 @@ class ImageLoadError(ValueError):
         super().__init__(f"{source}: {reason}")
         self.source = source
         self.reason = reason
+
+
+# ----------------------------------------------------------------------------------------------- pixel limit
+
+MAX_PIXELS_ENV = "QWEN_VIS_PREP_MAX_IMAGE_PIXELS"
+_LIMIT_HINT = f"qwen_vis_prep.io.set_max_image_pixels / {MAX_PIXELS_ENV}"
+# Pillow's limit when this module is imported: the default of ours.
+_PILLOW_DEFAULT: int | None = PIL.Image.MAX_IMAGE_PIXELS
+
+
+def _limit_from_env() -> int | None:
+    """The limit that ``QWEN_VIS_PREP_MAX_IMAGE_PIXELS`` asks for (Pillow's at import when it is unset)."""
+    raw = os.environ.get(MAX_PIXELS_ENV)
+    if raw is None or raw.strip() == "":
+        return _PILLOW_DEFAULT
+    text = raw.strip().lower()
+    if text == "none":
+        return None
+    try:
+        limit = int(text)
+    except ValueError:
+        raise ValueError(f"{MAX_PIXELS_ENV} must be a whole number of pixels >= 0, or 'none', got {raw!r}"
+                         ) from None
+    if limit < 0:
+        raise ValueError(f"{MAX_PIXELS_ENV} must be a whole number of pixels >= 0, or 'none', got {raw!r}")
+    return limit or None
+
+
+_max_pixels: int | None = _limit_from_env()
+
+
+def max_image_pixels() -> int | None:
+    """The most pixels (width * height, times frames for a video) a file may declare; ``None``: no limit."""
+    return _max_pixels
+
+
+def set_max_image_pixels(limit: int | None) -> int | None:
+    """Set the pixel limit for every decoder of this module, from now on; returns the previous one.
+
+    ``limit`` is a whole number of pixels; ``None`` or ``0`` removes the limit. It overrides
+    ``QWEN_VIS_PREP_MAX_IMAGE_PIXELS``. A limit above Pillow's ``PIL.Image.MAX_IMAGE_PIXELS`` also lets
+    Pillow decode such files here (Pillow's own check follows this limit while it decodes for this module).
+    """
+    global _max_pixels
+    if limit is not None:
+        if isinstance(limit, bool) or not isinstance(limit, int):
+            raise TypeError(f"set_max_image_pixels expects an int number of pixels or None, "
+                            f"got {type(limit).__name__}")
+        if limit < 0:
+            raise ValueError(f"set_max_image_pixels expects a number of pixels >= 0 or None, got {limit}")
+    previous, _max_pixels = _max_pixels, (limit or None)
+    return previous
+
+
+def check_pixel_count(name: str, height: int, width: int, frames: int = 1) -> None:
+    """Raise :class:`ImageLoadError` for ``name`` if ``frames * height * width`` exceeds
+    :func:`max_image_pixels`.
+
+    Call it with the *declared* size, before decoding allocates anything. Video decoders call it with the
+    number of frames they are about to decode, so a clip is bounded like one image of that many pixels.
+    """
+    _check_pixels(name, height, width, frames, _max_pixels)
+
+
+def _check_pixels(name: str, height: int, width: int, frames: int, limit: int | None) -> None:
+    if limit is None:
+        return
+    count = frames * height * width
+    if count > limit:
+        what = f"{width}x{height}" if frames == 1 else f"{frames} frames of {width}x{height}"
+        raise ImageLoadError(name, f"declares {what} = {count} pixels, more than the limit of {limit} "
+                                   f"({_LIMIT_HINT})")
+
+
+def _bomb_reason(e: Exception, limit: int | None) -> str:
+    """The reason for a file that Pillow's own check refused (Pillow does not say the width and height)."""
+    found = re.search(r"\((\d+) pixels\)", str(e))
+    if limit is None or found is None:
+        return f"refused by Pillow's decompression bomb check: {e}"
+    return f"declares {found.group(1)} pixels, more than the limit of {limit} ({_LIMIT_HINT})"
+
+
+class _PillowLimit:
+    """Sets Pillow's global ``MAX_IMAGE_PIXELS`` to this module's limit while Pillow decodes for it.
+
+    Reference-counted under a lock: the first decode that needs another value saves Pillow's, the last
+    decode to finish restores it; nothing is written while the two limits agree (the default). Code that uses
+    Pillow directly in other threads meanwhile sees this module's limit.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._users = 0
+        self._saved: int | None = None
+        self._pinned = False
+
+    @contextlib.contextmanager
+    def __call__(self, limit: int | None) -> Iterator[None]:
+        with self._lock:
+            if PIL.Image.MAX_IMAGE_PIXELS != limit:
+                if not self._pinned:
+                    self._saved, self._pinned = PIL.Image.MAX_IMAGE_PIXELS, True
+                PIL.Image.MAX_IMAGE_PIXELS = limit
+            self._users += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._users -= 1
+                if self._users == 0 and self._pinned:
+                    PIL.Image.MAX_IMAGE_PIXELS, self._pinned = self._saved, False
+
+
+_pillow_limit = _PillowLimit()
 
 
 @dataclass
@@ -147,6 +285,12 @@ def try_load_images(sources: ImageSource | Sequence[ImageSource], device: torch.
         if blob is None:
             continue
         info = _jpeg_info(blob) if blob.startswith(_JPEG_MAGIC) else None
+        if info is not None:  # bounded before either JPEG decoder allocates (Pillow's path checks its own)
+            try:
+                check_pixel_count(names[i], info.height, info.width)
+            except ImageLoadError as e:
+                results[i] = e
+                continue
         # nvJPEG may decode a truncated stream without complaint: files that do not end in EOI go to the
         # CPU decoder, which reports them (or decodes them as Pillow would).
         if use_nvjpeg and info is not None and info.sof in _NVJPEG_SOF and info.precision == 8 \
@@ -368,8 +512,6 @@ def nvjpeg_available(device: torch.device | str = "cuda") -> tuple[bool, str]:
         if device.type != "cuda" or not torch.cuda.is_available():
             _NVJPEG_OK[key] = (False, f"{device} is not an available CUDA device")
         else:
-            import PIL.Image
-
             buf = _io.BytesIO()
             PIL.Image.new("RGB", (16, 16), (10, 200, 30)).save(buf, "JPEG")
             try:
@@ -384,6 +526,8 @@ def _decode_cpu(data: bytes, name: str, exif: bool) -> torch.Tensor:
     """libjpeg-turbo for JPEGs that torchvision reads, Pillow for everything else (and as the fallback)."""
     if data.startswith(_JPEG_MAGIC):
         info = _jpeg_info(data)
+        if info is not None:
+            check_pixel_count(name, info.height, info.width)
         if info is not None and info.precision == 8 and info.components in (1, 3):
             try:
                 img = _torchvision_decode_jpeg(_bytes_tensor(data))
@@ -393,24 +537,47 @@ def _decode_cpu(data: bytes, name: str, exif: bool) -> torch.Tensor:
         else:
             jpeg_error = None
         try:
-            return _decode_pillow(data, exif)
+            return _decode_pillow(data, name, exif)
+        except ImageLoadError:
+            raise
         except Exception as e:  # Pillow's decoders raise OSError, ValueError, SyntaxError ...
             raise ImageLoadError(name, f"corrupt or unsupported JPEG: {jpeg_error or e}") from None
     try:
-        return _decode_pillow(data, exif)
+        return _decode_pillow(data, name, exif)
+    except ImageLoadError:
+        raise
     except Exception as e:
         raise ImageLoadError(name, _pillow_reason(e)) from None
 
 
-def _decode_pillow(data: bytes, exif: bool) -> torch.Tensor:
-    import PIL.Image
+# Modes with more than 8 bits per sample; PIL's convert("RGB") clips them to 0..255.
+_WIDE_MODES = {"I;16": "16-bit", "I;16L": "16-bit", "I;16B": "16-bit", "I;16N": "16-bit", "I": "32-bit integer",
+               "F": "32-bit float"}
+
+
+def _decode_pillow(data: bytes, name: str, exif: bool) -> torch.Tensor:
+    """Pillow's decode, refused by the declared size before ``load()`` allocates the pixels."""
     import PIL.ImageOps
 
-    with PIL.Image.open(_io.BytesIO(data)) as img:
-        img.load()
-        if exif:
-            img = PIL.ImageOps.exif_transpose(img)
-        return pil_to_hwc(img).permute(2, 0, 1).contiguous()
+    limit = _max_pixels
+    with _pillow_limit(limit):
+        try:
+            with PIL.Image.open(_io.BytesIO(data)) as img:  # reads the header only
+                width, height = img.size
+                _check_pixels(name, height, width, 1, limit)
+                img.load()
+                if exif:
+                    img = PIL.ImageOps.exif_transpose(img)
+                mode = img.mode
+                out = pil_to_hwc(img).permute(2, 0, 1).contiguous()
+        except (PIL.Image.DecompressionBombError, PIL.Image.DecompressionBombWarning) as e:
+            # Pillow's check inside open() (above twice the limit) or a plugin's (frames, tiles)
+            raise ImageLoadError(name, _bomb_reason(e, limit)) from None
+    if mode in _WIDE_MODES:
+        warnings.warn(f"{name}: expected 8 bits per sample, got mode {mode!r} ({_WIDE_MODES[mode]}); reduced to "
+                      f"8 bits by clipping to 0..255 (not rescaled), as PIL's convert('RGB') does", UserWarning,
+                      stacklevel=2)
+    return out
 
 
 def _pillow_reason(e: Exception) -> str:

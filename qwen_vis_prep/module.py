@@ -7,22 +7,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from .config import VisionPreprocessConfig
-from .functional import Backend, check_backend, preprocess, resolve_config
+from .config import VideoConfig, VisionPreprocessConfig
+from .functional import (Backend, check_backend, preprocess, preprocess_videos, resolve_config,
+                         resolve_video_config)
 from .outputs import VisionBatch
+from .presets import default_window_size
 from .tower import vision_tower_inputs
-from .config import preset_key
-from .video import VideoConfig, preprocess_videos, resolve_video_config
-
-# Qwen2_5_VLVisionConfig.window_size (transformers default and the released Qwen2.5-VL config.json).
-QWEN25_WINDOW_SIZE = 112
-
-
-def _is_preset(name: str, key: str) -> bool:
-    try:
-        return preset_key(name) == key
-    except ValueError:
-        return False
 
 
 class QwenVisionPreprocessor(nn.Module):
@@ -30,10 +20,10 @@ class QwenVisionPreprocessor(nn.Module):
 
     ``QwenVisionPreprocessor("qwen2-vl")`` (or ``"qwen2.5-vl"``, ``"qwen3-vl"``, or ``config=...``), with
     any config field as a keyword override (``resize_mode="float"``, ``output_dtype=torch.bfloat16`` ...).
-    ``video_config`` (a :class:`~qwen_vis_prep.video.VideoConfig` or preset name) sizes clips; by default the
-    preset's. ``window_size`` is the Qwen2.5-VL attention window for ``tower_inputs`` (112 by default for
-    ``"qwen2.5-vl"``, else none). ``forward(images, videos=...)`` returns a :class:`VisionBatch`.
-    ``mean``/``std`` are non-persistent buffers, so
+    ``video_config`` (a :class:`~qwen_vis_prep.VideoConfig` or preset name) sizes clips; by default the
+    preset's (:mod:`qwen_vis_prep.presets`). ``window_size`` is the tower's attention window for
+    ``tower_inputs``; by default the preset's (112 for ``"qwen2.5-vl"``, none for the others or a config).
+    ``forward(images, videos=...)`` returns a :class:`VisionBatch`. ``mean``/``std`` are non-persistent buffers, so
     ``.to(device)`` moves them and ``state_dict()`` stays empty.
     """
 
@@ -46,8 +36,8 @@ class QwenVisionPreprocessor(nn.Module):
             raise ValueError("pass either a preset name or config=..., not both")
         self.config = resolve_config(config if config is not None else preset, **overrides)
         self.video_config = resolve_video_config(video_config, preset if isinstance(preset, str) else self.config)
-        if window_size is None and isinstance(preset, str) and _is_preset(preset, "qwen2.5-vl"):
-            window_size = QWEN25_WINDOW_SIZE
+        if window_size is None:
+            window_size = default_window_size(preset)
         if window_size is not None and (isinstance(window_size, bool) or not isinstance(window_size, int)
                                         or window_size <= 0):
             raise ValueError(f"window_size must be a positive int or None, got {window_size!r}")
@@ -73,7 +63,7 @@ class QwenVisionPreprocessor(nn.Module):
         """Preprocess ``images`` and/or ``videos``; returns one :class:`VisionBatch`.
 
         ``images`` as :func:`qwen_vis_prep.preprocess` takes them (``pixel_values``, ``grid_thw``); ``videos``
-        as :func:`qwen_vis_prep.video.preprocess_videos` takes them, returned in ``extras`` as
+        as :func:`qwen_vis_prep.preprocess_videos` takes them, returned in ``extras`` as
         ``pixel_values_videos`` / ``video_grid_thw`` (with only videos, ``pixel_values`` / ``grid_thw`` are
         empty: ``[0, patch_dim]`` / ``[0, 3]``). ``tower_inputs=True`` adds what the vision tower derives from
         the grids (:func:`qwen_vis_prep.tower.vision_tower_inputs`: ``cu_seqlens``, ``max_seqlen``,
@@ -86,7 +76,7 @@ class QwenVisionPreprocessor(nn.Module):
         video_out = None
         if videos is not None:
             video_out = preprocess_videos(videos, self.config, self.video_config, layout=layout,
-                                          check_values=check_values)
+                                          check_values=check_values, backend=self.backend)
         if images is not None:
             batch = preprocess(images, self.config, backend=self.backend, layout=layout, check_values=check_values)
         else:

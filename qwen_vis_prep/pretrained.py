@@ -186,23 +186,40 @@ def _file_in_dir(directory: Path) -> Path:
 
 
 def _from_hf_cache(source: str) -> Path:
-    """A hub id's ``preprocessor_config.json`` from the local Hugging Face cache, never from the network."""
-    looks_like_id = source.count("/") == 1 and not source.endswith((".json", "/"))
-    if looks_like_id:
-        try:
-            from huggingface_hub import try_to_load_from_cache
-        except ImportError:  # pragma: no cover - huggingface_hub comes with transformers
-            try_to_load_from_cache = None
-        if try_to_load_from_cache is not None:
-            for name in (PREPROCESSOR_FILE, PROCESSOR_FILE):
+    """A hub id's ``preprocessor_config.json`` from the local Hugging Face cache, never from the network.
+
+    ``source`` names nothing on disk. It is looked up in the cache only when it has the shape of a hub id,
+    ``owner/name``: ASCII letters, digits, '-', '_' and '.', each part at most 96 characters, not starting or
+    ending with '-' or '.', no '--' or '..'; so never an absolute path, never a path starting with '.' or
+    '~', never a '.json' path. Anything else is a FileNotFoundError "no such file or directory" naming it.
+    """
+    import re
+
+    part = r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,94}[A-Za-z0-9_])?"
+    looks_like_id = (not os.path.isabs(source) and not source.startswith((".", "~"))
+                     and not source.endswith(".json") and "--" not in source and ".." not in source
+                     and re.fullmatch(f"{part}/{part}", source) is not None)
+    if not looks_like_id:
+        raise FileNotFoundError(f"{source}: no such file or directory (expected a model directory, a "
+                                f"{PREPROCESSOR_FILE} path or a hub id 'owner/name' in the local Hugging Face "
+                                f"cache)")
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:  # pragma: no cover - huggingface_hub comes with transformers
+        try_to_load_from_cache = None
+    if try_to_load_from_cache is not None:
+        for name in (PREPROCESSOR_FILE, PROCESSOR_FILE):
+            try:
                 found = try_to_load_from_cache(source, name)
-                if isinstance(found, str):
-                    return Path(found)
-        raise FileNotFoundError(f"{source!r} is neither a local path nor a hub id in the local Hugging Face "
-                                f"cache; qwen_vis_prep never downloads. Fetch the checkpoint first (for example "
-                                f"huggingface_hub.snapshot_download({source!r}, allow_patterns=['*.json'])) and "
-                                f"pass its directory")
-    raise FileNotFoundError(f"{source}: no such file or directory")
+            except ValueError:  # huggingface_hub's own id check, should it be stricter than the one above
+                raise FileNotFoundError(f"{source}: no such file or directory (expected a model directory, a "
+                                        f"{PREPROCESSOR_FILE} path or a valid hub id 'owner/name')") from None
+            if isinstance(found, str):
+                return Path(found)
+    raise FileNotFoundError(f"{source!r} is neither a local path nor a hub id in the local Hugging Face "
+                            f"cache; qwen_vis_prep never downloads. Fetch the checkpoint first (for example "
+                            f"huggingface_hub.snapshot_download({source!r}, allow_patterns=['*.json'])) and "
+                            f"pass its directory")
 
 
 def _read_json(path: Path) -> dict[str, Any]:

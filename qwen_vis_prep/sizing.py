@@ -1,13 +1,20 @@
-"""Output-size planning: pure integer logic on host ints (no tensors, no device)."""
+"""Output-size planning on host ints (no device): ``smart_resize`` and the video sizing rules, Pillow's pass
+order, and which frames of a video to sample."""
 
 from __future__ import annotations
 
 import functools
 import math
+import warnings
+from typing import Literal
 
-from .config import check_positive_int
+import numpy as np
+import torch
+
+from .validation import check_positive_int
 
 MAX_ASPECT_RATIO = 200
+SamplingRule = Literal["qwen2-vl", "qwen3-vl", "qwen-vl-utils"]
 
 
 def smart_resize(height: int, width: int, factor: int = 28, min_pixels: int = 56 * 56,
@@ -51,7 +58,7 @@ def fit_pixel_budget(height: int, width: int, factor: int, min_pixels: int, max_
 _smart_resize_cached = functools.lru_cache(maxsize=4096)(smart_resize)
 
 
-def target_size(height: int, width: int, config) -> tuple[int, int]:
+def target_size(height: int, width: int, config: "VisionPreprocessConfig") -> tuple[int, int]:
     """The resized ``(h, w)`` of one image under ``config`` (``smart_resize``, or the input size when
     ``do_resize`` is off, which must then already be a multiple of ``patch_size * merge_size``)."""
     if config.do_resize:
@@ -98,3 +105,139 @@ def installed_pillow_order() -> str:
 
     major = int(PIL.__version__.split(".")[0])
     return "pillow13" if major >= 13 else "pillow12"
+
+
+# ------------------------------------------------------------------------------------------ videos
+
+def smart_resize_video(num_frames: int, height: int, width: int, temporal_factor: int = 2, factor: int = 32,
+                       min_pixels: int = 128 * 32 * 32, max_pixels: int = 768 * 32 * 32) -> tuple[int, int]:
+    """Target ``(h, w)`` of one clip as transformers' ``Qwen3VLVideoProcessor`` sizes it.
+
+    Sides become multiples of ``factor``; the bounds apply to the pixels of all frames,
+    ``round(num_frames / temporal_factor) * temporal_factor * h * w``. Sides shorter than ``factor`` are
+    first scaled up (truncating) so the shorter one reaches ``factor``. Raises ``ValueError`` for
+    ``num_frames < temporal_factor`` (as transformers does) or an aspect ratio above 200.
+    """
+    for name, v in (("num_frames", num_frames), ("height", height), ("width", width),
+                    ("temporal_factor", temporal_factor), ("factor", factor)):
+        check_positive_int(name, v)
+    if num_frames < temporal_factor:
+        raise ValueError(f"Qwen3-VL video sizing needs at least temporal_factor={temporal_factor} frames, got "
+                         f"num_frames={num_frames}; pass a single frame as an image instead")
+    if height < factor or width < factor:
+        grow = max(factor / height, factor / width)
+        height, width = int(height * grow), int(width * grow)
+    ratio = max(height, width) / min(height, width)
+    if ratio > MAX_ASPECT_RATIO:
+        raise ValueError(f"absolute aspect ratio must be at most {MAX_ASPECT_RATIO}, got {ratio} for a "
+                         f"clip of height {height} and width {width}")
+    t_bar = round(num_frames / temporal_factor) * temporal_factor
+    return fit_pixel_budget(height, width, factor, min_pixels, max_pixels, frames=num_frames,
+                            rounded_frames=t_bar)
+
+
+def video_target_size(num_frames: int, height: int, width: int, config: "VisionPreprocessConfig",
+                      video_config: "VideoConfig") -> tuple[int, int]:
+    """The ``(h, w)`` every frame of a ``num_frames``-frame clip is resized to (the input size when
+    ``config.do_resize`` is off, which must then be a multiple of ``patch_size * merge_size``)."""
+    check_positive_int("num_frames", num_frames)
+    if not config.do_resize:
+        return target_size(height, width, config)
+    factor, tf, vc = config.factor, config.temporal_patch_size, video_config
+    if vc.sizing == "qwen2-vl":
+        max_pixels = vc.max_pixels
+        if vc.cap_pixels_per_frame:
+            # Same float expressions as transformers (and qwen-vl-utils) so the truncations agree.
+            budget = int(vc.max_video_tokens * factor * factor * 0.9)
+            max_pixels = max(min(max_pixels, budget * tf // num_frames), int(vc.min_pixels * 1.05))
+        return smart_resize(height, width, factor, vc.min_pixels, max_pixels)
+    max_pixels = vc.max_pixels
+    if vc.cap_pixels_per_frame:
+        per_frame = max(min(vc.max_video_tokens * factor * factor, vc.max_pixels // num_frames),
+                        int(vc.min_pixels * 1.05))
+        max_pixels = per_frame * num_frames
+    return smart_resize_video(num_frames, height, width, tf, factor, vc.min_pixels, max_pixels)
+
+
+def video_grid_thw(num_frames: int, size: tuple[int, int], config: "VisionPreprocessConfig") -> tuple[int, int, int]:
+    """``(grid_t, grid_h, grid_w)`` of a clip resized to ``size``: ``grid_t = ceil(T / temporal_patch_size)``."""
+    tp = config.temporal_patch_size
+    return -(-num_frames // tp), size[0] // config.patch_size, size[1] // config.patch_size
+
+
+def sample_frame_indices(total_frames: int, video_fps: float | None = None, *, fps: float | None = None,
+                         num_frames: int | None = None, min_frames: int = 4, max_frames: int = 768,
+                         temporal_patch_size: int = 2, rule: SamplingRule = "qwen3-vl") -> list[int]:
+    """Which frames of a ``total_frames``-frame video (recorded at ``video_fps``) to keep, in order.
+
+    Give ``fps`` (frames per second to keep) or ``num_frames``, not both. ``rule`` picks whose sampling to
+    reproduce exactly:
+
+    * ``"qwen2-vl"``: ``Qwen2VLVideoProcessor.sample_frames`` (Qwen2-VL, Qwen2.5-VL). ``num_frames`` is
+      rounded to a multiple of ``temporal_patch_size``; ``fps`` needs ``video_fps`` and gives
+      ``total / video_fps * fps`` frames clamped to ``[min_frames, max_frames]`` and floored to that
+      multiple; frames are taken at ``floor(i * total / n)``. Neither given: every frame.
+    * ``"qwen3-vl"``: ``Qwen3VLVideoProcessor.sample_frames``. ``fps`` defaults to 2 (and ``video_fps`` to
+      24, with a warning, as transformers does); ``int(total / video_fps * fps)`` frames clamped to
+      ``[min_frames, min(max_frames, total)]``, spread evenly from the first to the last frame.
+    * ``"qwen-vl-utils"``: qwen-vl-utils' ``smart_nframes`` + even spread (``fps`` defaults to 2, counts are
+      multiples of ``temporal_patch_size``, at least ``temporal_patch_size`` and at most ``total``).
+
+    Returns host ints (indices may repeat when more frames are asked for than exist, as in transformers).
+    """
+    check_positive_int("total_frames", total_frames)
+    check_positive_int("temporal_patch_size", temporal_patch_size)
+    if fps is not None and num_frames is not None:
+        raise ValueError("fps and num_frames are mutually exclusive; pass one of them")
+    if num_frames is not None:
+        check_positive_int("num_frames", num_frames)
+    if fps is not None and not (fps > 0 and math.isfinite(fps)):
+        raise ValueError(f"fps must be positive, got {fps!r}")
+    if video_fps is not None and not (video_fps > 0 and math.isfinite(video_fps)):
+        raise ValueError(f"video_fps must be positive, got {video_fps!r}")
+    tp = temporal_patch_size
+    if rule == "qwen2-vl":
+        if num_frames is None and fps is None:
+            return list(range(total_frames))
+        if num_frames is not None:
+            n = round(num_frames / tp) * tp
+        else:
+            if video_fps is None:
+                raise ValueError("sampling by fps needs the video's own frame rate: pass video_fps")
+            cap = math.floor(min(max_frames, total_frames) / tp) * tp
+            n = min(max(total_frames / video_fps * fps, min_frames), cap, total_frames)
+            n = math.floor(n / tp) * tp
+        if n <= 0 or n > total_frames:
+            raise ValueError(f"cannot sample {n} frames from a video of {total_frames} frames; expected "
+                             f"1..{total_frames} (counts are multiples of temporal_patch_size={tp})")
+        # transformers steps a float32 arange by total / n and truncates; reproduce it bit for bit.
+        return torch.arange(0, total_frames, total_frames / n).int().tolist()
+    if rule == "qwen3-vl":
+        if num_frames is None:
+            fps = 2.0 if fps is None else fps
+            if video_fps is None:
+                warnings.warn("sample_frame_indices: no video_fps given, assuming 24 as transformers does",
+                              stacklevel=2)
+                video_fps = 24
+            n = int(total_frames / video_fps * fps)
+            n = min(max(n, min_frames), max_frames, total_frames)
+        else:
+            n = num_frames
+        return np.linspace(0, total_frames - 1, n).round().astype(int).tolist()
+    if rule == "qwen-vl-utils":
+        if num_frames is not None:
+            n = round(num_frames / tp) * tp
+        else:
+            if video_fps is None:
+                raise ValueError("sampling by fps needs the video's own frame rate: pass video_fps")
+            fps = 2.0 if fps is None else fps
+            lo = math.ceil(min_frames / tp) * tp
+            hi = math.floor(max_frames / tp) * tp
+            n = min(max(total_frames / video_fps * fps, lo), hi, total_frames)
+            n = math.floor(n / tp) * tp
+        if not tp <= n <= total_frames:
+            raise ValueError(f"cannot sample {n} frames from a video of {total_frames} frames; expected "
+                             f"{tp}..{total_frames}")
+        # qwen-vl-utils spreads with a float32 linspace and rounds half to even; reproduce it bit for bit.
+        return torch.linspace(0, total_frames - 1, n).round().long().tolist()
+    raise ValueError(f"rule must be 'qwen2-vl', 'qwen3-vl' or 'qwen-vl-utils', got {rule!r}")

@@ -171,3 +171,57 @@ def torchvision_float_resize(monkeypatch):
 
     assert hasattr(_geometry, "_do_native_uint8_resize_on_cpu"), "torchvision internals changed"
     monkeypatch.setattr(_geometry, "_do_native_uint8_resize_on_cpu", lambda interpolation: False)
+
+
+# --------------------------------------------------------------------------------------------------------
+# the invariants every backend keeps (in the manner of torchvision's check_kernel)
+# --------------------------------------------------------------------------------------------------------
+
+def _storage_overlaps(a: torch.Tensor, b: torch.Tensor) -> bool:
+    sa, sb = a.untyped_storage(), b.untyped_storage()
+    a0, b0 = sa.data_ptr(), sb.data_ptr()
+    return a.device == b.device and a0 < b0 + sb.nbytes() and b0 < a0 + sa.nbytes()
+
+
+def _items(images):
+    """The images of an input one by one (a list's items, a batch's slices), or None for a single image."""
+    if isinstance(images, (list, tuple)):
+        return list(images)
+    if isinstance(images, torch.Tensor) and images.dim() == 4:
+        return list(images.unbind(0))
+    return None
+
+
+def check_backend(backend: str, images, config=None, **kwargs) -> qvp.VisionBatch:
+    """Run ``qvp.preprocess(images, config, backend=backend)`` and check what every backend promises:
+
+    * the input is not modified (same ``_version``, same values) and the output shares no memory with it;
+    * ``pixel_values`` has the config's dtype, lies on the input's device, and has the documented shape;
+      ``grid_thw`` is int64 on the CPU;
+    * the same bits as the reference backend on the same device (the oracle);
+    * a batch or list gives the same bits as its images one by one;
+    * on CUDA, the same bits as the reference on the CPU.
+    Returns the output."""
+    config = qvp.PRESETS["qwen2-vl"] if config is None else config
+    tensors = [images] if isinstance(images, torch.Tensor) else [t for t in images if isinstance(t, torch.Tensor)]
+    versions = [t._version for t in tensors]
+    copies = [t.clone() for t in tensors]
+    out = qvp.preprocess(images, config, backend=backend, **kwargs)
+    assert [t._version for t in tensors] == versions, "the input was modified in place"
+    assert all(torch.equal(t, c) for t, c in zip(tensors, copies)), "the input's values changed"
+    for t in tensors:
+        assert not _storage_overlaps(out.pixel_values, t) and not _storage_overlaps(out.grid_thw, t)
+    pv = out.pixel_values
+    assert pv.dtype == config.output_dtype and pv.device == tensors[0].device
+    assert out.grid_thw.dtype == torch.int64 and out.grid_thw.device.type == "cpu"
+    assert pv.shape == (int(out.grid_thw.prod(1).sum()), config.patch_dim)
+    reference = qvp.preprocess(images, config, backend="reference", **kwargs).pixel_values
+    assert torch.equal(pv, reference), f"backend={backend!r} differs from the reference"
+    items = _items(images)
+    if items is not None and len(items) > 1:
+        one_by_one = torch.cat([qvp.preprocess(x, config, backend=backend, **kwargs).pixel_values for x in items])
+        assert torch.equal(pv, one_by_one), "a batch differs from its images one by one"
+    if pv.is_cuda:
+        host = [t.cpu() for t in images] if isinstance(images, (list, tuple)) else images.cpu()
+        assert torch.equal(pv.cpu(), qvp.preprocess(host, config, backend="reference", **kwargs).pixel_values)
+    return out

@@ -3,10 +3,12 @@ calls they stand for, per-file errors, exit codes, and the messages for missing 
 
 from __future__ import annotations
 
+import argparse
 import json
 import shutil
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import PIL.Image
@@ -14,10 +16,24 @@ import pytest
 import torch
 
 from qwen_vis_prep import PRESETS, preprocess
-from qwen_vis_prep.cli import main
+from qwen_vis_prep.cli import build_parser, main
 from qwen_vis_prep.io import load_image, sample_images
 
 DATA = Path(__file__).parent / "data"
+QWEN2_VL_JSON = DATA / "Qwen2-VL-7B-Instruct" / "preprocessor_config.json"
+
+
+def _config_file(tmp_path: Path, **changes) -> Path:
+    """The released Qwen2-VL preprocessor_config.json with ``changes`` applied, written under tmp_path."""
+    data = {**json.loads(QWEN2_VL_JSON.read_text()), **changes}
+    path = tmp_path / "preprocessor_config.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def _run_module(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "qwen_vis_prep", *args], capture_output=True, text=True,
+                          timeout=300, cwd=cwd)
 
 
 @pytest.fixture
@@ -156,10 +172,14 @@ def test_show_writes_patch_picture(tmp_path, capsys):
     out = tmp_path / "patches.png"
     src = sample_images()[1]
     assert main(["show", str(src), "-o", str(out), "--scale", "1", "--max-pixels", "100000"]) == 0
-    assert "wrote" in capsys.readouterr().out
+    printed = capsys.readouterr().out
     config = PRESETS["qwen2-vl"].replace(max_pixels=100000)
     batch = preprocess(load_image(src), config)
     _, gh, gw = batch.grid_thw[0].tolist()
+    assert gh != gw  # so rows and columns cannot be mixed up unnoticed
+    assert printed.strip() == (f"wrote {out}: {gw * 14}x{gh * 14} px (width x height) resized image, "
+                               f"{gh} rows x {gw} columns of 14px patches ({gh * gw} in all), "
+                               f"{gh * gw // 4} tokens, drawn at 1x")
     with PIL.Image.open(out) as im:
         assert im.mode == "RGB"
         assert im.width >= gw * config.patch_size and im.height > gh * config.patch_size  # + the title bar
@@ -203,3 +223,114 @@ def _has(module: str) -> bool:
         return True
     except ImportError:
         return False
+
+
+# ------------------------------------------------------------------------------------ python -m qwen_vis_prep
+
+
+def test_python_m_package_help(tmp_path):
+    result = _run_module("--help", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("usage: qwen-vis-prep ")
+    for command in ("preprocess", "bench", "check", "show"):
+        assert command in result.stdout
+
+
+def test_python_m_package_runs_a_command(tmp_path):
+    """A real run through ``python -m qwen_vis_prep``, with a config whose pixel budget is given twice over:
+    the warning is one plain line on stderr."""
+    config = _config_file(tmp_path, size={"shortest_edge": 3136, "longest_edge": 12845056}, max_pixels=100000)
+    out = tmp_path / "patches.png"
+    result = _run_module("show", str(sample_images()[1]), "-o", str(out), "--config", str(config), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"wrote {out}: ") and "columns of 14px patches" in result.stdout
+    assert result.stderr.splitlines() == [
+        f"qwen-vis-prep: warning: {config}: max_pixels=100000 contradicts size['longest_edge']=12845056; "
+        f"using max_pixels=100000, as transformers does"]
+    with PIL.Image.open(out) as im:
+        assert im.mode == "RGB"
+
+
+# ------------------------------------------------------------------------------------------------ warnings
+
+
+def test_warnings_print_as_one_plain_line(tmp_path, capsys):
+    config = _config_file(tmp_path, size={"shortest_edge": 3136, "longest_edge": 12845056}, max_pixels=100000)
+    before = warnings.showwarning, warnings.formatwarning
+    assert main(["show", str(sample_images()[1]), "-o", str(tmp_path / "o.png"), "--config", str(config)]) == 0
+    assert (warnings.showwarning, warnings.formatwarning) == before  # put back after the run
+    err = capsys.readouterr().err
+    assert err.splitlines() == [
+        f"qwen-vis-prep: warning: {config}: max_pixels=100000 contradicts size['longest_edge']=12845056; "
+        f"using max_pixels=100000, as transformers does"]
+    assert ".py:" not in err and "warnings.warn" not in err and "UserWarning" not in err
+
+
+def test_warning_format_restored_after_an_error(capsys):
+    before = warnings.showwarning, warnings.formatwarning
+    assert main(["show", "--config", "/missing"]) == 2
+    assert (warnings.showwarning, warnings.formatwarning) == before
+
+
+# ------------------------------------------------------------------------------------------- --config
+
+
+@pytest.mark.parametrize("missing", ["/missing", "/tmp/nope.json", "~/no-such-model-dir", "./no/such",
+                                     "no/such/model", "not..a/hub-id"])
+def test_config_that_does_not_exist(missing, tmp_path, capsys):
+    if Path(missing).expanduser().exists():
+        pytest.skip(f"{missing} exists on this machine")
+    assert main(["show", "--config", missing, "-o", str(tmp_path / "o.png")]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"qwen-vis-prep show: error: {missing}: no such file or directory (expected a model "
+                   f"directory, a preprocessor_config.json path or a hub id 'owner/name' in the local Hugging "
+                   f"Face cache)\n")
+    assert not (tmp_path / "o.png").exists()
+
+
+def test_unknown_config_key_fails_unless_lenient(tmp_path, capsys):
+    config = _config_file(tmp_path, frobnicate_level=3)
+    args = ["show", str(sample_images()[1]), "-o", str(tmp_path / "o.png"), "--config", str(config)]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"qwen-vis-prep show: error: {config}: unknown key(s) ['frobnicate_level']")
+    assert err.rstrip().endswith("Pass --lenient-config to ignore them with a warning")
+    assert not (tmp_path / "o.png").exists()
+
+    assert main([*args, "--lenient-config"]) == 0
+    captured = capsys.readouterr()
+    lines = captured.err.splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith(f"qwen-vis-prep: warning: {config}: unknown key(s) ['frobnicate_level']")
+    assert lines[0].endswith("; ignored (strict=False)")
+    assert captured.out.startswith("wrote") and (tmp_path / "o.png").exists()
+
+
+def test_lenient_config_needs_a_config(capsys):
+    assert main(["show", "--lenient-config"]) == 2
+    assert capsys.readouterr().err == ("qwen-vis-prep show: error: --lenient-config applies to the file of "
+                                       "--config DIR_OR_JSON, and no --config was given\n")
+
+
+# ---------------------------------------------------------------------------------------------------- help
+
+
+def _all_parsers(parser: argparse.ArgumentParser, name: str = "qwen-vis-prep"):
+    yield name, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub_name, sub in action.choices.items():
+                yield from _all_parsers(sub, f"{name} {sub_name}")
+
+
+def test_every_option_has_help():
+    seen = 0
+    for name, parser in _all_parsers(build_parser()):
+        for action in parser._actions:
+            if isinstance(action, argparse._HelpAction):
+                continue
+            seen += 1
+            label = "/".join(action.option_strings) or action.dest
+            assert isinstance(action.help, str) and action.help.strip(), f"{name}: {label} has no help text"
+            assert action.help != argparse.SUPPRESS, f"{name}: {label} is hidden"
+    assert seen > 30  # the walk reached the subcommands

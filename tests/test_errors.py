@@ -1,8 +1,10 @@
 """Bad input gets a clear error, and nothing is lost (issue #6).
 
-Every case is run one by one on every backend that can run here (``DEVICE_BACKENDS``): it must raise
-``TypeError`` or ``ValueError`` whose message names both what was expected and what came, or be handled the
-documented way (docs/reliability.md). Inputs are never modified in place and outputs never alias them.
+Every input error is raised before a backend is chosen, so each case runs once per entry point
+(``preprocess`` and the module, on the CPU and on CUDA): it must raise ``TypeError`` or ``ValueError`` whose
+message names both what was expected and what came, or be handled the documented way (docs/reliability.md).
+Every backend that can run here (``DEVICE_BACKENDS``) passes the shared invariants (``conftest.check_backend``):
+inputs never modified in place, outputs never aliasing them, batched equal to one by one, CPU equal to CUDA.
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ import torch
 
 import qwen_vis_prep as qvp
 from qwen_vis_prep import sizing
-from qwen_vis_prep.backends.triton import ops as triton_ops
+from qwen_vis_prep import backends
+
+from conftest import check_backend
 
 HAS_CUDA = torch.cuda.is_available()
 NEEDS_CUDA = [pytest.mark.cuda, pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA device")]
@@ -24,7 +28,7 @@ NEEDS_CUDA = [pytest.mark.cuda, pytest.mark.skipif(not HAS_CUDA, reason="needs a
 def triton_runs(device: str) -> bool:
     """Whether the Triton backend can run on ``device`` here (CUDA, or the CPU under TRITON_INTERPRET=1)."""
     try:
-        return bool(triton_ops.can_run(torch.device(device))[0])
+        return bool(backends.get("triton").can_run(torch.device(device))[0])
     except Exception:  # a half-written backend must not break collection
         return False
 
@@ -32,15 +36,20 @@ def triton_runs(device: str) -> bool:
 def device_backends() -> list:
     """``(device, backend)`` pairs: every backend on every device where it can run (the others skip)."""
     no_triton = pytest.mark.skipif(not triton_runs("cuda"), reason="the Triton backend cannot run here")
-    params = [pytest.param("cpu", "torch", id="cpu-torch"), pytest.param("cpu", "auto", id="cpu-auto")]
+    params = [pytest.param("cpu", "reference", id="cpu-reference"), pytest.param("cpu", "pillow", id="cpu-pillow"),
+              pytest.param("cpu", "auto", id="cpu-auto")]
     if triton_runs("cpu"):
         params.append(pytest.param("cpu", "triton", id="cpu-triton"))
-    return params + [pytest.param("cuda", "torch", marks=NEEDS_CUDA, id="cuda-torch"),
+    return params + [pytest.param("cuda", "reference", marks=NEEDS_CUDA, id="cuda-reference"),
                      pytest.param("cuda", "auto", marks=NEEDS_CUDA, id="cuda-auto"),
                      pytest.param("cuda", "triton", marks=[*NEEDS_CUDA, no_triton], id="cuda-triton")]
 
 
 DEVICE_BACKENDS = device_backends()
+#: Where an input error is checked: each entry point on each device (the errors come before any backend).
+ENTRY_POINTS = [pytest.param("cpu", "preprocess", id="cpu-preprocess"), pytest.param("cpu", "module", id="cpu-module"),
+                pytest.param("cuda", "preprocess", marks=NEEDS_CUDA, id="cuda-preprocess"),
+                pytest.param("cuda", "module", marks=NEEDS_CUDA, id="cuda-module")]
 
 
 def _u8(*shape, device="cpu", seed=0):
@@ -172,13 +181,20 @@ INPUT_CASES += [("garbage-numpy-str-in-list", lambda d: [_u8(3, 8, 8, device=d),
                  ["images[1]", "expected a uint8 or float numpy array", "got dtype <U1"])]
 
 
-@pytest.mark.parametrize("device,backend", DEVICE_BACKENDS)
+@pytest.mark.parametrize("device,entry", ENTRY_POINTS)
 @pytest.mark.parametrize("make,kwargs,exc,fragments",
                          [pytest.param(*c[1:], id=c[0]) for c in INPUT_CASES])
-def test_bad_input_raises_clear_error(make, kwargs, exc, fragments, device, backend):
+def test_bad_input_raises_clear_error(make, kwargs, exc, fragments, device, entry):
     kwargs = dict(kwargs)
     config = kwargs.pop("config", None)
-    _raises(exc, fragments, lambda: qvp.preprocess(make(device), config, backend=backend, **kwargs))
+    if entry == "preprocess":
+        _raises(exc, fragments, lambda: qvp.preprocess(make(device), config, **kwargs))
+    else:
+        prep = qvp.QwenVisionPreprocessor(config=config) if config is not None else qvp.QwenVisionPreprocessor()
+        images = make(device)
+        if images is None:  # the module's forward takes images=None to mean "videos only"
+            exc, fragments = ValueError, ["pass images=..., videos=... or both", "got neither"]
+        _raises(exc, fragments, lambda: prep(images, **kwargs))
 
 
 @pytest.mark.parametrize("device,backend", DEVICE_BACKENDS)
@@ -292,16 +308,18 @@ def test_bad_config_arguments():
 
 # ---------------------------------------------------------------------------------------------- backends
 def test_unknown_backend_raises():
-    _raises(ValueError, ["backend must be 'auto', 'torch' or 'triton'", "got 'cuda'"],
+    _raises(ValueError, ["backend must be one of", "'reference', 'pillow', 'triton'", "got 'cuda'"],
             lambda: qvp.preprocess(_u8(3, 8, 8), backend="cuda"))
-    _raises(ValueError, ["backend must be 'auto', 'torch' or 'triton'", "got 'pillow'"],
-            lambda: qvp.QwenVisionPreprocessor(backend="pillow"))
+    _raises(ValueError, ["backend must be one of", "got 'numba'"],
+            lambda: qvp.QwenVisionPreprocessor(backend="numba"))
+    _raises(ValueError, ["backend='pillow' cannot run here", "CPU tensors"],
+            lambda: qvp.preprocess(_u8(3, 8, 8).to("meta"), backend="pillow"))
     _raises(ValueError, ["backend must be", "got 'numpy'"],
             lambda: qvp.resize(_u8(3, 8, 8), (4, 4), backend="numpy"))
 
 
 def test_requested_backend_that_cannot_run_raises(monkeypatch):
-    monkeypatch.setattr(triton_ops, "can_run", lambda device: (False, "no GPU in this test"))
+    monkeypatch.setattr(backends.get("triton"), "can_run", lambda device: (False, "no GPU in this test"))
     x = _u8(3, 30, 40)
     _raises(ValueError, ["backend='triton' cannot run here", "no GPU in this test"],
             lambda: qvp.preprocess(x, backend="triton"))
@@ -313,9 +331,9 @@ def test_requested_backend_that_cannot_run_raises(monkeypatch):
 
 
 def test_triton_without_backward_raises_for_inputs_that_require_grad(monkeypatch):
-    monkeypatch.setattr(triton_ops, "can_run", lambda device: (True, ""))  # the check comes before any launch
+    monkeypatch.setattr(backends.get("triton"), "can_run", lambda device: (True, ""))  # checked before any launch
     x = torch.rand(3, 30, 40, requires_grad=True)
-    _raises(ValueError, ["backend='triton' has no backward pass", "backend='torch'"],
+    _raises(ValueError, ["backend='triton' has no backward pass", "backend='reference'"],
             lambda: qvp.preprocess(x, config=qvp.VisionPreprocessConfig(resize_mode="float"), backend="triton"))
 
 
@@ -442,10 +460,6 @@ INPUT_KINDS = [
 ]
 
 
-def _tensors(images):
-    return [images] if isinstance(images, torch.Tensor) else [t for t in images if isinstance(t, torch.Tensor)]
-
-
 def _overlaps(a: torch.Tensor, b: torch.Tensor) -> bool:
     """Whether the storages of ``a`` and ``b`` share any byte."""
     sa, sb = a.untyped_storage(), b.untyped_storage()
@@ -455,18 +469,11 @@ def _overlaps(a: torch.Tensor, b: torch.Tensor) -> bool:
 
 @pytest.mark.parametrize("device,backend", DEVICE_BACKENDS)
 @pytest.mark.parametrize("make,kwargs", [pytest.param(*k[1:], id=k[0]) for k in INPUT_KINDS])
-def test_inputs_never_modified_and_outputs_never_alias(make, kwargs, device, backend):
+def test_backend_invariants(make, kwargs, device, backend):
+    """Every backend, every kind of input: the shared invariants of ``conftest.check_backend``."""
     kwargs = dict(kwargs)
-    images = make(device)
-    tensors = _tensors(images)
-    versions = [t._version for t in tensors]
-    copies = [t.clone() for t in tensors]
-    out = qvp.preprocess(images, kwargs.pop("config", None), backend=backend, **kwargs)
-    assert [t._version for t in tensors] == versions
-    assert all(torch.equal(t, c) for t, c in zip(tensors, copies))
-    for t in tensors:
-        assert not _overlaps(out.pixel_values, t)
-        assert not _overlaps(out.grid_thw, t)
+    config = kwargs.pop("config", None)
+    check_backend(backend, make(device), config, **kwargs)
 
 
 def test_numpy_and_pil_inputs_never_modified():

@@ -15,7 +15,8 @@ from PIL import Image
 from torchvision.transforms.v2 import functional as tvF
 
 import qwen_vis_prep as qvp
-from qwen_vis_prep.backends import torch_ref
+from qwen_vis_prep import layout
+from qwen_vis_prep.backends import reference
 
 EPS32 = 2.0 ** -24  # unit roundoff of float32
 
@@ -111,7 +112,7 @@ def test_uint8_float_mode_identity_is_a_copy_of_the_input(rgb_chw):
 
 
 # --------------------------------------------------------------------------------------------------------
-# float images: backends.torch_ref.resize_float vs F.interpolate and Pillow
+# float images: backends.reference.resize_float vs F.interpolate and Pillow
 # --------------------------------------------------------------------------------------------------------
 
 def _random_cases(n: int, seed: int, max_side: int = 300):
@@ -127,7 +128,7 @@ def test_resize_float_matches_interpolate_on_noise(seed):
     g = torch.Generator().manual_seed(seed)
     for in_h, in_w, h, w in _random_cases(12, seed):
         x = torch.rand(2, 3, in_h, in_w, generator=g) * 255
-        ours = torch_ref.resize_float(x, (h, w))
+        ours = reference.resize_float(x, (h, w))
         assert ours.dtype == torch.float32 and tuple(ours.shape) == (2, 3, h, w)
         case = f"{in_h}x{in_w} -> {h}x{w}"
         err_exact = (ours.double() - exact(x, (h, w))).abs().max().item()
@@ -139,7 +140,7 @@ def test_resize_float_matches_interpolate_on_noise(seed):
 @pytest.mark.parametrize("name, size", UINT8_SIZES)
 def test_resize_float_matches_interpolate_and_pillow_on_photos(rgb_chw, name, size):
     x = rgb_chw[name][None].to(torch.float32)
-    ours = torch_ref.resize_float(x, size)
+    ours = reference.resize_float(x, size)
     assert (ours.double() - exact(x, size)).abs().max().item() <= TOL_VS_EXACT
     assert (ours - interpolate(x, size)).abs().max().item() <= tol_vs_torch_float32(*x.shape[-2:])
     # Pillow "F" mode: float64 weights and sums, float32 between the passes (in Pillow 13's pass order,
@@ -160,7 +161,7 @@ def test_output_width_one_matches_pillow(in_hw, size):
     resampler and the transposed problem."""
     g = torch.Generator().manual_seed(7)
     x = torch.rand(1, 3, *in_hw, generator=g) * 255
-    ours = torch_ref.resize_float(x, size)
+    ours = reference.resize_float(x, size)
     assert (ours - pillow_float(x, size)).abs().max().item() <= TOL_VS_EXACT
     if size[0] > 1:  # the transposed problem has width > 1, where interpolate is right
         transposed = interpolate(x.transpose(-1, -2).double(), size[::-1]).transpose(-1, -2)
@@ -169,7 +170,7 @@ def test_output_width_one_matches_pillow(in_hw, size):
 
 def test_resize_float_float64_stays_float64():
     x = torch.rand(1, 3, 9, 13, dtype=torch.float64) * 255
-    out = torch_ref.resize_float(x, (5, 20))
+    out = reference.resize_float(x, (5, 20))
     assert out.dtype == torch.float64
     assert (out - exact(x, (5, 20))).abs().max().item() <= TOL_VS_EXACT
 
@@ -181,9 +182,9 @@ def test_resize_float_float64_stays_float64():
 def _float_pipeline(x: torch.Tensor, size, config: qvp.VisionPreprocessConfig) -> torch.Tensor:
     mean = torch.tensor(config.image_mean, dtype=torch.float64)
     std = torch.tensor(config.image_std, dtype=torch.float64)
-    y = torch_ref.resize_float(x, size)
-    y = torch_ref.normalize(y, config.rescale_factor, mean, std)
-    return torch_ref.patchify(y, config.patch_size, config.merge_size, config.temporal_patch_size, torch.float64)
+    y = reference.resize_float(x, size)
+    y = reference.normalize(y, config.rescale_factor, mean, std)
+    return layout.patchify(y, config.patch_size, config.merge_size, config.temporal_patch_size, torch.float64)
 
 
 @pytest.mark.parametrize("in_hw, size", [

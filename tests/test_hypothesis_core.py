@@ -15,7 +15,8 @@ from PIL import Image
 
 import qwen_vis_prep as qvp
 from qwen_vis_prep import sizing
-from qwen_vis_prep.backends import torch_ref
+from qwen_vis_prep import layout
+from qwen_vis_prep.backends import reference
 
 BICUBIC = Image.Resampling.BICUBIC
 PRESET_NAMES = sorted(qvp.PRESETS)
@@ -59,7 +60,7 @@ def test_resize_pil_orders_are_pillow_compositions(in_h, in_w, h, w, seed, order
 def test_resize_float_is_interpolate(in_h, in_w, h, w, seed):
     """Against float64 F.interpolate (output width 1 excluded: torch is wrong there, see test_float_mode)."""
     x = torch.from_numpy(noise(seed, in_h, in_w)).permute(2, 0, 1)[None].to(torch.float32)
-    ours = torch_ref.resize_float(x, (h, w))
+    ours = reference.resize_float(x, (h, w))
     ref = F.interpolate(x.double(), size=(h, w), mode="bicubic", antialias=True, align_corners=False)
     assert (ours.double() - ref).abs().max().item() <= 255 * 1e-6  # derivation in test_float_mode.py
 
@@ -109,9 +110,9 @@ def test_preprocess_pillow_fast_path_is_torch_path(in_h, in_w, preset, lo, hi, s
     img = torch.from_numpy(noise(seed, in_h, in_w)).permute(2, 0, 1)
     ours = qvp.preprocess(img, config, backend="torch").pixel_values
     size = sizing.target_size(in_h, in_w, config)
-    x = torch_ref.resize_pil(img[None], size, sizing.pillow_vertical_first(in_h, in_w, *size, order))
-    y = torch_ref.normalize(x, config.rescale_factor, torch.tensor(config.image_mean), torch.tensor(config.image_std))
-    ref = torch_ref.patchify(y, config.patch_size, config.merge_size, config.temporal_patch_size, torch.float32)
+    x = reference.resize_pil(img[None], size, sizing.pillow_vertical_first(in_h, in_w, *size, order))
+    y = reference.normalize(x, config.rescale_factor, torch.tensor(config.image_mean), torch.tensor(config.image_std))
+    ref = layout.patchify(y, config.patch_size, config.merge_size, config.temporal_patch_size, torch.float32)
     assert torch.equal(ours, ref)
 
 

@@ -7,17 +7,25 @@ upsampling), so the pixels are expected to be *identical*; nvJPEG (GPU) is compa
 from __future__ import annotations
 
 import io
+import os
+import struct
+import subprocess
+import sys
+import warnings
+import zlib
+from pathlib import Path
 
 import numpy as np
 import PIL.Image
+import PIL.ImageFile
 import PIL.ImageOps
 import pytest
 import torch
 
 from qwen_vis_prep import PRESETS, preprocess
 import qwen_vis_prep.io as qio
-from qwen_vis_prep.io import (ImageLoadError, expand_paths, load_images, nvjpeg_available, sample_images,
-                              try_load_images, unpatchify)
+from qwen_vis_prep.io import (ImageLoadError, check_pixel_count, expand_paths, load_images, max_image_pixels,
+                              nvjpeg_available, sample_images, set_max_image_pixels, try_load_images, unpatchify)
 
 # nvJPEG vs libjpeg-turbo (measured on an H200, CUDA 13, torchvision 0.26, Pillow 12.3; see docs/ecosystem.md):
 # files without chroma subsampling (4:4:4, grayscale) decode identically -- same integer IDCT, nothing to
@@ -206,6 +214,221 @@ def test_bad_decoder_arguments():
         with pytest.raises(ValueError, match="decoder='nvjpeg' cannot run"):
             load_images([sample_images()[0]], "cpu", decoder="nvjpeg")
         assert nvjpeg_available("cuda")[0] is False
+
+
+# ------------------------------------------------------------------------------------- bounded decoding
+
+PILLOW_DEFAULT_LIMIT = 89_478_485  # PIL.Image.MAX_IMAGE_PIXELS as shipped
+LIMIT_HINT = "(qwen_vis_prep.io.set_max_image_pixels / QWEN_VIS_PREP_MAX_IMAGE_PIXELS)"
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def pixel_limit():
+    """``set_max_image_pixels``, with the limit the test found restored afterwards."""
+    previous = max_image_pixels()
+    yield set_max_image_pixels
+    set_max_image_pixels(previous)
+
+
+def _jpeg_declaring(width: int, height: int) -> bytes:
+    """A 16x16 baseline JPEG whose frame header (SOF0) declares ``width`` x ``height`` instead."""
+    buf = io.BytesIO()
+    PIL.Image.new("RGB", (16, 16), (200, 30, 10)).save(buf, "JPEG")
+    data = bytearray(buf.getvalue())
+    i = 2
+    while data[i + 1] != 0xC0:  # walk the segments: 0xFFC0 could also occur inside a table
+        i += 2 + struct.unpack(">H", data[i + 2:i + 4])[0]
+    data[i + 5:i + 9] = struct.pack(">HH", height, width)
+    return bytes(data)
+
+
+def _png_declaring(width: int, height: int) -> bytes:
+    """A 16x16 PNG whose IHDR (CRC fixed up) declares ``width`` x ``height`` instead."""
+    buf = io.BytesIO()
+    PIL.Image.new("RGB", (16, 16), (200, 30, 10)).save(buf, "PNG")
+    data = bytearray(buf.getvalue())
+    data[16:24] = struct.pack(">II", width, height)
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
+    return bytes(data)
+
+
+def _no_decoding(monkeypatch):
+    def called(*args, **kwargs):
+        raise AssertionError("a decoder ran on a file over the pixel limit")
+
+    monkeypatch.setattr(qio, "_torchvision_decode_jpeg", called)
+    monkeypatch.setattr(qio, "_decode_pillow", called)
+    monkeypatch.setattr(qio, "_decode_nvjpeg", called)
+    monkeypatch.setattr(PIL.ImageFile.ImageFile, "load", called)
+
+
+def test_jpeg_over_pixel_limit_refused_before_decoding(tmp_path, monkeypatch, pixel_limit):
+    pixel_limit(PILLOW_DEFAULT_LIMIT)
+    bomb = tmp_path / "bomb.jpg"
+    bomb.write_bytes(_jpeg_declaring(20000, 20000))
+    _no_decoding(monkeypatch)
+    expected = (f"{bomb}: declares 20000x20000 = 400000000 pixels, more than the limit of 89478485 "
+                f"{LIMIT_HINT}")
+    with pytest.raises(ImageLoadError) as e:
+        load_images([bomb])
+    assert str(e.value) == expected and e.value.source == str(bomb)
+    with pytest.raises(ImageLoadError) as e:  # the CPU decoder checks on its own too
+        qio._decode_cpu(bomb.read_bytes(), str(bomb), True)
+    assert str(e.value) == expected
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="ru_maxrss in KiB is Linux's")
+def test_jpeg_bomb_peak_memory_stays_small(tmp_path):
+    """The real thing in a fresh process: 20000x20000 would be 1.2 GB decoded; the peak RSS must not move."""
+    bomb = tmp_path / "bomb.jpg"
+    bomb.write_bytes(_jpeg_declaring(20000, 20000))
+    script = (
+        "import resource, sys\n"
+        "import torchvision.io\n"
+        "import qwen_vis_prep.io as qio\n"
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "report = qio.try_load_images([sys.argv[1]])\n"
+        "after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "print((after - before) // 1024)\n"
+        "print(report.errors[0].reason if report.errors else 'decoded')\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "QWEN_VIS_PREP_MAX_IMAGE_PIXELS"}
+    out = subprocess.run([sys.executable, "-c", script, str(bomb)], cwd=REPO, env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    grown_mb, reason = out.stdout.strip().splitlines()
+    assert reason.startswith("declares 20000x20000 = 400000000 pixels, more than the limit of 89478485")
+    assert int(grown_mb) < 300
+
+
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
+def test_png_over_pixel_limit_refused_before_load(tmp_path, monkeypatch, pixel_limit):
+    """Pillow path: the size from ``Image.open`` (header only) is checked before ``load()``. Pillow's own
+    check, set to our limit while we decode, warns between 1x and 2x of it and refuses above 2x (without
+    saying the width and height); either way the file is refused under our limit."""
+    pixel_limit(PILLOW_DEFAULT_LIMIT)
+    (tmp_path / "over.png").write_bytes(_png_declaring(10000, 10000))  # 1.1x the limit
+    (tmp_path / "bomb.png").write_bytes(_png_declaring(20000, 20000))  # 4.5x
+    monkeypatch.setattr(PIL.ImageFile.ImageFile, "load", lambda self: pytest.fail("load() ran"))
+    report = try_load_images([tmp_path / "over.png", tmp_path / "bomb.png"])
+    assert report.images == []
+    reasons = {e.source: e.reason for e in report.errors}
+    assert reasons[str(tmp_path / "over.png")] == (f"declares 10000x10000 = 100000000 pixels, more than the "
+                                                   f"limit of 89478485 {LIMIT_HINT}")
+    assert reasons[str(tmp_path / "bomb.png")] == (f"declares 400000000 pixels, more than the limit of 89478485 "
+                                                   f"{LIMIT_HINT}")
+
+
+def test_nvjpeg_routing_checks_before_gpu_jobs(monkeypatch, pixel_limit):
+    """With nvJPEG reported available, a file over the limit never reaches the GPU batch (nor any decoder);
+    the good JPEG still goes to nvJPEG."""
+    pixel_limit(1000)
+    batches = []
+
+    def fake_nvjpeg(jobs, blobs, results, device, exif):
+        batches.append([i for i, _ in jobs])
+        for i, info in jobs:
+            results[i] = torch.zeros(3, info.height, info.width, dtype=torch.uint8)
+        return []
+
+    monkeypatch.setattr(qio, "nvjpeg_available", lambda device="cuda": (True, ""))
+    monkeypatch.setattr(qio, "_decode_nvjpeg", fake_nvjpeg)
+    monkeypatch.setattr(qio, "_torchvision_decode_jpeg", lambda *a, **k: pytest.fail("CPU decoder ran"))
+    report = try_load_images([_jpeg_declaring(40, 40), _jpeg_declaring(20, 20)], "cuda", decoder="nvjpeg")
+    assert batches == [[1]] and report.indices == [1] and report.images[0].shape == (3, 20, 20)
+    assert [str(e) for e in report.errors] == [f"<bytes #0>: declares 40x40 = 1600 pixels, more than the "
+                                               f"limit of 1000 {LIMIT_HINT}"]
+
+
+def test_pixel_limit_set_at_run_time(pixel_limit, monkeypatch):
+    pixel_limit(1000)
+    assert max_image_pixels() == 1000
+    rgb = np.zeros((40, 40, 3), np.uint8)
+    big, small, edge = _encode(rgb, "PNG"), _encode(rgb[:20, :20], "PNG"), _encode(rgb[:20, :50], "PNG")
+    with pytest.warns(PIL.Image.DecompressionBombWarning):  # Pillow's own, at our limit, for the refused one
+        report = try_load_images([big, small, edge, _encode(rgb, quality=90), _encode(rgb[:25, :40])])
+    assert report.indices == [1, 2, 4]  # 20x50 = 1000 is not over the limit
+    assert [e.reason for e in report.errors] == [
+        f"declares 40x40 = 1600 pixels, more than the limit of 1000 {LIMIT_HINT}",
+        f"declares 40x40 = 1600 pixels, more than the limit of 1000 {LIMIT_HINT}"]
+    # Above Pillow's own limit: Pillow decodes too (its check follows ours inside the decode), and its
+    # global limit is back afterwards, also after several files decoded on threads.
+    monkeypatch.setattr(PIL.Image, "MAX_IMAGE_PIXELS", 100)
+    for limit, previous in ((2000, 1000), (None, 2000)):
+        assert pixel_limit(limit) == previous
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            images = load_images([big, big, small])
+        assert [tuple(x.shape) for x in images] == [(3, 40, 40), (3, 40, 40), (3, 20, 20)]
+        assert PIL.Image.MAX_IMAGE_PIXELS == 100
+    assert pixel_limit(0) is None and max_image_pixels() is None
+    with pytest.raises(ValueError, match="expects a number of pixels >= 0 or None, got -1"):
+        set_max_image_pixels(-1)
+    with pytest.raises(TypeError, match="expects an int number of pixels or None, got str"):
+        set_max_image_pixels("1000")
+
+
+def test_pixel_limit_from_environment(monkeypatch):
+    for raw, limit in (("1234", 1234), (" 5000 ", 5000), ("0", None), ("none", None), ("None", None),
+                       ("", PILLOW_DEFAULT_LIMIT)):
+        monkeypatch.setenv("QWEN_VIS_PREP_MAX_IMAGE_PIXELS", raw)
+        assert qio._limit_from_env() == limit, raw
+    for raw in ("-3", "lots", "1e6"):
+        monkeypatch.setenv("QWEN_VIS_PREP_MAX_IMAGE_PIXELS", raw)
+        with pytest.raises(ValueError, match="QWEN_VIS_PREP_MAX_IMAGE_PIXELS must be a whole number"):
+            qio._limit_from_env()
+    env = {**os.environ, "QWEN_VIS_PREP_MAX_IMAGE_PIXELS": "1234"}
+    out = subprocess.run([sys.executable, "-c", "import qwen_vis_prep.io as q; print(q.max_image_pixels())"],
+                         cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and out.stdout.strip() == "1234", out.stderr
+
+
+def test_check_pixel_count_for_video_frames(pixel_limit):
+    pixel_limit(1000)
+    check_pixel_count("clip.mp4", 10, 10, frames=10)
+    with pytest.raises(ImageLoadError) as e:
+        check_pixel_count("clip.mp4", 10, 10, frames=11)
+    assert str(e.value) == ("clip.mp4: declares 11 frames of 10x10 = 1100 pixels, more than the limit of 1000 "
+                            f"{LIMIT_HINT}")
+    pixel_limit(None)
+    check_pixel_count("clip.mp4", 65535, 65535, frames=1000)
+
+
+def test_try_load_images_reports_refused_file_and_keeps_others(tmp_path, pixel_limit):
+    pixel_limit(PILLOW_DEFAULT_LIMIT)
+    (tmp_path / "bomb.jpg").write_bytes(_jpeg_declaring(20000, 20000))
+    samples = sample_images()[:3]
+    sources = [samples[0], tmp_path / "bomb.jpg", *samples[1:]]
+    report = try_load_images(sources)
+    assert report.indices == [0, 2, 3] and report.names == [str(p) for p in samples]
+    for path, img in zip(samples, report.images):
+        assert torch.equal(img, _pillow_rgb(path.read_bytes()))
+    assert [e.source for e in report.errors] == [str(tmp_path / "bomb.jpg")]
+    assert report.errors[0].reason.startswith("declares 20000x20000 = 400000000 pixels")
+
+
+def test_wide_gray_images_warn_once_per_file(tmp_path):
+    """16-bit PNG and 32-bit TIFF gray are clipped to 0..255 (as PIL's convert does) with one UserWarning
+    each that names the file; 8-bit files stay quiet."""
+    values = np.array([[0, 100, 255, 256, 1000, 65535]])
+    files = {"g16.png": ("PNG", values.astype(np.uint16), "'I;16' (16-bit)"),
+             "g32.tif": ("TIFF", values.astype(np.int32), "'I' (32-bit integer)"),
+             "f32.tif": ("TIFF", values.astype(np.float32) - 0.5, "'F' (32-bit float)")}
+    for name, (fmt, arr, _) in files.items():
+        (tmp_path / name).write_bytes(_encode(arr, fmt))
+    (tmp_path / "g8.png").write_bytes(_encode(values.astype(np.uint8), "PNG"))
+    paths = [tmp_path / n for n in (*files, "g8.png")]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        images = load_images(paths)
+    messages = sorted(str(w.message) for w in caught if w.category is UserWarning)
+    assert messages == sorted(f"{tmp_path / name}: expected 8 bits per sample, got mode {mode}; reduced to 8 bits "
+                              f"by clipping to 0..255 (not rescaled), as PIL's convert('RGB') does"
+                              for name, (_, _, mode) in files.items())
+    for path, img in zip(paths, images):
+        assert torch.equal(img, _pillow_rgb(path.read_bytes())), path.name
+    assert images[0][0, 0].tolist() == [0, 100, 255, 255, 255, 255]
 
 
 @pytest.mark.cuda

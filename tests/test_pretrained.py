@@ -165,6 +165,26 @@ def test_hub_id_is_never_downloaded(monkeypatch, tmp_path):
         QwenVisionPreprocessor.from_pretrained("Qwen/Qwen2-VL-7B-Instruct-not-cached")
 
 
+@pytest.mark.parametrize("missing", ["/missing", "/tmp/nope.json", "~/no-such-model-dir", "./no/such",
+                                     ".hidden/model", "no/such/model", "not..a/hub-id", "a--b/c", "-a/b",
+                                     "owner/name.", "own er/name", "owner\\name"])
+def test_missing_path_that_is_no_hub_id(missing, monkeypatch, tmp_path):
+    """Absolute paths, paths starting with '.' or '~', and strings without the owner/name shape of a hub id
+    are missing files, never looked up in the Hugging Face cache."""
+    if Path(missing).expanduser().exists():
+        pytest.skip(f"{missing} exists on this machine")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))  # an empty cache
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(FileNotFoundError) as info:
+        config_from_hf(missing)
+    assert str(info.value) == (f"{missing}: no such file or directory (expected a model directory, a "
+                               f"preprocessor_config.json path or a hub id 'owner/name' in the local Hugging "
+                               f"Face cache)")
+    if str(Path(missing)) == missing:  # the same as a Path object (Path drops a leading './')
+        with pytest.raises(FileNotFoundError, match="no such file or directory"):
+            config_from_hf(Path(missing))
+
+
 def test_processor_config_json_layout(tmp_path):
     """transformers 5 may save all sub-processors in one processor_config.json."""
     (tmp_path / "processor_config.json").write_text(json.dumps(

@@ -16,8 +16,8 @@ import torch
 from PIL import Image
 
 import qwen_vis_prep as qvp
-from qwen_vis_prep import functional, sizing
-from qwen_vis_prep.backends import pillow_cpu, torch_ref
+from qwen_vis_prep import layout, sizing
+from qwen_vis_prep.backends import pillow, reference
 
 BICUBIC = Image.Resampling.BICUBIC
 INSTALLED_PILLOW_MAJOR = int(PIL.__version__.split(".")[0])
@@ -267,14 +267,14 @@ def torch_reference(img: torch.Tensor, config: qvp.VisionPreprocessConfig) -> to
     in_h, in_w = img.shape[-2:]
     size = sizing.target_size(in_h, in_w, config)
     vf = sizing.pillow_vertical_first(in_h, in_w, size[0], size[1], config.pillow_order)
-    x = torch_ref.resize_pil(img[None], size, vf)
+    x = reference.resize_pil(img[None], size, vf)
     scale = config.rescale_factor if config.do_rescale else None
     mean = torch.tensor(config.image_mean) if config.do_normalize else None
     std = torch.tensor(config.image_std) if config.do_normalize else None
-    y = torch_ref.normalize(x, scale, mean, std)
+    y = reference.normalize(x, scale, mean, std)
     gh, gw = size[0] // config.patch_size, size[1] // config.patch_size
     out = torch.empty(gh * gw, config.patch_dim, dtype=config.output_dtype)
-    torch_ref.patchify_into(out, y, config.patch_size, config.merge_size, config.image_frames)
+    layout.patchify_into(out, y, config.patch_size, config.merge_size, config.image_frames)
     return out
 
 
@@ -319,8 +319,8 @@ NORMALIZER_CONFIGS = [
 def test_cpu_normalizer_equals_level_table(config, gather_only):
     """The Pillow path's NumPy normaliser (arithmetic when it is exact, else a gather) gives the level
     table's values, on a strided [..., 3, P, P] view like the one the Pillow path reads."""
-    into = functional._cpu_normalizer(config, gather_only)
-    lut = functional.level_table(config, torch.device("cpu"))
+    into = pillow.cpu_normalizer(config, gather_only)
+    lut = reference.level_table(config, torch.device("cpu"))
     rng = np.random.default_rng(7)
     hwc = rng.integers(0, 256, (56, 84, 3), dtype=np.uint8)
     levels = hwc.reshape(2, 2, 14, 3, 2, 14, 3).transpose(0, 3, 1, 4, 6, 2, 5)  # [bh, bw, m, m, 3, p, p]
@@ -338,8 +338,8 @@ def test_cpu_normalizer_equals_level_table(config, gather_only):
 def test_preprocess_fast_path_with_gathered_levels(rgb_chw, monkeypatch):
     """The gather fallback, used should the arithmetic ever disagree with the table, through the whole path."""
     config = _cfg(max_pixels=300 * 300)
-    original = functional._cpu_normalizer
-    monkeypatch.setattr(functional, "_cpu_normalizer", lambda cfg: original(cfg, True))
+    original = pillow.cpu_normalizer
+    monkeypatch.setattr(pillow, "cpu_normalizer", lambda cfg: original(cfg, True))
     for img in (rgb_chw["astronaut"], [rgb_chw["chelsea"], rgb_chw["rocket"]]):
         got = qvp.preprocess(img, config, backend="torch").pixel_values
         imgs = img if isinstance(img, list) else [img]
@@ -380,19 +380,19 @@ def test_preprocess_fast_path_float_input_rounds_to_levels(rgb_chw, input_range)
     pytest.param((420, 672), id="width-only"),
 ])
 def test_pillow_strips_are_exact(rgb_chw, parts, size):
-    """``pillow_cpu.preprocess_into`` cuts each pass into strips; any number of strips gives the same bits."""
+    """``pillow.image_into`` cuts each pass into strips; any number of strips gives the same bits."""
     config = _cfg(max_pixels=10**8, min_pixels=1)
     img = rgb_chw["rocket"]  # 427 x 640
     if size[0] == 420:
         img = img[:, :420]  # keep the height: a single horizontal pass
-    norm = functional._cpu_normalizer(config)
+    norm = pillow.cpu_normalizer(config)
     rows = (size[0] // 14) * (size[1] // 14)
     out = torch.empty(rows, config.patch_dim)
     with ThreadPoolExecutor(max_workers=4) as pool:
-        pillow_cpu.preprocess_into(img, size, "installed", out, norm, 14, 2, 2, pool, parts)
+        pillow.image_into(img, size, "installed", out, norm, 14, 2, 2, pool, parts)
     ref_cfg = config.replace(do_resize=False)
     vf = sizing.pillow_vertical_first(*img.shape[-2:], *size, "installed")
-    levels = torch_ref.resize_pil(img[None], size, vf)[0]
+    levels = reference.resize_pil(img[None], size, vf)[0]
     assert torch.equal(out, torch_reference(levels, ref_cfg))
 
 

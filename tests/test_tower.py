@@ -9,10 +9,9 @@ import random
 import pytest
 import torch
 
-from qwen_vis_prep import QwenVisionPreprocessor
+from qwen_vis_prep import QwenVisionEncoder, QwenVisionPreprocessor
 from qwen_vis_prep.tower import (
     FoldedPatchEmbed,
-    QwenVisionEncoder,
     fold_patch_embed_weight,
     tower_kwargs,
     vision_tower_inputs,

@@ -11,8 +11,9 @@ import torch
 from PIL import Image
 
 from qwen_vis_prep import QwenVisionPreprocessor, VisionPreprocessConfig
-from qwen_vis_prep.backends import pillow_cpu, torch_ref
-from qwen_vis_prep.functional import normalize_constants
+from qwen_vis_prep import layout
+from qwen_vis_prep.backends import reference
+from qwen_vis_prep.backends.reference import normalize_constants
 from qwen_vis_prep.video import (
     VIDEO_PRESETS,
     VideoConfig,
@@ -62,11 +63,11 @@ def _pillow_frames(clip: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 def _reference_rows(levels: torch.Tensor, config: VisionPreprocessConfig) -> torch.Tensor:
     scale, mean, std = normalize_constants(config, torch.device("cpu"))
-    y = torch_ref.normalize(levels, scale, mean, std)
+    y = reference.normalize(levels, scale, mean, std)
     tp, p = config.temporal_patch_size, config.patch_size
     t, _, h, w = levels.shape
     out = torch.empty(-(-t // tp) * (h // p) * (w // p), 3 * tp * p * p, dtype=config.output_dtype)
-    torch_ref.patchify_video_into(out, y, p, config.merge_size, tp)
+    layout.patchify_video_into(out, y, p, config.merge_size, tp)
     return out
 
 
@@ -127,12 +128,11 @@ def test_pil_mode_is_pillow_frame_by_frame(preset, shapes):
     torch.testing.assert_close(ours, ref, atol=LAYOUT_ATOL, rtol=0)
 
 
-def test_torch_port_equals_pillow_path(monkeypatch):
-    # The exact torch port (what CUDA runs) on the whole [T, 3, H, W] stack gives the Pillow bytes too.
+def test_reference_backend_equals_pillow_backend():
+    # The reference (what CUDA runs for clips) on the whole [T, 3, H, W] stack gives the Pillow bytes too.
     clips = [_clip(5, 60, 90, 0), _clip(3, 100, 57, 1)]
-    with_pillow = preprocess_videos(clips, "qwen2-vl")[0]
-    monkeypatch.setattr(pillow_cpu, "available", lambda: False)
-    assert torch.equal(preprocess_videos(clips, "qwen2-vl")[0], with_pillow)
+    with_pillow = preprocess_videos(clips, "qwen2-vl", backend="pillow")[0]
+    assert torch.equal(preprocess_videos(clips, "qwen2-vl", backend="reference")[0], with_pillow)
 
 
 @pytest.mark.parametrize("preset, shapes", RESIZE_CASES)
@@ -252,11 +252,10 @@ def test_batch_list_and_frame_lists_agree():
         assert torch.equal(other, ref)
 
 
-def test_batch_on_torch_path_equals_clip_by_clip(monkeypatch):
-    monkeypatch.setattr(pillow_cpu, "available", lambda: False)
+def test_batch_on_reference_backend_equals_clip_by_clip():
     clips = torch.stack([_clip(3, 60, 90, 0), _clip(3, 60, 90, 1)])
-    whole = preprocess_videos(clips, "qwen2-vl")[0]
-    assert torch.equal(whole, torch.cat([preprocess_videos(c, "qwen2-vl")[0] for c in clips]))
+    whole = preprocess_videos(clips, "qwen2-vl", backend="reference")[0]
+    assert torch.equal(whole, torch.cat([preprocess_videos(c, "qwen2-vl", backend="reference")[0] for c in clips]))
 
 
 def test_input_not_modified_dtype_and_noncontiguous():

@@ -1,1 +1,73 @@
-"""Backends: ``torch_ref`` (pure torch, any device, the oracle) and ``triton`` (fused CUDA kernels)."""
+"""The backend registry: each backend is a module named for what runs, with one contract.
+
+* ``reference``: pure torch on any device (the oracle, the fallback, the differentiable path);
+* ``pillow``: CPU tensors, Pillow's own resampler with normalisation and layout fused in NumPy;
+* ``triton``: CUDA tensors (or Triton's CPU interpreter), fused Triton kernels.
+
+The contract (``Plan``, ``ImageBatch`` and ``VideoBatch`` from ``qwen_vis_prep.contract``):
+
+* ``can_run(device) -> (ok, why_not)``;
+* ``preprocess_into(batch, plan, out)``: every image's patches into its rows of ``out``; may return a record
+  the backend can replay for a repeated call (Triton's warm calls), else ``None``;
+* ``videos_into(batch, plan, out)``: the same for clips;
+* ``resize(images, sizes, config, stacked=None) -> list``: the resize stage alone, uint8 in and out.
+
+Backends import nothing from the front end (``functional``, ``module``). Adding one is one module and one
+entry in :data:`BACKENDS`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+import torch
+
+#: name -> module (imported on first use, so Triton is only imported where it is asked for).
+BACKENDS: dict[str, str] = {"reference": "reference", "pillow": "pillow", "triton": "triton"}
+#: What ``backend=`` accepts: a registered name, ``"auto"``, or ``"torch"`` (the backends without Triton:
+#: Pillow on the CPU where it applies, the reference elsewhere).
+CHOICES = ("auto", "torch", *BACKENDS)
+
+
+def get(name: str) -> ModuleType:
+    """The backend module registered as ``name``."""
+    if name not in BACKENDS:
+        raise ValueError(f"backend must be one of {CHOICES}, got {name!r}")
+    return importlib.import_module(f".{BACKENDS[name]}", __name__)
+
+
+def _can_run(name: str, device: torch.device) -> tuple[bool, str]:
+    try:
+        return get(name).can_run(device)
+    except ImportError as e:  # pragma: no cover - depends on the install (Triton missing)
+        return False, f"the {name} backend cannot be imported ({e})"
+
+
+def check_choice(backend: object) -> None:
+    """``ValueError`` unless ``backend`` is one of :data:`CHOICES`."""
+    if backend not in CHOICES:
+        raise ValueError(f"backend must be one of {CHOICES}, got {backend!r}")
+
+
+def select(backend: str, device: torch.device, *, needs_grad: bool = False, resize_mode: str = "pil"
+           ) -> ModuleType:
+    """The backend a call runs on. ``"auto"``: Triton for CUDA tensors where it can run, Pillow for CPU
+    tensors in pil mode, the reference otherwise; ``"torch"``: the same without Triton. Anything that needs
+    gradients runs the reference. A backend asked for by name that cannot run raises ``ValueError``."""
+    check_choice(backend)
+    if backend in ("auto", "torch"):
+        if not needs_grad:
+            if backend == "auto" and device.type == "cuda" and _can_run("triton", device)[0]:
+                return get("triton")
+            if device.type == "cpu" and resize_mode == "pil" and _can_run("pillow", device)[0]:
+                return get("pillow")
+        return get("reference")
+    ok, why = _can_run(backend, device)
+    if not ok:
+        raise ValueError(f"backend={backend!r} cannot run here: {why}")
+    chosen = get(backend)
+    if needs_grad and backend != "reference":
+        raise ValueError(f"backend={backend!r} has no backward pass; the input requires grad, use "
+                         "backend='reference' (or 'auto') with resize_mode='float'")
+    return chosen
