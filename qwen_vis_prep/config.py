@@ -91,7 +91,7 @@ class VisionPreprocessConfig:
         check_choice("input_range", self.input_range, ("0-255", "0-1"))
         dtype = _parse_dtype(self.output_dtype)
         object.__setattr__(self, "output_dtype", dtype)
-        # A plain-string name for torch.library ops (custom ops take no dataclasses; see custom_ops.py).
+        # A plain-string name for the torch.library op (custom ops take no dataclasses; see functional.py).
         key = repr(self)
         object.__setattr__(self, "_op_key", key)
         _BY_KEY.setdefault(key, self)

@@ -22,7 +22,7 @@ from transformers.image_processing_base import BatchFeature, ImageProcessingMixi
 from transformers.models.qwen2_vl.image_processing_qwen2_vl import Qwen2VLImageProcessorKwargs
 
 from .config import VisionPreprocessConfig
-from .functional import Backend, preprocess, resolve_config
+from .functional import Backend, preprocess, preprocess_videos, resolve_config
 from .pretrained import config_from_hf, to_hf_dict
 from .sizing import smart_resize
 
@@ -277,11 +277,6 @@ def _videos_to(videos: Any, device: Any) -> Any:
 
 
 def _preprocess_videos(videos: Any, config: VisionPreprocessConfig, video_config: Any, device: Any) -> dict:
-    try:
-        from .video import preprocess_videos
-    except ImportError:
-        raise NotImplementedError("videos=... needs qwen_vis_prep.video, which this install does not have; "
-                                  "process videos with transformers' Qwen2VLVideoProcessor meanwhile") from None
     if device is not None:
         videos = _videos_to(videos, device)
     pixel_values, grid = preprocess_videos(videos, config, video_config)

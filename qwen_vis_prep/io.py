@@ -45,6 +45,7 @@ from typing import Any, Iterable, Iterator, Literal, Sequence, Union
 import PIL.Image
 import torch
 
+from . import layout
 from .checks import pil_to_hwc
 from .config import VisionPreprocessConfig
 
@@ -345,14 +346,13 @@ def unpatchify(pixel_values: torch.Tensor, grid_thw: torch.Tensor, config: Visio
     if pixel_values.shape[0] != sum(counts):
         raise ValueError(f"pixel_values has {pixel_values.shape[0]} rows, grid_thw {grid} needs {sum(counts)}")
     t, gh, gw = grid[index]
-    p, m = config.patch_size, config.merge_size
+    p = config.patch_size
     frames = pixel_values.shape[1] // (3 * p * p)
     if pixel_values.shape[1] != 3 * frames * p * p or frames not in (1, config.temporal_patch_size):
         raise ValueError(f"pixel_values has {pixel_values.shape[1]} columns; with patch_size={p} expected "
                          f"{3 * p * p} (compact) or {3 * config.temporal_patch_size * p * p}")
     rows = pixel_values[start:start + counts[index]].to(torch.float64)
-    x = rows.reshape(t, gh // m, gw // m, m, m, 3, frames, p, p)
-    x = x.permute(0, 6, 5, 1, 3, 7, 2, 4, 8).reshape(t * frames, 3, gh * p, gw * p)
+    x = layout.unpatchify(rows, (t, gh, gw), p, config.merge_size)
     if config.do_normalize:
         std = torch.tensor(config.image_std, dtype=torch.float64, device=x.device).view(1, 3, 1, 1)
         mean = torch.tensor(config.image_mean, dtype=torch.float64, device=x.device).view(1, 3, 1, 1)

@@ -8,17 +8,21 @@ of exact float32 products in the same tap order, see kernels.py), and tested so.
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 
 import pytest
 import torch
 
 import qwen_vis_prep as qvp
-from qwen_vis_prep.backends.triton import ops as triton_ops
+from qwen_vis_prep.backends import triton as triton_backend
+from qwen_vis_prep.backends.triton import launcher, plans, tuning, warm
 
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-pytestmark = pytest.mark.skipif(not triton_ops.can_run(DEVICE)[0],
-                                reason=f"Triton cannot run here: {triton_ops.can_run(DEVICE)[1]}")
+pytestmark = pytest.mark.skipif(not triton_backend.can_run(DEVICE)[0],
+                                reason=f"Triton cannot run here: {triton_backend.can_run(DEVICE)[1]}")
 
 SMALL = dict(min_pixels=28 * 28 * 4, max_pixels=28 * 28 * 24)
 
@@ -27,9 +31,22 @@ def _cfg(**kw) -> qvp.VisionPreprocessConfig:
     return qvp.VisionPreprocessConfig.from_preset(kw.pop("preset", "qwen2-vl"), **{**SMALL, **kw})
 
 
+def _tune(monkeypatch, **values) -> None:
+    """Set tuning entries for one test. Plans read ``tuning.TUNING`` (the same dict object, imported by
+    name), so it is changed in place, key by key, and restored afterwards."""
+    for key, value in values.items():
+        monkeypatch.setitem(tuning.TUNING, key, value)
+
+
+def _fresh_caches(monkeypatch) -> None:
+    """Empty plan and warm-call caches for one test (so launch counts see every plan built)."""
+    monkeypatch.setattr(plans, "PLANS", type(plans.PLANS)(maxsize=256))
+    monkeypatch.setattr(warm, "WARM_CALLS", type(warm.WARM_CALLS)(maxsize=256))
+
+
 def _both(x, cfg, **kw):
     a = qvp.preprocess(x, cfg, backend="triton", **kw)
-    b = qvp.preprocess(x, cfg, backend="torch", **kw)
+    b = qvp.preprocess(x, cfg, backend="reference", **kw)
     assert torch.equal(a.grid_thw, b.grid_thw)
     return a.pixel_values, b.pixel_values
 
@@ -97,7 +114,7 @@ def test_layouts_without_copy_semantics():
     hwc = chw.permute(1, 2, 0).contiguous()
     cl = chw[None].contiguous(memory_format=torch.channels_last)
     cfg = _cfg()
-    ref = qvp.preprocess(chw, cfg, backend="torch").pixel_values
+    ref = qvp.preprocess(chw, cfg, backend="reference").pixel_values
     assert torch.equal(qvp.preprocess(hwc, cfg, backend="triton", layout="hwc").pixel_values, ref)
     assert torch.equal(qvp.preprocess(cl, cfg, backend="triton").pixel_values, ref)
     assert torch.equal(qvp.preprocess(chw[None], cfg, backend="triton").pixel_values, ref)
@@ -150,7 +167,7 @@ def test_resize_stage(mode):
     x = _img(40, 61, seed=15)
     for size in [(17, 90), (80, 30), (40, 61), (3, 450)]:
         a = qvp.resize(x, size, mode=mode, backend="triton")
-        b = qvp.resize(x, size, mode=mode, backend="torch")
+        b = qvp.resize(x, size, mode=mode, backend="reference")
         assert a.shape == (3, *size) and torch.equal(a, b)
 
 
@@ -193,40 +210,28 @@ def test_same_shape_different_alignment():
         assert torch.equal(a, b)
 
 
-@pytest.mark.parametrize("tuning", [
+@pytest.mark.parametrize("values", [
     pytest.param({}, id="current"),
-    pytest.param(triton_ops.GPU_TUNING, id="gpu-defaults"),
-    pytest.param(dict(pass_block_r=8, pass_block_q=64, patch_block=4, patch_warps=4, patch_norm="table"),
-                 id="table-norm"),
+    pytest.param(tuning.GPU_TUNING, id="gpu-defaults"),
+    pytest.param(dict(pass_block_r=8, pass_block_q=64, patch_block=4, patch_warps=4), id="small-tiles"),
     pytest.param(dict(pass_block_r=32, pass_block_q=32, pass_warps=8, patch_block=8, patch_warps=8),
                  id="large-blocks"),
     pytest.param(dict(pass_taps="tap-major", patch_taps="tap-major"), id="tap-major-tables"),
-    pytest.param(dict(triton_ops.GPU_TUNING, pass_taps="tap-major", patch_taps="tap-major"),
+    pytest.param(dict(tuning.GPU_TUNING, pass_taps="tap-major", patch_taps="tap-major"),
                  id="gpu-defaults-tap-major"),
-    pytest.param(dict(triton_ops.GPU_TUNING, ragged="descriptors"), id="gpu-defaults-ragged-descriptors"),
-    pytest.param(dict(pass_loads="words", pass_taps="tap-major"), id="word-loads-tap-major"),
-    pytest.param(dict(pass_taps="tap-major", patch_taps="tap-major", patch_norm="table", ragged="descriptors"),
-                 id="ragged-descriptors-tap-major-table"),
-    pytest.param(dict(triton_ops.GPU_TUNING, pipeline="tiles"), id="gpu-defaults-tile-pipeline"),
-    pytest.param(dict(triton_ops.GPU_TUNING, pass_taps="out-major", patch_norm="arith"),
-                 id="gpu-defaults-out-major-arith"),
-    pytest.param(dict(triton_ops.GPU_TUNING, rows_unroll=4, rows_per_program=8), id="gpu-defaults-rows-unroll"),
-    pytest.param(dict(triton_ops.GPU_TUNING, rows_prefetch=8), id="gpu-defaults-rows-prefetch"),  # CUDA only
-    pytest.param(dict(triton_ops.GPU_TUNING, rows_unroll=2, rows_prefetch=4), id="gpu-defaults-rows-unroll-prefetch"),
-    pytest.param(dict(triton_ops.GPU_TUNING, rows_prefetch=4, rows_prefetch_to="L1"),
-                 id="gpu-defaults-rows-prefetch-l1"),
-    pytest.param(dict(triton_ops.GPU_TUNING, rows_tap_loads=8, rows_warps=1, rows_block_q=128),
+    pytest.param(dict(tuning.GPU_TUNING, pipeline="tiles"), id="gpu-defaults-tile-pipeline"),
+    pytest.param(dict(tuning.GPU_TUNING, pass_taps="out-major"), id="gpu-defaults-out-major"),
+    pytest.param(dict(tuning.GPU_TUNING, rows_per_program=8), id="gpu-defaults-8-rows-per-program"),
+    pytest.param(dict(tuning.GPU_TUNING, rows_prefetch=8), id="gpu-defaults-rows-prefetch"),  # CUDA only
+    pytest.param(dict(tuning.GPU_TUNING, rows_tap_loads=8, rows_warps=1, rows_block_q=128),
                  id="gpu-defaults-rows-column-cap"),  # 4 outputs per thread, fewer as the taps grow
-    pytest.param(dict(triton_ops.GPU_TUNING, rows_tap_loads=8, rows_warps=1, rows_block_q=128, ragged="descriptors"),
-                 id="gpu-defaults-rows-column-cap-descriptors"),
     pytest.param(dict(pipeline="rows", rows_per_program=2, rows_block_q=32, rows_patch_block=1, rows_warps=4,
-                      rows_unroll=4, rows_patch_warps=2, pass_taps="tap-major", patch_taps="tap-major",
-                      patch_norm="table"),
-                 id="rows-pipeline-small-tiles-tap-major-table"),
+                      rows_patch_warps=2, pass_taps="tap-major", patch_taps="tap-major"),
+                 id="rows-pipeline-small-tiles-tap-major"),
 ])
-def test_launch_shapes_do_not_change_results(monkeypatch, tuning):
+def test_launch_shapes_do_not_change_results(monkeypatch, values):
     """Every launch shape the GPU sweep may pick gives the same bits (edge tiles are clamped and masked)."""
-    monkeypatch.setattr(triton_ops, "TUNING", {**triton_ops.TUNING, **tuning})
+    _tune(monkeypatch, **values)
     imgs = [_img(57, 121, seed=18), _img(131, 31, seed=19), _img(56, 84, seed=20)]
     for cfg in (_cfg(pillow_order="pillow12"), _cfg(pillow_order="pillow13"),
                 _cfg(resize_mode="float", output_dtype=torch.bfloat16)):
@@ -237,23 +242,22 @@ def test_launch_shapes_do_not_change_results(monkeypatch, tuning):
 
 
 def test_rows_pass_columns_follow_the_tap_loads_cap(monkeypatch):
-    """``_rows_block_q``: ``rows_block_q`` halved while columns / (32 * warps) outputs of ``taps`` loads each
-    exceed ``rows_tap_loads``, never below one output per thread; a cap of 0 keeps ``rows_block_q``."""
-    monkeypatch.setattr(triton_ops, "TUNING", {**triton_ops.TUNING, "rows_block_q": 256, "rows_warps": 4,
-                                               "rows_tap_loads": 16})
-    assert [triton_ops._rows_block_q(t) for t in (1, 7, 8, 9, 13, 16, 17, 48)] == \
+    """``plans.rows_block_q``: ``rows_block_q`` halved while columns / (32 * warps) outputs of ``taps`` loads
+    each exceed ``rows_tap_loads``, never below one output per thread; a cap of 0 keeps ``rows_block_q``."""
+    _tune(monkeypatch, rows_block_q=256, rows_warps=4, rows_tap_loads=16)
+    assert [plans.rows_block_q(t) for t in (1, 7, 8, 9, 13, 16, 17, 48)] == \
         [256, 256, 256, 128, 128, 128, 128, 128]
-    triton_ops.TUNING.update(rows_tap_loads=8)
-    assert [triton_ops._rows_block_q(t) for t in (4, 5, 8, 9)] == [256, 128, 128, 128]
-    triton_ops.TUNING.update(rows_tap_loads=0)
-    assert triton_ops._rows_block_q(48) == 256
-    triton_ops.TUNING.update(rows_tap_loads=16, rows_block_q=1024, rows_warps=2)
-    assert [triton_ops._rows_block_q(t) for t in (1, 2, 3, 4, 5, 7, 13)] == [1024, 512, 256, 256, 128, 128, 64]
+    _tune(monkeypatch, rows_tap_loads=8)
+    assert [plans.rows_block_q(t) for t in (4, 5, 8, 9)] == [256, 128, 128, 128]
+    _tune(monkeypatch, rows_tap_loads=0)
+    assert plans.rows_block_q(48) == 256
+    _tune(monkeypatch, rows_tap_loads=16, rows_block_q=1024, rows_warps=2)
+    assert [plans.rows_block_q(t) for t in (1, 2, 3, 4, 5, 7, 13)] == [1024, 512, 256, 256, 128, 128, 64]
 
 
 def test_batches_beyond_the_grid_limit_are_split(monkeypatch):
     """Images ride on grid dim 2 (at most 65535); larger groups go in slices (limit shrunk here to 2)."""
-    monkeypatch.setattr(triton_ops, "_MAX_GRID_YZ", 2)
+    monkeypatch.setattr(plans, "MAX_GRID_YZ", 2)
     batch = torch.stack([_img(60, 90, seed=21 + i) for i in range(5)])
     ragged = [_img(60, 90, seed=30 + i) for i in range(3)] + [_img(40, 50, seed=40)]
     for x in (batch, ragged):
@@ -261,35 +265,69 @@ def test_batches_beyond_the_grid_limit_are_split(monkeypatch):
         assert torch.equal(a, b)
 
 
+def _keep_tuning(monkeypatch) -> None:
+    """Restore every entry of ``tuning.TUNING`` after the test (which may update it in place)."""
+    _tune(monkeypatch, **tuning.TUNING)
+
+
 @pytest.mark.parametrize("raw, match", [
     ("not json", "JSON object"),
     ('{"patch_block": 1000}', "power of two"),
     ('{"patch_block": true}', "power of two"),
     ('{"block": 64}', "takes keys"),
-    ('{"patch_norm": "lut"}', "one of"),
     ('{"pass_taps": "rows"}', "one of"),
-    ('{"ragged": "one"}', "one of"),
-    ('[1, 2]', "takes keys"),
+    ('[1, 2]', "JSON object"),
     ('{"rows_prefetch": 3}', "one of"),
     ('{"rows_prefetch": true}', "one of"),
-    ('{"rows_prefetch_to": "L3"}', "one of"),
     ('{"rows_tap_loads": 12}', "one of"),
     ('{"pipeline": "fused"}', "one of"),
-    ('{"pipeline": "single"}', "one of"),  # removed in session 10
+    ('{"pipeline": "single"}', "one of"),  # a pipeline that no longer exists
     ('{"single_ctas": 4}', "takes keys"),
 ])
 def test_tuning_override_is_validated(monkeypatch, raw, match):
-    monkeypatch.setenv(triton_ops.TUNING_ENV, raw)
-    monkeypatch.setattr(triton_ops, "TUNING", dict(triton_ops.TUNING))
+    _keep_tuning(monkeypatch)
+    before = dict(tuning.TUNING)
+    monkeypatch.setenv(tuning.TUNING_ENV, raw)
     with pytest.raises(ValueError, match=match):
-        triton_ops._apply_tuning_override()
+        tuning.apply_tuning_override()
+    assert tuning.TUNING == before
+
+
+# every kernel variant that was removed, with a value it used to take
+REMOVED_SETTINGS = {"pass_loads": "words", "patch_norm": "arith", "ragged": "descriptors", "rows_unroll": 2,
+                    "rows_prefetch_to": "L1"}
+
+
+@pytest.mark.parametrize("key", sorted(REMOVED_SETTINGS))
+def test_removed_tuning_keys_are_refused(monkeypatch, key):
+    """The kernel variants that were exact but no faster on the H200 are gone; naming one in the override
+    is an error that says so (alone, or next to valid keys, which are then not applied either)."""
+    assert set(tuning.REMOVED) == set(REMOVED_SETTINGS)
+    assert key not in tuning.TUNING and key not in tuning.GPU_TUNING
+    _keep_tuning(monkeypatch)
+    before = dict(tuning.TUNING)
+    for values in ({key: REMOVED_SETTINGS[key]}, {"patch_block": 2, key: REMOVED_SETTINGS[key]}):
+        monkeypatch.setenv(tuning.TUNING_ENV, json.dumps(values))
+        with pytest.raises(ValueError, match=f"{key}.*removed"):
+            tuning.apply_tuning_override()
+        assert tuning.TUNING == before
+
+
+def test_removed_tuning_key_fails_the_import(tmp_path):
+    """The override is read at import: a process exporting a removed key fails there, with the message."""
+    env = dict(os.environ, **{tuning.TUNING_ENV: '{"ragged": "descriptors"}'})
+    run = subprocess.run([sys.executable, "-c", "import qwen_vis_prep.backends.triton.tuning"], env=env,
+                         cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert run.returncode != 0
+    assert "ValueError" in run.stderr and "were removed" in run.stderr and "ragged" in run.stderr
 
 
 def test_tuning_override_applies(monkeypatch):
-    monkeypatch.setenv(triton_ops.TUNING_ENV, '{"patch_block": 512, "pass_warps": 2}')
-    monkeypatch.setattr(triton_ops, "TUNING", dict(triton_ops.TUNING))
-    triton_ops._apply_tuning_override()
-    assert triton_ops.TUNING["patch_block"] == 512 and triton_ops.TUNING["pass_warps"] == 2
+    _keep_tuning(monkeypatch)
+    monkeypatch.setenv(tuning.TUNING_ENV, '{"patch_block": 512, "pass_warps": 2}')
+    tuning.apply_tuning_override()
+    assert tuning.TUNING["patch_block"] == 512 and tuning.TUNING["pass_warps"] == 2
+    assert tuning.tuning_key() == tuple(tuning.TUNING.values())
 
 
 def test_same_shape_lists_are_read_in_place():
@@ -299,12 +337,12 @@ def test_same_shape_lists_are_read_in_place():
     batch = torch.randint(0, 256, (4, 3, 61, 95), generator=g, dtype=torch.uint8).to(DEVICE)
     views = list(batch.unbind(0))
     for members, expected in ((views, batch), (views[::2], batch[::2]), ([views[1]] * 3, batch[[1, 1, 1]])):
-        src = triton_ops._group_source(members)
+        src = plans.group_source(members)
         assert src.data_ptr() == members[0].data_ptr() and torch.equal(src, expected)
     separate = [v.clone() for v in views]
     crops = [batch[i, :, :60, :90] for i in range(4)]
     for members in (views[::-1], separate, [views[0], separate[1]], crops[:1] + [c.contiguous() for c in crops[1:]]):
-        src = triton_ops._group_source(members)
+        src = plans.group_source(members)
         assert torch.equal(src, torch.stack(members))
         assert all(src.data_ptr() != m.data_ptr() for m in members)
     other = _img(40, 50, seed=47)
@@ -338,8 +376,9 @@ class _FakeCompiled:
 
 
 class _FakeKernel:
-    """Stands in for a ``@triton.jit`` function with two constexpr parameters."""
+    """Stands in for a ``@triton.jit`` function with three runtime and two constexpr parameters."""
 
+    __name__ = "_fake_kernel"
     arg_names = ["x_ptr", "n", "t_ptr", "A", "B"]
 
     def __init__(self, fail=False):
@@ -355,28 +394,34 @@ class _FakeKernel:
 @pytest.mark.parametrize("fail", [False, True])
 @pytest.mark.parametrize("cuda", [False, True])
 def test_launcher_reuses_the_compiled_launcher(monkeypatch, fail, cuda):
-    """The first launch binds through ``kernel[grid](...)``. Without CUDA, later ones call the kept
-    ``compiled[grid]`` with the static arguments and the constexprs appended in signature order. With CUDA
-    (faked here) they call the compiled kernel's own launcher: grid, the device's current stream, function,
-    packed metadata, no launch metadata or hooks, the static tensors as addresses; with a launch hook
-    registered (a profiler), ``compiled[grid]`` again. If a direct call fails, it launches the regular way
-    and turns the direct paths off for the process."""
+    """The first launch binds through ``kernel[grid](...)``, every argument in signature order. Without CUDA,
+    later ones call the kept ``compiled[grid]`` with the fixed arguments and the constexprs appended in
+    signature order. With CUDA (faked here) they call the compiled kernel's own launcher: grid, the device's
+    current stream, function, packed metadata, no launch metadata or hooks, the fixed tensors as addresses;
+    with a launch hook registered (a profiler), ``compiled[grid]`` again. If a direct call fails, it warns
+    once, launches the regular way and turns the direct paths off for the process."""
     import triton
 
-    monkeypatch.setattr(triton_ops._Launcher, "enabled", True)
+    if cuda and not launcher._fast_launch_supported():
+        pytest.skip(f"the direct launch is not written for Triton {triton.__version__}")
+    monkeypatch.setattr(launcher.Launcher, "enabled", True)
+    monkeypatch.setattr(launcher.Launcher, "_warned", False)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
     monkeypatch.setattr(torch.cuda, "current_device", lambda: 3)
     monkeypatch.setattr(torch._C, "_cuda_getCurrentRawStream", lambda device: 1000 + device, raising=False)
     table = torch.arange(4)
     kernel = _FakeKernel(fail)
-    launch = triton_ops._Launcher(kernel, (3, 1, 2), dict(A=7, B=True, num_warps=4), (table,))
-    launch("x", 5)
-    launch("y", 6)
-    regular = ("regular", (3, 1, 2), ("x", 5, table), dict(A=7, B=True, num_warps=4))
+    launch = launcher.Launcher(kernel, (3, 1, 2), inputs=("x_ptr", "n"), args=dict(t_ptr=table),
+                               constexprs=dict(B=True, A=7), num_warps=4)
+    launch(x_ptr="x", n=5)
+    regular = ("regular", (3, 1, 2), ("x", 5, table), dict(B=True, A=7, num_warps=4))
     if fail:
-        assert kernel.log == [regular, ("regular", (3, 1, 2), ("y", 6, table), dict(A=7, B=True, num_warps=4))]
-        assert triton_ops._Launcher.enabled is False
+        with pytest.warns(RuntimeWarning, match="direct Triton launch failed"):
+            launch(n=6, x_ptr="y")
+        assert kernel.log == [regular, ("regular", (3, 1, 2), ("y", 6, table), dict(B=True, A=7, num_warps=4))]
+        assert launcher.Launcher.enabled is False
         return
+    launch(n=6, x_ptr="y")  # by name, in any order
     if not cuda:
         assert kernel.log == [regular, ("direct", (3, 1, 2), ("y", 6, table, 7, True))]
         return
@@ -385,12 +430,43 @@ def test_launcher_reuses_the_compiled_launcher(monkeypatch, fail, cuda):
     hook = lambda metadata: None  # noqa: E731
     triton.knobs.runtime.launch_enter_hook.add(hook)
     try:
-        launch("z", 8)
+        launch(x_ptr="z", n=8)
     finally:
         triton.knobs.runtime.launch_enter_hook.remove(hook)
-    launch("w", 9)
+    launch(x_ptr="w", n=9)
     assert kernel.log[2:] == [("direct", (3, 1, 2), ("z", 8, table, 7, True)), (*lean[:1], (*lean[1][:9], "w", 9,
                                                                                               *lean[1][11:]))]
+
+
+@pytest.mark.parametrize("inputs, args, match", [
+    pytest.param(("x_ptr", "n"), {}, r"missing \['t_ptr'\]", id="missing"),
+    pytest.param(("x_ptr", "n"), dict(t_ptr=1, s_ptr=2), r"unknown \['s_ptr'\]", id="unknown"),
+    pytest.param(("x_ptr", "n"), dict(t_ptr=1, A=2), r"unknown \['A'\]", id="constexpr-as-argument"),
+    pytest.param(("x_ptr", "n", "n"), dict(t_ptr=1), "once", id="twice"),
+    pytest.param(("n", "x_ptr"), dict(t_ptr=1), "leading parameters", id="inputs-not-leading"),
+])
+def test_launcher_checks_argument_names(inputs, args, match):
+    """A plan that misses, misnames or repeats a kernel argument fails when it is built, naming it."""
+    with pytest.raises(TypeError, match=match):
+        launcher.Launcher(_FakeKernel(), (1, 1, 1), inputs=inputs, args=args, constexprs=dict(A=1, B=2),
+                          num_warps=1)
+
+
+def test_launcher_names_every_argument_of_the_real_kernels():
+    """Each plan kind builds its launches against the real kernels' signatures (checked in ``Launcher``):
+    the tile pass, the rows pass, and both fused kernels with and without a row table or a resize."""
+    cfg = _cfg()
+    shape, strides = (2, 3, 60, 90), (3 * 60 * 90, 60 * 90, 90, 1)
+    assert plans.Pass(shape, strides, 56, True, True, DEVICE).launch.kernel.__name__ == "_resample_pass_kernel"
+    rows = plans.RowsPass(shape, strides, 84, 14, DEVICE)
+    assert rows.launch.kernel.__name__ == "_rows_pass_kernel" and rows.dst_shape == (2, 3, 60, 84 // 14 * 16)
+    for size, row_offsets in (((56, 84), None), ((56, 84), (0, 24)), ((60, 84), None), ((60, 90), (0, 0))):
+        plan = plans.GroupPlan(shape, strides, 0, size, cfg, 0, row_offsets, DEVICE)
+        names = plan.launch.kernel.arg_names
+        fixed = dict(zip([n for n in names if n not in plan.launch.constexprs][2:], plan.launch.fixed))
+        assert (fixed["rows_ptr"] is None) == (row_offsets is None)
+        if size == (60, 90):  # no resize: no filter tables
+            assert fixed["idx_ptr"] is None and fixed["w_ptr"] is None
 
 
 def test_rows_prefetch_only_on_cuda(monkeypatch):
@@ -398,12 +474,10 @@ def test_rows_prefetch_only_on_cuda(monkeypatch):
     without it whatever the tuning says (a prefetch changes no value, so results are the same either way)."""
     shape = (1, 3, 60, 90)
     strides = (3 * 60 * 90, 60 * 90, 90, 1)
-    for level in ("L2", "L1"):
-        monkeypatch.setattr(triton_ops, "TUNING", {**triton_ops.TUNING, "rows_prefetch": 8, "rows_prefetch_to": level})
-        assert triton_ops._RowsPass(shape, strides, 56, 14, torch.device("cpu")).launch.meta["PREFETCH"] == 0
-        if torch.cuda.is_available():
-            meta = triton_ops._RowsPass(shape, strides, 56, 14, torch.device("cuda")).launch.meta
-            assert (meta["PREFETCH"], meta["PREFETCH_LEVEL"]) == (8, int(level[1]))
+    _tune(monkeypatch, rows_prefetch=8)
+    assert plans.RowsPass(shape, strides, 56, 14, torch.device("cpu")).launch.constexprs["PREFETCH"] == 0
+    if torch.cuda.is_available():
+        assert plans.RowsPass(shape, strides, 56, 14, torch.device("cuda")).launch.constexprs["PREFETCH"] == 8
 
 
 @pytest.mark.parametrize("tap_layout", ["out-major", "tap-major"])
@@ -412,45 +486,52 @@ def test_long_filters_use_padded_tap_counts(monkeypatch, tap_layout):
     to the tables); the result must not change. 400 -> 23 is 17.4x: 71 taps, run as 80."""
     from qwen_vis_prep.resample_tables import padded_taps, pil_taps
 
-    monkeypatch.setattr(triton_ops, "TUNING",
-                        {**triton_ops.TUNING, "pass_taps": tap_layout, "patch_taps": tap_layout})
+    _tune(monkeypatch, pass_taps=tap_layout, patch_taps=tap_layout)
     assert pil_taps(400, 23)[0].shape[1] == 71 and padded_taps(71) == 80 and padded_taps(13) == 13
     x = _img(400, 90, seed=22)
     for mode in ("pil", "float"):
         a = qvp.resize(x, (23, 90), mode=mode, backend="triton")
-        b = qvp.resize(x, (23, 90), mode=mode, backend="torch")
+        b = qvp.resize(x, (23, 90), mode=mode, backend="reference")
         assert torch.equal(a, b)
         a, b = _both(x, _cfg(resize_mode=mode, min_pixels=28 * 28, max_pixels=28 * 28 * 2))
         assert torch.equal(a, b)
 
 
 class _CountingKernel:
-    """Stands in for a Triton kernel: counts ``kernel[grid](...)`` launches and runs the real one."""
+    """Stands in for a Triton kernel: counts ``kernel[grid](...)`` launches and runs the real one (its
+    signature and name stay visible to ``Launcher``)."""
 
     def __init__(self, kernel):
         self.kernel, self.grids = kernel, []
+
+    def __getattr__(self, name):
+        return getattr(self.kernel, name)
 
     def __getitem__(self, grid):
         self.grids.append(grid)
         return self.kernel[grid]
 
 
-def count_launches(monkeypatch) -> dict[str, list]:
-    """Every Triton kernel of ``kernels`` replaced by a :class:`_CountingKernel` for the test; returns the
-    grid list of each, by kernel name."""
-    from qwen_vis_prep.backends.triton import kernels
+KERNELS = ("_rows_pass_kernel", "_patch_rows_kernel", "_resample_pass_kernel", "_patchify_kernel")
 
+
+def count_launches(monkeypatch) -> dict[str, list]:
+    """Every Triton kernel the plans launch replaced by a :class:`_CountingKernel` for the test, with fresh
+    plan and warm-call caches and the direct launches off (so every launch goes through ``kernel[grid]``, on
+    CUDA too); returns the grid list of each, by kernel name."""
+    _fresh_caches(monkeypatch)
+    monkeypatch.setattr(launcher.Launcher, "enabled", False)  # every launch through kernel[grid], on CUDA too
     counters = {}
-    for name in ("_rows_pass_kernel", "_patch_rows_kernel", "_resample_pass_kernel",
-                 "_patchify_kernel"):
-        counters[name] = _CountingKernel(getattr(kernels, name))
-        monkeypatch.setattr(kernels, name, counters[name])
+    for name in KERNELS:
+        counters[name] = _CountingKernel(getattr(plans, name))
+        monkeypatch.setattr(plans, name, counters[name])  # plans.py imported the kernels by name
     return {name: c.grids for name, c in counters.items()}
 
 
 def _ragged_list():
     """Sizes that need every kind of pass: both first-pass axes, each last-pass axis, no resize at all,
-    plus a strided crop, a channels-last view and a gray and an RGBA image (expanded / composited first)."""
+    plus a strided crop, a channels-last view and a gray and an RGBA image (expanded / composited first),
+    and one size twice (a same-size group of a ragged list: its rows come from a row table)."""
     g = torch.Generator().manual_seed(50)
     gray = torch.randint(0, 256, (1, 50, 70), generator=g, dtype=torch.uint8).to(DEVICE)
     rgba = torch.randint(0, 256, (4, 61, 47), generator=g, dtype=torch.uint8).to(DEVICE)
@@ -461,40 +542,48 @@ def _ragged_list():
             _img(60, 90, seed=58)]
 
 
+def _rows_eligible(h: int, w: int, cfg: qvp.VisionPreprocessConfig) -> bool:
+    """Whether an ``h x w`` uint8 image goes through the rows pipeline in pil mode: resized width then
+    height (both sides change, not Pillow 13's vertical-first order)."""
+    from qwen_vis_prep.sizing import pillow_vertical_first
+
+    oh, ow = qvp.smart_resize(h, w, cfg.patch_size * cfg.merge_size, cfg.min_pixels, cfg.max_pixels)
+    return ow != w and oh != h and not pillow_vertical_first(h, w, oh, ow, cfg.pillow_order)
+
+
+@pytest.mark.parametrize("pipeline", ["rows", "tiles"])
 @pytest.mark.parametrize("config", [
     pytest.param(dict(pillow_order="pillow13"), id="pil-pillow13"),
     pytest.param(dict(pillow_order="pillow12", output_dtype=torch.float16), id="pil-pillow12-fp16"),
     pytest.param(dict(resize_mode="float", output_dtype=torch.bfloat16), id="float-bf16"),
     pytest.param(dict(preset="qwen3-vl", min_pixels=32 * 32 * 4, max_pixels=32 * 32 * 20), id="qwen3"),
 ])
-def test_ragged_descriptors_bit_exact_in_few_launches(monkeypatch, config):
-    """ragged="descriptors": a list of many sizes runs in at most two launches per kind of image (source
-    kind and pass axes), not two per size, and gives the torch backend's bits and the grouped path's."""
-    from qwen_vis_prep.backends.triton import kernels
-
+def test_ragged_list_of_every_kind_bit_exact(monkeypatch, config, pipeline):
+    """A list of many sizes and kinds runs as one group per distinct (shape, dtype, target size): two
+    launches per resized group (one without a resize), the same-size pair in one launch with a row table,
+    the Pillow width-then-height groups through the rows kernels (``pipeline="rows"``), everything else
+    through the tile kernels; the torch backend's bits either way."""
+    _tune(monkeypatch, pipeline=pipeline)
+    grids = count_launches(monkeypatch)
     images = _ragged_list()
     cfg = _cfg(**config)
-    grouped = qvp.preprocess(images, cfg, backend="triton").pixel_values
-    # the tile kernels for every kind (the rows pipeline's ragged plan is tested below)
-    monkeypatch.setattr(triton_ops, "TUNING", {**triton_ops.TUNING, "ragged": "descriptors", "pipeline": "tiles"})
-    monkeypatch.setattr(triton_ops, "PLANS", type(triton_ops.PLANS)(maxsize=256))  # plans built below
-    first = _CountingKernel(kernels._resample_pass_kernel)
-    fused = _CountingKernel(kernels._patchify_kernel)
-    monkeypatch.setattr(kernels, "_resample_pass_kernel", first)
-    monkeypatch.setattr(kernels, "_patchify_kernel", fused)
     a, b = _both(images, cfg)
     assert torch.equal(a, b)
-    assert torch.equal(a, grouped)
-    sizes = {tuple(i.shape[-2:]) for i in images}
-    kinds = len(fused.grids)
-    assert 1 <= kinds <= 4 < len(sizes)  # at most (first axis or none) x (last axis or none)
-    assert len(first.grids) <= kinds
-    assert all(grid[2] >= 1 for grid in fused.grids) and sum(grid[2] for grid in fused.grids) == len(images)
+    shapes = [tuple(i.shape[-2:]) for i in images]
+    groups = set(shapes)
+    fused = grids["_patchify_kernel"] + grids["_patch_rows_kernel"]
+    assert len(fused) == len(groups) < len(images)  # one fused launch per group
+    assert sum(g[2] for g in fused) == len(images)  # images ride on grid dim 2
+    rows = {s for s in groups if pipeline == "rows" and cfg.resize_mode == "pil" and _rows_eligible(*s, cfg)}
+    assert len(grids["_rows_pass_kernel"]) == len(grids["_patch_rows_kernel"]) == len(rows)
+    if pipeline == "rows" and cfg.resize_mode == "pil":
+        assert len(rows) >= 4 and (60, 90) in rows  # the same-size pair is one of them
+    assert sum(g[2] for g in grids["_patch_rows_kernel"]) == sum(s in rows for s in shapes)
 
 
-def test_ragged_descriptors_float_inputs(monkeypatch):
-    """Float images: rounded to levels per image in pil mode; float arithmetic in float mode."""
-    monkeypatch.setattr(triton_ops, "TUNING", {**triton_ops.TUNING, "ragged": "descriptors"})
+def test_ragged_float_inputs():
+    """Float images in a ragged list: rounded to levels per image in pil mode; float arithmetic in float
+    mode."""
     for dtype in (torch.float32, torch.float16):
         images = [_img(60, 90, dtype, seed=60), _img(45, 130, dtype, seed=61), _img(56, 56, dtype, seed=62)]
         for mode in ("pil", "float"):
@@ -502,55 +591,11 @@ def test_ragged_descriptors_float_inputs(monkeypatch):
             assert torch.equal(a, b)
 
 
-def test_ragged_descriptors_not_used_while_capturing(monkeypatch):
-    """Descriptor tables are per-call data: a CUDA-graph capture would replay one call's tables, so
-    capture takes the grouped path (here: the capture check is forced on)."""
-    monkeypatch.setattr(triton_ops, "TUNING", {**triton_ops.TUNING, "ragged": "descriptors"})
-    monkeypatch.setattr(triton_ops, "_capturing", lambda device: True)
-    calls = []
-    monkeypatch.setattr(triton_ops, "launch_ragged", lambda *a: calls.append(a) or True)
-    images = [_img(60, 90, seed=63), _img(45, 130, seed=64)]
-    a, b = _both(images, _cfg())
-    assert torch.equal(a, b) and calls == []
-
-
-WORD_OUT_WIDTHS = [250, 200, 90, 60, 30]
-WORD_CROPS = [(0, 211), (1, 201), (2, 187), (3, 150)]  # (x offset, width): rows start at every address mod 4
-
-
-@pytest.mark.parametrize("out_w", WORD_OUT_WIDTHS)
-def test_word_loads_exact_at_every_alignment(monkeypatch, out_w):
-    """pass_loads="words": a horizontal Pillow pass reads its taps as aligned 32-bit words. Rows starting
-    at every address mod 4 (crops at x = 0..3 of odd widths), the right edge's clamped taps, and tap counts
-    from 2 to 5 words (and past 5, where bytes are used) must give the torch backend's bits."""
-    monkeypatch.setattr(triton_ops, "TUNING", {**triton_ops.TUNING, "pass_loads": "words"})
-    big = _img(40, 211, seed=70)
-    for x0, width in WORD_CROPS:
-        img = big[:, 1:38, x0:x0 + width]
-        a = qvp.resize(img, (37, out_w), mode="pil", backend="triton")
-        b = qvp.resize(img, (37, out_w), mode="pil", backend="torch")
-        assert torch.equal(a, b), (x0, width)
-    a, b = _both(big[:, :, 3:], _cfg(pillow_order="pillow12"))
-    assert torch.equal(a, b)
-
-
-def test_word_load_cases_cover_every_word_count():
-    """The sizes above exercise every word count the kernel has (2-5) and the byte fallback beyond."""
-    from qwen_vis_prep.resample_tables import padded_taps, pil_taps
-
-    words = {-(-(padded_taps(pil_taps(width, out_w)[0].shape[1]) + 3) // 4)
-             for out_w in WORD_OUT_WIDTHS for _, width in WORD_CROPS}
-    assert {2, 3, 4, 5} <= words and max(words) > 5
-    plan = triton_ops._Pass((1, 3, 37, 150), (3 * 37 * 211, 37 * 211, 211, 1), 90, False, True, DEVICE)
-    assert plan.launch.meta["WORDS"] == 0  # default tuning: byte loads
-
-
-def test_ragged_plans_keep_their_tables_alive(monkeypatch):
-    """A cached ragged plan points into every member's filter tables; evicting them from the table cache
-    (and reusing their memory) must not change a later call's result."""
+def test_cached_plans_keep_their_tables_alive():
+    """A cached plan (and the warm call recorded with it) points into its filter tables; evicting them from
+    the table cache (and reusing their memory) must not change a later call's result."""
     from qwen_vis_prep import resample_tables
 
-    monkeypatch.setattr(triton_ops, "TUNING", {**triton_ops.TUNING, "ragged": "descriptors"})
     images = [_img(60, 90, seed=80), _img(45, 130, seed=81), _img(70, 100, seed=82)]
     cfg = _cfg()
     first = qvp.preprocess(images, cfg, backend="triton").pixel_values
@@ -559,13 +604,13 @@ def test_ragged_plans_keep_their_tables_alive(monkeypatch):
     again = qvp.preprocess(images, cfg, backend="triton").pixel_values
     del junk
     assert torch.equal(first, again)
-    assert torch.equal(again, qvp.preprocess(images, cfg, backend="torch").pixel_values)
+    assert torch.equal(again, qvp.preprocess(images, cfg, backend="reference").pixel_values)
 
 
 ROWS_CONFIGS = [
     pytest.param(dict(pillow_order="pillow12"), id="fp32"),
     pytest.param(dict(pillow_order="pillow13", output_dtype=torch.bfloat16), id="bf16"),
-    pytest.param(dict(output_dtype=torch.float16, patch_norm="table"), id="fp16-level-table"),
+    pytest.param(dict(output_dtype=torch.float16), id="fp16"),
     pytest.param(dict(preset="qwen3-vl", min_pixels=32 * 32 * 4, max_pixels=32 * 32 * 20), id="qwen3-patch16"),
 ]
 
@@ -576,19 +621,8 @@ def test_rows_pipeline_bit_exact(monkeypatch, config):
     aligned) and the fused pass reads it back with vector loads. Stacked batches, same-shape lists (row
     tables), channels-last and HWC-strided crops, gray and upscales must give the torch backend's bits, and
     both new kernels must have run (two launches per same-shape group)."""
-    from qwen_vis_prep.backends.triton import kernels
-
-    config = dict(config)
-    norm = config.pop("patch_norm", "arith")
-    # ragged="groups": a same-shape list pair must take the grouped path the launch count below assumes,
-    # whatever tuning the environment exports
-    monkeypatch.setattr(triton_ops, "TUNING",
-                        {**triton_ops.TUNING, "pipeline": "rows", "patch_norm": norm, "ragged": "groups"})
-    monkeypatch.setattr(triton_ops, "PLANS", type(triton_ops.PLANS)(maxsize=256))
-    first = _CountingKernel(kernels._rows_pass_kernel)
-    fused = _CountingKernel(kernels._patch_rows_kernel)
-    monkeypatch.setattr(kernels, "_rows_pass_kernel", first)
-    monkeypatch.setattr(kernels, "_patch_rows_kernel", fused)
+    _tune(monkeypatch, pipeline="rows")
+    grids = count_launches(monkeypatch)
     cfg = _cfg(**config)
     crop = _img(130, 201, seed=90)[:, 3:110:2, 5:190]
     hwc = _img(83, 157, seed=91).permute(1, 2, 0).contiguous().permute(2, 0, 1)
@@ -598,47 +632,38 @@ def test_rows_pipeline_bit_exact(monkeypatch, config):
     for x in inputs:
         a, b = _both(x, cfg)
         assert torch.equal(a, b)
-    assert len(first.grids) == len(fused.grids) >= len(inputs) + 1
+    first, fused = grids["_rows_pass_kernel"], grids["_patch_rows_kernel"]
+    assert len(first) == len(fused) >= len(inputs) + 1
 
 
 def test_rows_pipeline_only_where_it_applies(monkeypatch):
     """The rows pipeline takes Pillow arithmetic with a width-then-height resize; other groups (no resize,
     height only, vertical first, float arithmetic) keep the tile kernels, and the results stay exact."""
-    from qwen_vis_prep.backends.triton import kernels
-
-    monkeypatch.setattr(triton_ops, "TUNING", {**triton_ops.TUNING, "pipeline": "rows"})
-    monkeypatch.setattr(triton_ops, "PLANS", type(triton_ops.PLANS)(maxsize=256))
-    first = _CountingKernel(kernels._rows_pass_kernel)
-    monkeypatch.setattr(kernels, "_rows_pass_kernel", first)
+    _tune(monkeypatch, pipeline="rows")
+    grids = count_launches(monkeypatch)
     cases = [(_img(56, 112, seed=97), _cfg()), (_img(70, 112, seed=98), _cfg()),
              (_img(150, 58, seed=99), _cfg(pillow_order="pillow13")),
              (_img(60, 90, seed=100), _cfg(resize_mode="float"))]
     for x, cfg in cases:
         a, b = _both(x, cfg)
         assert torch.equal(a, b)
-    assert first.grids == []
+    assert grids["_rows_pass_kernel"] == [] and len(grids["_patchify_kernel"]) == len(cases)
 
 
-@pytest.mark.parametrize("ragged", ["groups", "descriptors"])
-def test_rows_pipeline_needs_rows_as_wide_as_the_window(monkeypatch, ragged):
+def test_rows_pipeline_needs_rows_as_wide_as_the_window(monkeypatch):
     """The rows pass reads each output's filter window unclamped, so it only takes images at least as wide
-    as the window (here 4 px wide upscaled to 28: 5 taps). A narrower one goes to the tile kernels: alone,
-    or with the whole sub-group when a ragged="descriptors" launch would share its tap count; and exactly."""
-    from qwen_vis_prep.backends.triton import kernels
+    as the window (here 4 px wide upscaled to 28: 5 taps). A narrower one goes to the tile kernels, exactly."""
     from qwen_vis_prep.resample_tables import pil_taps
 
     assert pil_taps(4, 28)[1].shape[1] == 5
-    monkeypatch.setattr(triton_ops, "TUNING", {**triton_ops.TUNING, "pipeline": "rows", "ragged": ragged})
-    monkeypatch.setattr(triton_ops, "PLANS", type(triton_ops.PLANS)(maxsize=256))
-    first = _CountingKernel(kernels._rows_pass_kernel)
-    monkeypatch.setattr(kernels, "_rows_pass_kernel", first)
+    _tune(monkeypatch, pipeline="rows")
+    grids = count_launches(monkeypatch)
     narrow, wide = _img(140, 4, seed=101), _img(60, 90, seed=102)
     for x in (narrow, [wide, narrow], [wide, wide[:, :, 1:]]):
         a, b = _both(x, _cfg())
         assert torch.equal(a, b)
-    # groups: one launch per wide size (60x90 twice, 60x89 once); descriptors: one for the list without the
-    # narrow image, none for the list with it
-    assert len(first.grids) == (3 if ragged == "groups" else 1)
+    # one launch per wide size (60x90 in each list, 60x89 once); the narrow image never
+    assert len(grids["_rows_pass_kernel"]) == 3
 
 
 def test_named_sizes_cover_both_pass_orders():
@@ -651,50 +676,14 @@ def test_named_sizes_cover_both_pass_orders():
         assert pillow_vertical_first(h, w, *out, "pillow13") == ((h, w) == (150, 58))
 
 
-@pytest.mark.parametrize("config", ROWS_CONFIGS)
-def test_ragged_rows_plan_bit_exact_in_two_launches(monkeypatch, config):
-    """ragged="descriptors" with the rows pipeline: every image of the list resized width then height with
-    Pillow arithmetic, whatever its size, goes through one launch of each rows kernel on a flat grid (the
-    other kinds through the tile kernels), with the torch backend's bits and the grouped path's."""
-    from qwen_vis_prep.sizing import pillow_vertical_first
-
-    config = dict(config)
-    norm = config.pop("patch_norm", "arith")
-    cfg = _cfg(**config)
-    images = _ragged_list()
-    base = {**triton_ops.TUNING, "pipeline": "rows", "patch_norm": norm}
-    monkeypatch.setattr(triton_ops, "TUNING", {**base, "ragged": "groups"})
-    grouped = qvp.preprocess(images, cfg, backend="triton").pixel_values
-    monkeypatch.setattr(triton_ops, "TUNING", {**base, "ragged": "descriptors"})
-    monkeypatch.setattr(triton_ops, "PLANS", type(triton_ops.PLANS)(maxsize=256))
-    grids = count_launches(monkeypatch)
-    a, b = _both(images, cfg)
-    assert torch.equal(a, b)
-    assert torch.equal(a, grouped)
-    unit = cfg.patch_size * cfg.merge_size
-    eligible = 0
-    for img in images:
-        h, w = img.shape[-2:]
-        oh, ow = qvp.smart_resize(h, w, unit, cfg.min_pixels, cfg.max_pixels)
-        eligible += ow != w and oh != h and not pillow_vertical_first(h, w, oh, ow, cfg.pillow_order)
-    assert eligible >= 4
-    rows_first, rows_fused = grids["_rows_pass_kernel"], grids["_patch_rows_kernel"]
-    assert len(rows_first) == len(rows_fused) == 1  # all eligible images, whatever their sizes: two launches
-    assert rows_first[0][1:] == rows_fused[0][1:] == (1, 1)  # one flat grid
-    assert sum(g[2] for g in grids["_patchify_kernel"]) == len(images) - eligible
-
-
 # ------------------------------------------------------------------------------------ warm calls
 @pytest.fixture
 def warm_hits(monkeypatch):
-    """Fresh plans (so no earlier test's entries), and a list with one True per call served by
-    ``ops.warm_call`` (misses are not listed: before any entry exists the lookup is skipped). Ragged lists
-    run per size (``ragged="groups"``, the default) whatever tuning the process exported: under descriptor
-    tables a list of several sizes is never recorded, and the hit counts below assume it is."""
-    monkeypatch.setattr(triton_ops, "PLANS", type(triton_ops.PLANS)(maxsize=256))
-    monkeypatch.setitem(triton_ops.TUNING, "ragged", "groups")
+    """Fresh plans and warm calls (so no earlier test's entries), and a list with one True per call served
+    by ``warm.warm_call`` (misses are not listed: before any entry exists the lookup is skipped)."""
+    _fresh_caches(monkeypatch)
     hits: list[bool] = []
-    real = triton_ops.warm_call
+    real = triton_backend.warm_call
 
     def spy(*args):
         result = real(*args)
@@ -702,7 +691,7 @@ def warm_hits(monkeypatch):
             hits.append(True)
         return result
 
-    monkeypatch.setattr(triton_ops, "warm_call", spy)
+    monkeypatch.setattr(triton_backend, "warm_call", spy)  # what functional.preprocess calls
     return hits
 
 
@@ -724,13 +713,15 @@ def _warm_inputs():
 
 @pytest.mark.parametrize("x, kw, cfg_kw", list(_warm_inputs()))
 def test_warm_calls_repeat_the_full_path(warm_hits, x, kw, cfg_kw):
-    """A repeated call with the same tensor metadata runs from its cached plan (``ops.warm_call``) and gives
-    the torch backend's bits, a fresh output and a fresh ``grid_thw`` every time; the input is untouched."""
+    """A repeated call with the same tensor metadata runs from its recorded group launches (``warm.warm_call``)
+    and gives the torch backend's bits, a fresh output and a fresh ``grid_thw`` every time; the input is
+    untouched. The entry lives in its own LRU (``warm.WARM_CALLS``), beside the plans it points to."""
     cfg = _cfg(**cfg_kw)
     before, version = x.clone(), x._version
-    ref = qvp.preprocess(x, cfg, backend="torch", **kw)
+    ref = qvp.preprocess(x, cfg, backend="reference", **kw)
     first = qvp.preprocess(x, cfg, backend="triton", **kw)
     assert warm_hits == []  # nothing recorded yet: the full path ran and recorded this call
+    assert len(warm.WARM_CALLS) == 1 and len(plans.PLANS) == 1  # one group: one plan, one recorded call
     second = qvp.preprocess(x, cfg, backend="triton", **kw)
     second.grid_thw[0, 1] = -1  # the caller owns what it got back
     third = qvp.preprocess(x, cfg, backend="triton", **kw)
@@ -753,17 +744,17 @@ def test_warm_calls_are_keyed_on_all_metadata(warm_hits, monkeypatch):
              (aligned, _cfg(output_dtype=torch.float16), {}), (aligned, _cfg(pillow_order="pillow13"), {}),
              (aligned[:, :, :, :61], _cfg(), {}), (aligned, _cfg(), {"layout": "chw"})]
     for x, cfg, kw in calls:
-        ref = qvp.preprocess(x, cfg, backend="torch", **kw).pixel_values
+        ref = qvp.preprocess(x, cfg, backend="reference", **kw).pixel_values
         assert torch.equal(qvp.preprocess(x, cfg, backend="triton", **kw).pixel_values, ref)
     assert warm_hits == []
     for x, cfg, kw in calls:  # every one of them now repeats from its own entry
-        ref = qvp.preprocess(x, cfg, backend="torch", **kw).pixel_values
+        ref = qvp.preprocess(x, cfg, backend="reference", **kw).pixel_values
         assert torch.equal(qvp.preprocess(x, cfg, backend="triton", **kw).pixel_values, ref)
     assert warm_hits == [True] * len(calls)
-    monkeypatch.setitem(triton_ops.TUNING, "pipeline", "tiles" if triton_ops.TUNING["pipeline"] == "rows" else "rows")
+    _tune(monkeypatch, pipeline="tiles" if tuning.TUNING["pipeline"] == "rows" else "rows")
     x, cfg, _ = calls[0]
     assert torch.equal(qvp.preprocess(x, cfg, backend="triton").pixel_values,
-                       qvp.preprocess(x, cfg, backend="torch").pixel_values)
+                       qvp.preprocess(x, cfg, backend="reference").pixel_values)
     assert len(warm_hits) == len(calls)  # new launch shapes: a new plan, not the old entry
 
 
@@ -817,14 +808,14 @@ def test_warm_call_with_an_unaligned_output(warm_hits, monkeypatch, form):
     cfg, kw = _cfg(), {}
     if form != "uint8":
         x, cfg, kw = x.float() / 255, _cfg(resize_mode="float", input_range="0-1"), {"check_values": False}
-    ref = qvp.preprocess(x, cfg, backend="torch", **kw).pixel_values
+    ref = qvp.preprocess(x, cfg, backend="reference", **kw).pixel_values
     qvp.preprocess(x, cfg, backend="triton", **kw)
 
     def unaligned(shape, dtype, device):
         n = shape[0] * shape[1]
         return torch.empty(n + 1, dtype=dtype, device=device)[1:].view(shape)
 
-    monkeypatch.setattr(triton_ops, "_empty_out", unaligned)
+    monkeypatch.setattr(warm, "_empty_out", unaligned)
     got = qvp.preprocess(x, cfg, backend="triton", **kw).pixel_values
     assert warm_hits == [True] and got.data_ptr() % 16 != 0
     assert torch.equal(got, ref)
@@ -851,7 +842,7 @@ def test_warm_calls_repeat_lists(warm_hits, form):
         images, kw = [t.float() for t in images], {"check_values": False}
     elif form == "bf16-out":
         cfg = _cfg(output_dtype=torch.bfloat16)
-    ref = qvp.preprocess(images, cfg, backend="torch", **kw)
+    ref = qvp.preprocess(images, cfg, backend="reference", **kw)
     outs = [qvp.preprocess(images, cfg, backend="triton", **kw) for _ in range(3)]
     assert warm_hits == [True, True]
     for out in outs:
@@ -867,19 +858,18 @@ def test_warm_list_whose_group_source_changes(warm_hits):
            for _ in range(2)]
     cfg = _cfg()
     together, apart = [one[0], one[1]], [two[0][0], two[1][1]]
-    assert triton_ops._group_source(together).data_ptr() == one.data_ptr()
-    assert triton_ops._group_source(apart).stride() != triton_ops._group_source(together).stride()
-    assert triton_ops._warm_key(together, cfg, "triton", "auto", None) == \
-        triton_ops._warm_key(apart, cfg, "triton", "auto", None)
+    assert plans.group_source(together).data_ptr() == one.data_ptr()
+    assert plans.group_source(apart).stride() != plans.group_source(together).stride()
+    assert warm.warm_key(together, cfg, "triton", "auto", None) == warm.warm_key(apart, cfg, "triton", "auto", None)
     for images in (together, apart, together):
         a, b = _both(images, cfg)
         assert torch.equal(a, b)
     assert warm_hits == [True, True]
 
 
-def test_lists_not_repeated_from_metadata(warm_hits, monkeypatch):
-    """Lists with a non-tensor, a gray image or (with descriptor tables on) several sizes are never served
-    from an entry; a one-size list under descriptor tables is (it runs as one group)."""
+def test_lists_not_repeated_from_metadata(warm_hits):
+    """Lists with a non-tensor or a gray image are never served from an entry (their conversions look at more
+    than the metadata)."""
     images = _ragged_tensors()
     gray = [images[0], images[2][:1]]
     with_numpy = [images[0], images[2].permute(1, 2, 0).cpu().numpy()]
@@ -892,13 +882,7 @@ def test_lists_not_repeated_from_metadata(warm_hits, monkeypatch):
         for _ in range(2):
             a, b = _both(x, _cfg())
             assert torch.equal(a, b)
-    assert warm_hits == []
-    monkeypatch.setitem(triton_ops.TUNING, "ragged", "descriptors")
-    for x in (images, [images[0], images[3]]):
-        for _ in range(2):
-            a, b = _both(x, _cfg())
-            assert torch.equal(a, b)
-    assert warm_hits == [True]  # only the one-size list
+    assert warm_hits == [] and len(warm.WARM_CALLS) == 0
 
 
 def test_warm_lists_never_drop_gradients(warm_hits):
