@@ -17,7 +17,8 @@ import torch
 import triton.testing
 
 import qwen_vis_prep as qvp
-from qwen_vis_prep.backends.triton import ops
+from qwen_vis_prep.backends import triton as triton_backend
+from qwen_vis_prep.backends.triton import launcher, plans, tuning, warm
 
 
 def _host_us(fn, n: int = 200) -> float:
@@ -35,10 +36,10 @@ def _device_us(fn) -> float:
     return triton.testing.do_bench(fn, warmup=10, rep=60, return_mode="median") * 1e3
 
 
-def _group_plan(x: torch.Tensor, cfg) -> tuple[tuple[int, int], "ops._GroupPlan"]:
+def _group_plan(x: torch.Tensor, cfg) -> tuple[tuple[int, int], "plans.GroupPlan"]:
     """The target size of the uint8 batch ``x [B, 3, H, W]`` and the group plan a call on it runs."""
     size = qvp.smart_resize(x.shape[-2], x.shape[-1], 28, cfg.min_pixels, cfg.max_pixels)
-    return size, ops._GroupPlan(tuple(x.shape), x.stride(), 0, size, cfg, 0, None, x.device)
+    return size, plans.GroupPlan(tuple(x.shape), x.stride(), 0, size, cfg, 0, None, x.device)
 
 
 def _host_breakdown(prep, x: torch.Tensor, cfg) -> None:
@@ -46,19 +47,19 @@ def _host_breakdown(prep, x: torch.Tensor, cfg) -> None:
     stubbed (Python, allocations and the grid copy), each launch alone through its plan's direct launcher,
     and one ``torch.empty`` of the output. Tells whether launches or Python dominate on this host."""
     whole = _host_us(lambda: prep(x))
-    real_call = ops._Launcher.__call__
-    ops._Launcher.__call__ = lambda self, *args: None
+    real_call = launcher.Launcher.__call__
+    launcher.Launcher.__call__ = lambda self, **inputs: None
     try:
         stubbed = _host_us(lambda: prep(x))
     finally:
-        ops._Launcher.__call__ = real_call
+        launcher.Launcher.__call__ = real_call
     out = prep(x).pixel_values
     _, plan = _group_plan(x, cfg)
     parts = [f"whole warm call {whole:.0f} us", f"launches stubbed {stubbed:.0f} us"]
     if plan.first is not None and hasattr(plan.first, "launch"):
         scratch = plan.first.run(x)
-        parts.append(f"first launch alone {_host_us(lambda: plan.first.launch(x, scratch)):.0f} us")
-        parts.append(f"fused launch alone {_host_us(lambda: plan.launch(scratch, out)):.0f} us")
+        parts.append(f"first launch alone {_host_us(lambda: plan.first.launch(src_ptr=x, dst_ptr=scratch)):.0f} us")
+        parts.append(f"fused launch alone {_host_us(lambda: plan.launch(src_ptr=scratch, out_ptr=out)):.0f} us")
     empty_us = _host_us(lambda: torch.empty(out.shape, dtype=out.dtype, device=x.device))
     parts.append(f"torch.empty of the output {empty_us:.0f} us")
     print(f"\nhost time of a warm 1x{x.shape[-2]}x{x.shape[-1]} call, by part: " + "; ".join(parts))
@@ -73,14 +74,16 @@ def main() -> None:
     for n, h, w in [(1, 1080, 1920), (32, 1080, 1920), (64, 448, 448), (8, 2160, 3840)]:
         x = torch.randint(0, 256, (n, 3, h, w), dtype=torch.uint8, device="cuda")
         host_direct = _host_us(lambda: prep(x))
-        warm_call, ops.warm_call = ops.warm_call, lambda *args: None
+        warm_call, triton_backend.warm_call = triton_backend.warm_call, lambda *args: None
         host_full = _host_us(lambda: prep(x))
-        ops.warm_call = warm_call
-        ops._Launcher.enabled = False
-        ops.PLANS.clear()
+        triton_backend.warm_call = warm_call
+        launcher.Launcher.enabled = False
+        plans.PLANS.clear()
+        warm.WARM_CALLS.clear()
         host_regular = _host_us(lambda: prep(x))
-        ops._Launcher.enabled = True
-        ops.PLANS.clear()
+        launcher.Launcher.enabled = True
+        plans.PLANS.clear()
+        warm.WARM_CALLS.clear()
         total = _device_us(lambda: prep(x))
         out = prep(x).pixel_values
         (th, tw), plan = _group_plan(x, cfg)
@@ -88,7 +91,7 @@ def main() -> None:
             first = _device_us(lambda: plan.first.run(x))
             scratch = plan.first.run(x)
             first_bw = f"{(x.numel() + scratch.numel()) / first / 1e6:.2f} TB/s"
-            fused = _device_us(lambda: plan.launch(scratch, out))
+            fused = _device_us(lambda: plan.launch(src_ptr=scratch, out_ptr=out))
             fused_bytes = scratch.numel() + out.numel() * out.element_size()
         else:  # no first pass: no resize
             first, first_bw = 0.0, "-"
@@ -101,7 +104,7 @@ def main() -> None:
               f"{fused_bytes / fused / 1e6:.2f} TB/s |")
 
     x = torch.randint(0, 256, (1, 3, 1080, 1920), dtype=torch.uint8, device="cuda")
-    ops.PLANS.clear()
+    plans.PLANS.clear()
     prep(x)
     _host_breakdown(prep, x, cfg)
     torch.cuda.synchronize()

@@ -1,18 +1,17 @@
-"""Time the Triton kernels' launch shapes (``ops.TUNING``) on the card at hand and pick the fastest.
+"""Time the Triton kernels' launch shapes (``tuning.TUNING``) on the card at hand and pick the fastest.
 
 Each kernel is timed on its own with ``triton.testing.do_bench`` (device time, medians), on the shapes of the
 benchmark cases: pass 1 horizontally and vertically on 32 x 1080p and horizontally on 8 x 4K (13 taps); the
 fused last pass from the 32 x 1080p scratch (float32 and bfloat16 output) and on 64 x 448 (no resize); a
 whole group with each pipeline (wall clock); the kernels of ``pipeline="rows"`` (packed scratch; its first
-pass on one 1080p image too, where a grid of a few waves may favour other shapes); and ragged lists (16
-and 4 mixed sizes) end to end, launched per size or through descriptor tables.
+pass on one 1080p image too, where a grid of a few waves may favour other shapes).
 Every variant's output is compared with ``torch.equal`` against the first variant's, so a launch shape that
 broke the arithmetic would show up here too. The winner (lowest sum of time / best time over the cases) is
 printed and written as JSON, ready for ``QWEN_VIS_PREP_TRITON_TUNING``.
 
 Usage: ``python benchmarks/gpu_sweep.py [OUT.json] [--rows-only] [--pipelines-only] [--smoke]``;
 ``--rows-only`` keeps the tile kernels' launch shapes as they are and sweeps the rest; ``--pipelines-only``
-also keeps the rows pipeline's two kernels' shapes and picks only the pipeline and the ragged path;
+also keeps the rows pipeline's two kernels' shapes and picks only the pipeline;
 ``--smoke`` runs tiny shapes (works under ``TRITON_INTERPRET=1`` on a CPU, to test this script itself).
 """
 
@@ -25,26 +24,24 @@ import time
 import torch
 
 import qwen_vis_prep as qvp
-from qwen_vis_prep.backends.triton import ops
+from qwen_vis_prep.backends import triton as triton_backend
+from qwen_vis_prep.backends.triton import launcher, plans, tuning, warm
 
-# (rows, columns, warps, filter-table layout, tap loads of a horizontal pass)
-PASS_VARIANTS = [(1, 512, 2, "out-major", "bytes"), (1, 512, 2, "tap-major", "bytes"),
-                 (1, 512, 2, "out-major", "words"), (1, 512, 2, "tap-major", "words"),
-                 (1, 1024, 4, "tap-major", "words"), (1, 256, 2, "tap-major", "bytes"),
-                 (1, 256, 2, "tap-major", "words"), (1, 256, 1, "out-major", "bytes")]
-# (normalisation, tile rows, warps, filter-table layout); the fused tile is [rows, PP_PAD]
-PATCH_VARIANTS = [("arith", 1, 2, "out-major"), ("arith", 1, 2, "tap-major"), ("table", 1, 2, "out-major"),
-                  ("arith", 2, 2, "tap-major"), ("arith", 4, 4, "tap-major"), ("arith", 1, 1, "tap-major")]
-# pipeline="rows" (kernels._rows_pass_kernel + _patch_rows_kernel): (rows per program, columns, warps, rows
-# per step, prefetch distance in rows, prefetch level) of the horizontal pass, timed with the column cap off
+# (rows, columns, warps, filter-table layout) of a horizontal pass
+PASS_VARIANTS = [(1, 512, 2, "out-major"), (1, 512, 2, "tap-major"), (1, 256, 2, "tap-major"),
+                 (1, 1024, 4, "tap-major"), (1, 256, 1, "out-major")]
+# (tile rows, warps, filter-table layout); the fused tile is [rows, PP_PAD]
+PATCH_VARIANTS = [(1, 2, "out-major"), (1, 2, "tap-major"), (2, 2, "tap-major"), (4, 4, "tap-major"),
+                  (1, 1, "tap-major")]
+# pipeline="rows" (kernels._rows_pass_kernel + _patch_rows_kernel): (rows per program, columns, warps,
+# prefetch distance in rows) of the horizontal pass, timed with the column cap off
 # (rows_tap_loads=0), then (columns, rows_tap_loads) around the winner, then (patches per program, warps)
 # of the fused pass. On an H200 (2026-11-26, commit 185d646; benchmarks/RESULTS.md): prefetching 4 rows
 # ahead won (378 -> 323 us on 1080p), 256 columns won on 1080p (7 taps) and 128 on 4K (13 taps), rows per
 # step above 1 lost (460-740 us), L1 and L2 prefetch tied; (1, 1) and (2, 1) tied for the fused pass.
-ROWS_PASS_VARIANTS = [(16, 256, 4, 1, 4, "L2"), (16, 128, 4, 1, 4, "L2"), (16, 256, 4, 1, 2, "L2"),
-                      (16, 256, 4, 1, 8, "L2"), (16, 256, 4, 1, 16, "L2"), (32, 256, 4, 1, 4, "L2"),
-                      (8, 256, 4, 1, 4, "L2"), (16, 256, 8, 1, 4, "L2"), (32, 256, 8, 1, 4, "L2"),
-                      (32, 256, 8, 1, 4, "L1"), (16, 512, 8, 1, 4, "L2"), (16, 128, 2, 1, 4, "L2")]
+ROWS_PASS_VARIANTS = [(16, 256, 4, 4), (16, 128, 4, 4), (16, 256, 4, 2), (16, 256, 4, 8), (16, 256, 4, 16),
+                      (32, 256, 4, 4), (8, 256, 4, 4), (16, 256, 8, 4), (32, 256, 8, 4), (16, 512, 8, 4),
+                      (16, 128, 2, 4)]
 ROWS_CAP_VARIANTS = [(256, 16), (512, 16), (256, 8), (512, 32)]  # (columns, rows_tap_loads)
 ROWS_PATCH_VARIANTS = [(2, 1), (1, 1), (2, 2), (4, 2), (4, 1)]
 
@@ -139,10 +136,10 @@ def main(argv: list[str]) -> None:
           f"{n1}x{hd}x{wd} -> {th}x{tw}, {n4}x{h4}x{w4} -> {th4}x{tw4}\n")
 
     def set_pass(v):
-        ops.TUNING.update(pass_block_r=v[0], pass_block_q=v[1], pass_warps=v[2], pass_taps=v[3], pass_loads=v[4])
+        tuning.TUNING.update(pass_block_r=v[0], pass_block_q=v[1], pass_warps=v[2], pass_taps=v[3])
 
     def step(x, n, vertical):
-        plan = ops._Pass(tuple(x.shape), x.stride(), n, vertical, True, x.device)
+        plan = plans.Pass(tuple(x.shape), x.stride(), n, vertical, True, x.device)
         return lambda: plan.run(x)
 
     pass_cases = lambda: [("1080p horizontal", step(x1, tw, False)),  # noqa: E731
@@ -151,7 +148,7 @@ def main(argv: list[str]) -> None:
     def save() -> None:  # after every stage, so a step timeout keeps the winners so far
         if paths:
             with open(paths[0], "w") as f:
-                json.dump(ops.TUNING, f)
+                json.dump(tuning.TUNING, f)
 
     pipelines_only = "--pipelines-only" in argv
     if "--rows-only" in argv or pipelines_only:  # the tile kernels' shapes as they are (TUNING / env)
@@ -160,11 +157,11 @@ def main(argv: list[str]) -> None:
         set_pass(_pick(pass_variants, pass_cases, set_pass, "pass 1 (rows, cols, warps, tables, tap loads)"))
         save()
 
-    scratch = ops._Pass(tuple(x1.shape), x1.stride(), tw, False, True, x1.device).run(x1)
+    scratch = plans.Pass(tuple(x1.shape), x1.stride(), tw, False, True, x1.device).run(x1)
     cfg16 = cfg.replace(output_dtype=torch.bfloat16)
 
     def fused(src, size, config):
-        plan = ops._GroupPlan(tuple(src.shape), src.stride(), 0, size, config, 0, None, src.device)
+        plan = plans.GroupPlan(tuple(src.shape), src.stride(), 0, size, config, 0, None, src.device)
         rows = src.shape[0] * (size[0] // 14) * (size[1] // 14)
         out = torch.empty(rows, config.patch_dim, dtype=config.output_dtype, device=src.device)
 
@@ -174,20 +171,20 @@ def main(argv: list[str]) -> None:
         return run
 
     def set_patch(v):
-        ops.TUNING.update(patch_norm=v[0], patch_block=v[1], patch_warps=v[2], patch_taps=v[3])
+        tuning.TUNING.update(patch_block=v[0], patch_warps=v[1], patch_taps=v[2])
 
     patch_cases = lambda: [("fused 1080p fp32", fused(scratch, (th, tw), cfg)),  # noqa: E731
                            ("fused 1080p bf16", fused(scratch, (th, tw), cfg16)),
                            ("448 no resize", fused(x448, (s448, s448), cfg))]
     if patch_variants:
-        set_patch(_pick(patch_variants, patch_cases, set_patch, "fused pass (norm, rows, warps, tables)"))
+        set_patch(_pick(patch_variants, patch_cases, set_patch, "fused pass (rows, warps, tables)"))
         save()
 
     # the pipelines end to end with the rows pipeline's shapes as they are (GPU_TUNING's, from the H200
     # sweep of 2026-11-26 on commit 185d646); the rows stages below (not under --pipelines-only) may still
     # move those
     def set_pipeline(v):
-        ops.TUNING.update(pipeline=v[0])
+        tuning.TUNING.update(pipeline=v[0])
 
     # fused() runs the whole group plan: on these sources, the first pass and the fused pass
     pipeline_cases = lambda: [("32x1080p fp32", fused(x1, (th, tw), cfg)),  # noqa: E731
@@ -204,17 +201,17 @@ def main(argv: list[str]) -> None:
     # pipeline="rows": its two kernels' launch shapes (each timed alone, on the same cases as above);
     # --pipelines-only keeps them as they are (GPU_TUNING's, from the H200 sweep of 2026-11-26 on 185d646)
     if not pipelines_only:
-        ops.TUNING.update(pipeline="rows")
+        tuning.TUNING.update(pipeline="rows")
 
         def set_rows_pass(v):
-            ops.TUNING.update(rows_per_program=v[0], rows_block_q=v[1], rows_warps=v[2], rows_unroll=v[3],
-                              rows_prefetch=v[4], rows_prefetch_to=v[5], rows_tap_loads=0)
+            tuning.TUNING.update(rows_per_program=v[0], rows_block_q=v[1], rows_warps=v[2], rows_prefetch=v[3],
+                                 rows_tap_loads=0)
 
         def set_rows_cap(v):
-            ops.TUNING.update(rows_block_q=v[0], rows_tap_loads=v[1])
+            tuning.TUNING.update(rows_block_q=v[0], rows_tap_loads=v[1])
 
         def rows_step(x, n):
-            plan = ops._RowsPass(tuple(x.shape), x.stride(), n, 14, x.device)
+            plan = plans.RowsPass(tuple(x.shape), x.stride(), n, 14, x.device)
             return lambda: plan.run(x)
 
         rows_pass_cases = lambda: [("1080p horizontal, packed", rows_step(x1, tw)),  # noqa: E731
@@ -223,25 +220,25 @@ def main(argv: list[str]) -> None:
         set_rows_pass(_pick(rows_pass_variants, rows_pass_cases, set_rows_pass,
                             "rows pass (rows per program, columns, warps, rows per step, prefetch distance, level)"))
         # the column cap: columns halved per filter while a thread would issue more tap loads per row than
-        # rows_tap_loads (ops._rows_block_q); the winner above with the cap off is the reference
-        cap_variants = [(ops.TUNING["rows_block_q"], 0)]
+        # rows_tap_loads (plans.rows_block_q); the winner above with the cap off is the reference
+        cap_variants = [(tuning.TUNING["rows_block_q"], 0)]
         cap_variants += [v for v in ROWS_CAP_VARIANTS[:2 if smoke else None] if v not in cap_variants]
         set_rows_cap(_pick(cap_variants, rows_pass_cases, set_rows_cap, "rows pass (columns, rows_tap_loads)"))
         save()
 
         def set_rows_patch(v):
-            ops.TUNING.update(rows_patch_block=v[0], rows_patch_warps=v[1])
+            tuning.TUNING.update(rows_patch_block=v[0], rows_patch_warps=v[1])
 
-        packed1 = ops._RowsPass(tuple(x1.shape), x1.stride(), tw, 14, x1.device).run(x1)
-        packed4 = ops._RowsPass(tuple(x4.shape), x4.stride(), tw4, 14, x4.device).run(x4)
+        packed1 = plans.RowsPass(tuple(x1.shape), x1.stride(), tw, 14, x1.device).run(x1)
+        packed4 = plans.RowsPass(tuple(x4.shape), x4.stride(), tw4, 14, x4.device).run(x4)
 
         def fused_rows(x, packed, size, config):
-            plan = ops._GroupPlan(tuple(x.shape), x.stride(), 0, size, config, 0, None, x.device)
+            plan = plans.GroupPlan(tuple(x.shape), x.stride(), 0, size, config, 0, None, x.device)
             out = torch.empty(x.shape[0] * (size[0] // 14) * (size[1] // 14), config.patch_dim,
                               dtype=config.output_dtype, device=x.device)
 
             def run():
-                plan.launch(packed, out)
+                plan.launch(src_ptr=packed, out_ptr=out)
                 return out
             return run
 
@@ -254,29 +251,8 @@ def main(argv: list[str]) -> None:
         set_pipeline(chosen_pipeline)
         save()
 
-    # Ragged lists: two launches per distinct size ("groups") or a few in all ("descriptors"). Timed end
-    # to end on the wall clock (host launches included: that is what differs), on test_bench_gpu.py's 16
-    # mixed sizes. Timed with do_bench (H200, 2026-11-26, commits 4751c30, 9996f6e and 185d646), this
-    # stage picked descriptors, while the synchronised benchmark measured per size as faster (878 vs 975 us
-    # on 185d646).
-    from test_bench_gpu import MIXED_SIZES  # benchmarks/ is this script's directory, first on sys.path
-
-    mixed_sizes = [(60, 90), (45, 130), (90, 40), (56, 56)] if smoke else MIXED_SIZES
-    mixed = [_u8((3, h, w), 10 + i, device) for i, (h, w) in enumerate(mixed_sizes)]
-
-    def set_ragged(v):
-        ops.TUNING.update(ragged=v[0])
-
-    def whole(images, config):
-        return lambda: qvp.preprocess(images, config, backend="triton").pixel_values
-
-    ragged_cases = lambda: [("16 mixed fp32", whole(mixed, cfg)),  # noqa: E731
-                            ("16 mixed bf16", whole(mixed, cfg16)),
-                            ("4 mixed fp32", whole(mixed[:4], cfg))]
-    set_ragged(_pick([("groups",), ("descriptors",)], ragged_cases, set_ragged,
-                     "ragged lists (wall clock per synchronised call)", timer=_time_wall))
-    ops.PLANS.clear()
-    print("TUNING", json.dumps(ops.TUNING))
+    plans.PLANS.clear()
+    print("TUNING", json.dumps(tuning.TUNING))
     save()
 
 

@@ -99,25 +99,15 @@ def test_ours_triton_cuda_graph(benchmark, case):
     _run(benchmark, case, replay, images, rounds=50)
 
 
-@pytest.mark.parametrize("ragged", ["groups", "descriptors"])
-def test_ours_triton_ragged(benchmark, monkeypatch, ragged):
-    """16-mixed with both ways of launching a ragged list, whatever the sweep picked (fp32)."""
-    from qwen_vis_prep.backends.triton import ops
-
-    monkeypatch.setattr(ops, "TUNING", {**ops.TUNING, "ragged": ragged})
-    prep = qvp.QwenVisionPreprocessor("qwen2-vl", max_pixels=MAX_PIXELS, backend="triton")
-    _run(benchmark, "16-mixed", lambda x: prep(x).pixel_values, _mixed(), rounds=50)
-
-
 @pytest.mark.parametrize("case", ["1x1080p", "32x1080p", "8x4K"])
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 @pytest.mark.parametrize("pipeline", ["rows", "tiles"])
 def test_ours_triton_pipeline(benchmark, monkeypatch, pipeline, dtype, case):
     """The resized cases with the rows pipeline (patch-packed scratch) and the tile kernels, whatever the
     sweep picked, side by side in one run."""
-    from qwen_vis_prep.backends.triton import ops
+    from qwen_vis_prep.backends.triton import tuning
 
-    monkeypatch.setattr(ops, "TUNING", {**ops.TUNING, "pipeline": pipeline})
+    monkeypatch.setitem(tuning.TUNING, "pipeline", pipeline)
     prep = qvp.QwenVisionPreprocessor("qwen2-vl", max_pixels=MAX_PIXELS, output_dtype=dtype, backend="triton")
     _run(benchmark, case, lambda x: prep(x).pixel_values, CASES[case](), rounds=50)
 

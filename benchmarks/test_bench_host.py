@@ -11,7 +11,7 @@ driver's launch cost and CUDA's allocator, which only a GPU run shows (``benchma
 
 Cases: one image, a batch, a batch that needs no resize, and a ragged list of 16 sizes. Providers per
 case: ``warm`` (the default: a repeated call with the same tensor metadata runs from its cached group
-launches, ``ops.warm_call``) and ``full`` (that shortcut switched off, every call validating and sizing
+launches, ``warm.warm_call``) and ``full`` (that shortcut switched off, every call validating and sizing
 again: the path before it existed, and the one a first call takes).
 """
 
@@ -21,7 +21,8 @@ import pytest
 import torch
 
 import qwen_vis_prep as qvp
-from qwen_vis_prep.backends.triton import ops
+from qwen_vis_prep.backends import triton as triton_backend
+from qwen_vis_prep.backends.triton import launcher, plans, tuning, warm
 
 CASES = {"1x1080p": (1, 3, 1080, 1920), "1x1080p-chw": (3, 1080, 1920), "32x1080p": (32, 3, 1080, 1920),
          "64x448": (64, 3, 448, 448), "16-mixed": None}
@@ -38,10 +39,11 @@ def _images(case: str):
 def _stubbed_prep(monkeypatch) -> tuple[qvp.QwenVisionPreprocessor, list]:
     """A Triton-backend module on CPU tensors with fresh plans and every kernel launch replaced by a no-op
     that records its argument count in the returned list."""
-    monkeypatch.setenv("TRITON_INTERPRET", "1")  # lets the Triton backend take CPU tensors (ops.can_run)
+    monkeypatch.setenv("TRITON_INTERPRET", "1")  # lets the Triton backend take CPU tensors (triton_backend.can_run)
     launches = []
-    monkeypatch.setattr(ops._Launcher, "__call__", lambda self, *args: launches.append(len(args)))
-    monkeypatch.setattr(ops, "PLANS", type(ops.PLANS)(maxsize=256))
+    monkeypatch.setattr(launcher.Launcher, "__call__", lambda self, **inputs: launches.append(len(inputs)))
+    monkeypatch.setattr(plans, "PLANS", type(plans.PLANS)(maxsize=256))
+    monkeypatch.setattr(warm, "WARM_CALLS", type(warm.WARM_CALLS)(maxsize=256))
     cfg = qvp.VisionPreprocessConfig.from_preset("qwen2-vl", max_pixels=28 * 28 * 1280)
     return qvp.QwenVisionPreprocessor(config=cfg, backend="triton"), launches
 
@@ -51,7 +53,7 @@ def _stubbed_prep(monkeypatch) -> tuple[qvp.QwenVisionPreprocessor, list]:
 def test_host_path(benchmark, monkeypatch, case, provider):
     prep, launches = _stubbed_prep(monkeypatch)
     if provider == "full":
-        monkeypatch.setattr(ops, "warm_call", lambda *args: None)
+        monkeypatch.setattr(triton_backend, "warm_call", lambda *args: None)
     x = _images(case)
     first = prep(x)
     expected = len(launches)

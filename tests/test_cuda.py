@@ -1,5 +1,5 @@
 """CUDA-only checks of the Triton path: no host sync, CUDA-graph capture, torch.compile, streams, and
-CUDA == CPU (Pillow) bit for bit. Skipped without a GPU; run by benchmarks/gpu_check.sh on a lent card."""
+CUDA == CPU (Pillow) bit for bit. Skipped without a GPU; benchmarks/gpu_check.sh runs them on a GPU machine."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import pytest
 import torch
 
 import qwen_vis_prep as qvp
+from qwen_vis_prep.backends import triton as triton_backend
+from qwen_vis_prep.backends.triton import launcher, plans, tuning, warm
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -25,27 +27,23 @@ def _imgs(device="cuda"):
 def test_cuda_equals_cpu_on_real_images(mode):
     cfg = CFG.replace(resize_mode=mode, max_pixels=28 * 28 * 300)
     gpu = qvp.preprocess(_imgs(), cfg, backend="triton")
-    cpu = qvp.preprocess([i.cpu() for i in _imgs()], cfg, backend="torch")
+    # the CPU's definition of each mode: Pillow itself (pil), the reference (float)
+    cpu = qvp.preprocess([i.cpu() for i in _imgs()], cfg, backend="pillow" if mode == "pil" else "reference")
     assert torch.equal(gpu.pixel_values.cpu(), cpu.pixel_values)
     assert torch.equal(gpu.grid_thw, cpu.grid_thw)
 
 
-@pytest.mark.parametrize("ragged", ["groups", "descriptors"])
-def test_no_host_sync_on_hot_path(monkeypatch, ragged):
-    """Warm calls never sync: a batch and one HWC image (served by ``ops.warm_call``), and a ragged list of
-    four sizes (per size: from its warm entry too; through descriptor tables: the full path, which records
-    no entry for several sizes, from cached plans and tables)."""
-    from qwen_vis_prep.backends.triton import ops
-
-    monkeypatch.setitem(ops.TUNING, "ragged", ragged)
+def test_no_host_sync_on_hot_path(monkeypatch):
+    """Warm calls never sync: a batch, one HWC image and a ragged list of four sizes, each served by
+    ``warm.warm_call`` from its recorded group launches."""
     batch = torch.randint(0, 256, (4, 3, 540, 960), dtype=torch.uint8, device="cuda")
     hwc = batch[0].permute(1, 2, 0).contiguous()
     images = _imgs()
     prep = qvp.QwenVisionPreprocessor(config=CFG).cuda()
     prep(batch), prep(hwc, layout="hwc"), prep(images)  # warm: tables land in the device cache
     hits = []
-    real = ops.warm_call
-    monkeypatch.setattr(ops, "warm_call", lambda *a: hits.append(real(*a)) or hits[-1])
+    real = triton_backend.warm_call
+    monkeypatch.setattr(triton_backend, "warm_call", lambda *a: hits.append(real(*a)) or hits[-1])
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
     try:
@@ -55,10 +53,10 @@ def test_no_host_sync_on_hot_path(monkeypatch, ragged):
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert out.grid_thw.device.type == "cpu" and out2.pixel_values.is_cuda
-    assert [h is not None for h in hits] == [True, True, ragged == "groups"]
-    assert torch.equal(out.pixel_values, qvp.preprocess(batch, CFG, backend="torch").pixel_values)
-    assert torch.equal(out1.pixel_values, qvp.preprocess(hwc, CFG, backend="torch", layout="hwc").pixel_values)
-    assert torch.equal(out2.pixel_values, qvp.preprocess(images, CFG, backend="torch").pixel_values)
+    assert [h is not None for h in hits] == [True, True, True]
+    assert torch.equal(out.pixel_values, qvp.preprocess(batch, CFG, backend="reference").pixel_values)
+    assert torch.equal(out1.pixel_values, qvp.preprocess(hwc, CFG, backend="reference", layout="hwc").pixel_values)
+    assert torch.equal(out2.pixel_values, qvp.preprocess(images, CFG, backend="reference").pixel_values)
 
 
 def test_cuda_graph_capture_and_replay():
@@ -116,27 +114,33 @@ def test_two_streams_do_not_interfere():
     assert torch.equal(out_a, ref_a) and torch.equal(out_b, ref_b)
 
 
-def test_direct_launch_equals_regular_launch():
-    """Warm calls launch the compiled kernels directly (ops._Launcher); they must give the same bits as
-    Triton's regular launch path and as the torch backend, for a batch, a ragged list and bf16."""
-    from qwen_vis_prep.backends.triton import ops
+def _clear_plans() -> None:
+    """Forget every plan and every recorded warm call (which keeps its plans, and their launchers, alive)."""
+    plans.PLANS.clear()
+    warm.WARM_CALLS.clear()
 
+
+def test_direct_launch_equals_regular_launch():
+    """Warm calls launch the compiled kernels directly (``launcher.Launcher``); they must give the same bits
+    as Triton's regular launch path and as the reference backend, for a batch, a ragged list and bf16."""
     batch = torch.randint(0, 256, (3, 3, 500, 700), dtype=torch.uint8, device="cuda")
     for cfg in (CFG, CFG.replace(output_dtype=torch.bfloat16)):
         for x in (batch, _imgs()):
-            ref = qvp.preprocess(x, cfg, backend="torch").pixel_values
+            ref = qvp.preprocess(x, cfg, backend="reference").pixel_values
             first = qvp.preprocess(x, cfg, backend="triton").pixel_values   # regular launch, plan built
-            warm = qvp.preprocess(x, cfg, backend="triton").pixel_values    # direct launch
-            enabled = ops._Launcher.enabled
-            ops._Launcher.enabled = False
-            ops.PLANS.clear()
+            direct = qvp.preprocess(x, cfg, backend="triton").pixel_values  # direct launch
+            enabled = launcher.Launcher.enabled
+            launcher.Launcher.enabled = False
+            _clear_plans()
             try:
                 regular = qvp.preprocess(x, cfg, backend="triton").pixel_values
+                regular_again = qvp.preprocess(x, cfg, backend="triton").pixel_values
             finally:
-                ops._Launcher.enabled = enabled
-                ops.PLANS.clear()
-            assert torch.equal(first, ref) and torch.equal(warm, ref) and torch.equal(regular, ref)
-    assert ops._Launcher.enabled  # no direct launch failed (a failure turns them off and falls back)
+                launcher.Launcher.enabled = enabled
+                _clear_plans()
+            assert torch.equal(first, ref) and torch.equal(direct, ref)
+            assert torch.equal(regular, ref) and torch.equal(regular_again, ref)
+    assert launcher.Launcher.enabled  # no direct launch failed (a failure turns them off and falls back)
 
 
 @pytest.mark.parametrize("pipeline", ["rows", "tiles"])
@@ -146,21 +150,20 @@ def test_lean_launch_is_taken_and_exact(monkeypatch, pipeline):
     go through ``compiled[grid]``, and the hook sees them."""
     import triton
 
-    from qwen_vis_prep.backends.triton import ops
-
-    monkeypatch.setattr(ops, "TUNING", {**ops.TUNING, "pipeline": pipeline})
+    monkeypatch.setitem(tuning.TUNING, "pipeline", pipeline)
     x = torch.randint(0, 256, (2, 3, 1080, 1920), dtype=torch.uint8, device="cuda")
     size = qvp.smart_resize(1080, 1920, 28, CFG.min_pixels, CFG.max_pixels)
-    plan = ops._GroupPlan(tuple(x.shape), x.stride(), 0, size, CFG, 0, None, x.device)
+    plan = plans.GroupPlan(tuple(x.shape), x.stride(), 0, size, CFG, 0, None, x.device)
+    assert (type(plan.first) is plans.RowsPass) == (pipeline == "rows")
     out = torch.empty(2 * (size[0] // 14) * (size[1] // 14), CFG.patch_dim, device="cuda")
     plan.run(x, out)  # regular launch: compiles, keeps the launchers
     launchers = [plan.launch] + ([plan.first.launch] if plan.first is not None else [])
-    assert all(launcher.lean is not None for launcher in launchers)
-    ref = qvp.preprocess(x, CFG, backend="torch").pixel_values
+    assert all(launch.lean is not None for launch in launchers)
+    ref = qvp.preprocess(x, CFG, backend="reference").pixel_values
     assert torch.equal(out, ref)
     out.zero_()
     plan.run(x, out)  # lean
-    assert torch.equal(out, ref) and ops._Launcher.enabled
+    assert torch.equal(out, ref) and launcher.Launcher.enabled
     seen = []
     hook = lambda metadata: seen.append(metadata)  # noqa: E731
     triton.knobs.runtime.launch_enter_hook.add(hook)
@@ -175,12 +178,11 @@ def test_lean_launch_is_taken_and_exact(monkeypatch, pipeline):
 
 def test_cold_call_inside_graph_capture_is_refused_clearly():
     """A size never seen before needs its tables uploaded, which cannot happen inside a capture."""
-    from qwen_vis_prep.backends.triton import ops
     from qwen_vis_prep.resample_tables import DEVICE_TABLES
 
     x = torch.randint(0, 256, (1, 3, 333, 444), dtype=torch.uint8, device="cuda")
     DEVICE_TABLES.clear()
-    ops.PLANS.clear()
+    _clear_plans()
     s = torch.cuda.Stream()
     graph = torch.cuda.CUDAGraph()
     with pytest.raises(RuntimeError, match="warm-up"):
@@ -188,4 +190,4 @@ def test_cold_call_inside_graph_capture_is_refused_clearly():
             qvp.preprocess(x, CFG, backend="triton")
     torch.cuda.synchronize()
     assert torch.equal(qvp.preprocess(x, CFG, backend="triton").pixel_values,
-                       qvp.preprocess(x, CFG, backend="torch").pixel_values)
+                       qvp.preprocess(x, CFG, backend="reference").pixel_values)

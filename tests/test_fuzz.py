@@ -32,7 +32,6 @@ from hypothesis.errors import InvalidArgument
 from PIL import Image
 
 import qwen_vis_prep as qvp
-from qwen_vis_prep.backends import pillow_cpu
 
 from test_errors import HAS_CUDA, triton_runs
 
@@ -46,15 +45,13 @@ except InvalidArgument:  # pragma: no cover - depends on conftest
 
 hf_sizing = pytest.importorskip("transformers.models.qwen2_vl.image_processing_qwen2_vl")
 
-#: (device, backend) pairs the fuzz draws from; "torch-port" is the pure-torch resampler on the CPU, and
-#: "triton-ragged" the Triton backend with ragged lists launched through descriptor tables.
+#: (device, backend) pairs the fuzz draws from (backend names of the registry, plus "auto").
 #: Triton's CPU interpreter (conftest.py turns it on without a GPU) takes ~0.5 s an example: in the quick
 #: profile only; the long soak runs the real backends (on a GPU machine, the Triton kernels too).
-TARGETS = [("cpu", "torch"), ("cpu", "torch-port")]
-TARGETS += ([("cpu", "triton"), ("cpu", "triton-ragged")]
-            if triton_runs("cpu") and os.environ.get("HYPOTHESIS_PROFILE") != "long" else [])
-TARGETS += [("cuda", "torch")] if HAS_CUDA else []
-TARGETS += [("cuda", "triton"), ("cuda", "triton-ragged")] if triton_runs("cuda") else []
+TARGETS = [("cpu", "auto"), ("cpu", "reference")]
+TARGETS += ([("cpu", "triton")] if triton_runs("cpu") and os.environ.get("HYPOTHESIS_PROFILE") != "long" else [])
+TARGETS += [("cuda", "reference")] if HAS_CUDA else []
+TARGETS += [("cuda", "triton")] if triton_runs("cuda") else []
 
 FLOAT_DTYPES = [torch.float32, torch.float16, torch.bfloat16, torch.float64]
 
@@ -229,14 +226,6 @@ def _run(x, cfg, layout, target):
         x = x.to(device)
     elif isinstance(x, list):
         x = [t.to(device) for t in x]
-    if backend == "torch-port":
-        with mock.patch.object(pillow_cpu, "available", lambda: False):
-            return qvp.preprocess(x, cfg, backend="torch", layout=layout)
-    if backend == "triton-ragged":
-        from qwen_vis_prep.backends.triton import ops
-
-        with mock.patch.dict(ops.TUNING, dict(ragged="descriptors")):
-            return qvp.preprocess(x, cfg, backend="triton", layout=layout)
     return qvp.preprocess(x, cfg, backend=backend, layout=layout)
 
 
@@ -357,16 +346,7 @@ def test_garbage_raises_documented_errors_only(images, layout, check_values, tar
             images = [t.to(device) if isinstance(t, torch.Tensor) else t for t in images]
     cfg = qvp.PRESETS["qwen2-vl"].replace(max_pixels=28 * 28 * 16)
     try:
-        if backend == "torch-port":
-            with mock.patch.object(pillow_cpu, "available", lambda: False):
-                out = qvp.preprocess(images, cfg, backend="torch", layout=layout, check_values=check_values)
-        elif backend == "triton-ragged":
-            from qwen_vis_prep.backends.triton import ops
-
-            with mock.patch.dict(ops.TUNING, dict(ragged="descriptors")):
-                out = qvp.preprocess(images, cfg, backend="triton", layout=layout, check_values=check_values)
-        else:
-            out = qvp.preprocess(images, cfg, backend=backend, layout=layout, check_values=check_values)
+        out = qvp.preprocess(images, cfg, backend=backend, layout=layout, check_values=check_values)
     except (TypeError, ValueError) as e:
         assert str(e), "an error without a message"
         event(f"raised {type(e).__name__}")

@@ -18,7 +18,6 @@ import torch
 
 import qwen_vis_prep as qvp
 from qwen_vis_prep import resample_tables
-from qwen_vis_prep.backends import pillow_cpu
 from qwen_vis_prep.resample_tables import DEVICE_TABLES
 
 from test_errors import DEVICE_BACKENDS, HAS_CUDA, NEEDS_CUDA, _u8, triton_runs  # noqa: F401
@@ -78,29 +77,26 @@ def test_same_input_same_bits_across_calls_and_batch_compositions(device, backen
     assert torch.equal(stacked, listed) and torch.equal(stacked, single)
 
 
-def _pil_mode_outputs(monkeypatch, device, backend, case):
+def _pil_mode_outputs(device, backend, case):
     cfg, images = case
     images = [img.to(device) for img in images]
-    if backend == "torch-no-pillow":
-        with monkeypatch.context() as m:
-            m.setattr(pillow_cpu, "available", lambda: False)  # the pure-torch port on the CPU too
-            return qvp.preprocess(images, cfg, backend="torch").pixel_values.cpu()
     return qvp.preprocess(images, cfg, backend=backend).pixel_values.cpu()
 
 
 @pytest.mark.parametrize("device,backend", [
-    pytest.param("cpu", "torch-no-pillow", id="cpu-torch-port"),
+    pytest.param("cpu", "reference", id="cpu-reference"),  # the pure-torch port of Pillow's resampler
     pytest.param("cpu", "triton", id="cpu-triton", marks=pytest.mark.skipif(
         not triton_runs("cpu"), reason="Triton does not run on the CPU here (TRITON_INTERPRET=1 to try)")),
-    pytest.param("cuda", "torch", id="cuda-torch", marks=NEEDS_CUDA),
+    pytest.param("cuda", "reference", id="cuda-reference", marks=NEEDS_CUDA),
     pytest.param("cuda", "triton", id="cuda-triton", marks=[*NEEDS_CUDA, pytest.mark.skipif(
         not triton_runs("cuda"), reason="the Triton backend cannot run here")]),
 ])
-def test_backends_agree_bit_for_bit_in_pil_mode(monkeypatch, device, backend):
-    """Every backend equals the CPU default (Pillow's own resampler) exactly."""
+def test_backends_agree_bit_for_bit_in_pil_mode(device, backend):
+    """Every backend equals the CPU default (the Pillow backend: Pillow's own resampler) exactly."""
     case = _case("cpu", backend)
-    reference = _pil_mode_outputs(monkeypatch, "cpu", "torch", case)
-    assert torch.equal(_pil_mode_outputs(monkeypatch, device, backend, case), reference)
+    assert qvp.select_backend("auto", torch.device("cpu"), False) == "pillow"
+    expected = _pil_mode_outputs("cpu", "pillow", case)
+    assert torch.equal(_pil_mode_outputs(device, backend, case), expected)
 
 
 # ---------------------------------------------------------------------------------------------- concurrency
@@ -126,7 +122,7 @@ def test_eight_threads_give_the_sequential_results():
 
 @pytest.mark.cuda
 @pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA device")
-@pytest.mark.parametrize("backend", ["torch", "auto"])
+@pytest.mark.parametrize("backend", ["reference", "auto"])
 def test_two_cuda_streams_do_not_interfere(backend):
     """Two streams, cold table cache, and the first stream held back by a sleep kernel: whatever the first
     call puts in the shared device cache (taps, level table) must be usable by the second stream at once."""
@@ -139,6 +135,7 @@ def test_two_cuda_streams_do_not_interfere(backend):
     for _ in range(3):
         DEVICE_TABLES.clear()  # the first stream builds the tables, the second finds them in the cache
         triton_plans().clear()
+        triton_warm_calls().clear()
         with torch.cuda.stream(s1):
             torch.cuda._sleep(50_000_000)  # ~tens of ms: s1's work (and its table uploads) land late
             o1 = qvp.preprocess(x1, SMALL, backend=backend).pixel_values
@@ -152,29 +149,37 @@ def test_two_cuda_streams_do_not_interfere(backend):
 # ---------------------------------------------------------------------------------------------- caches
 def triton_plans() -> resample_tables.DeviceTableCache:
     """The Triton backend's cache of launch plans (one per shape, strides, alignment, config, rows)."""
-    from qwen_vis_prep.backends.triton import ops
+    from qwen_vis_prep.backends.triton import plans
 
-    return ops.PLANS
+    return plans.PLANS
+
+
+def triton_warm_calls() -> resample_tables.DeviceTableCache:
+    """The Triton backend's own LRU of recorded warm calls (each keeps its plans alive)."""
+    from qwen_vis_prep.backends.triton import warm
+
+    return warm.WARM_CALLS
 
 
 @pytest.mark.skipif(not triton_runs("cuda" if HAS_CUDA else "cpu"), reason="Triton cannot run here")
 def test_triton_launch_plans_stay_bounded(monkeypatch):
-    """Plans are an LRU like the tables: over more distinct sizes than it holds, it stays at its bound and an
-    evicted plan is rebuilt with the same result."""
-    from qwen_vis_prep.backends.triton import ops
+    """Plans and warm calls are LRUs like the tables: over more distinct sizes than they hold, they stay at
+    their bound and an evicted plan or call is rebuilt with the same result."""
+    from qwen_vis_prep.backends.triton import plans, warm
 
     device = "cuda" if HAS_CUDA else "cpu"
-    monkeypatch.setattr(ops, "PLANS", resample_tables.DeviceTableCache(maxsize=6))
+    monkeypatch.setattr(plans, "PLANS", resample_tables.DeviceTableCache(maxsize=6))
+    monkeypatch.setattr(warm, "WARM_CALLS", resample_tables.DeviceTableCache(maxsize=4))
     cfg = SMALL.replace(min_pixels=28 * 28, max_pixels=28 * 28 * 4)
     first = _u8(3, 30, 41, device=device, seed=1)
     early = qvp.preprocess(first, cfg, backend="triton").pixel_values
     for i in range(20):
         qvp.preprocess(_u8(3, 30 + i, 40 + 2 * i, device=device, seed=i), cfg, backend="triton")
-        assert len(ops.PLANS) <= 6
-    assert len(ops.PLANS) == 6
+        assert len(plans.PLANS) <= 6 and len(warm.WARM_CALLS) <= 4
+    assert len(plans.PLANS) == 6 and len(warm.WARM_CALLS) == 4
     again = qvp.preprocess(first, cfg, backend="triton").pixel_values
     assert torch.equal(again, early)
-    assert torch.equal(again, qvp.preprocess(first.cpu(), cfg, backend="torch").pixel_values.to(device))
+    assert torch.equal(again, qvp.preprocess(first.cpu(), cfg, backend="reference").pixel_values.to(device))
 
 
 def _cache_sizes() -> dict[str, int]:
@@ -182,6 +187,7 @@ def _cache_sizes() -> dict[str, int]:
              for name in ("filter_weights", "pil_taps", "float_taps")}
     sizes["DEVICE_TABLES"] = len(DEVICE_TABLES)
     sizes["PLANS"] = len(triton_plans())
+    sizes["WARM_CALLS"] = len(triton_warm_calls())
     return sizes
 
 
@@ -202,15 +208,16 @@ def test_caches_stay_bounded_over_a_thousand_sizes():
               for name in ("filter_weights", "pil_taps", "float_taps")}
     limits["DEVICE_TABLES"] = DEVICE_TABLES.maxsize
     limits["PLANS"] = triton_plans().maxsize
+    limits["WARM_CALLS"] = triton_warm_calls().maxsize
     pairs = _thousand_sizes()
     first_in, first_out = pairs[0]
     x0 = _u8(3, *first_in, seed=99)
-    early = {mode: qvp.resize(x0, first_out, mode) for mode in ("pil", "float")}
+    early = {mode: qvp.resize(x0, first_out, mode, backend="reference") for mode in ("pil", "float")}
     tracemalloc.start()
     try:
         for i, (ins, outs) in enumerate(pairs):
             x = _u8(3, *ins, seed=i)
-            qvp.resize(x, outs, "pil" if i % 2 else "float")
+            qvp.resize(x, outs, "pil" if i % 2 else "float", backend="reference")
             if i % 100 == 0:  # the full pipeline too: its tables and constants share the same caches
                 qvp.preprocess(x, SMALL.replace(resize_mode="float", min_pixels=784))
             if i == 600:  # by now every cache is full
@@ -224,7 +231,7 @@ def test_caches_stay_bounded_over_a_thousand_sizes():
     assert end - half < 4 << 20, f"host memory grew by {(end - half) / 2**20:.1f} MiB over 400 more sizes"
     # evicted tables are rebuilt identically
     for mode in ("pil", "float"):
-        assert torch.equal(qvp.resize(x0, first_out, mode), early[mode])
+        assert torch.equal(qvp.resize(x0, first_out, mode, backend="reference"), early[mode])
 
 
 def test_config_registry_stays_bounded_over_a_thousand_configs():
@@ -257,7 +264,7 @@ def _compiled_kernels() -> int | None:
 
 @pytest.mark.cuda
 @pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA device")
-@pytest.mark.parametrize("backend", ["torch", pytest.param("triton", marks=pytest.mark.skipif(
+@pytest.mark.parametrize("backend", ["reference", pytest.param("triton", marks=pytest.mark.skipif(
     not triton_runs("cuda"), reason="the Triton backend cannot run here"))])
 def test_device_caches_stay_bounded_over_a_thousand_sizes_on_cuda(backend):
     """Tables on the GPU are bounded by DEVICE_TABLES's LRU; Triton specialises kernels on constexprs and on
@@ -317,9 +324,9 @@ def test_cpu_peak_memory_of_an_8192_square_image():
 @pytest.mark.cuda
 @pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA device")
 @pytest.mark.parametrize("backend,bound", [
-    # torch port: an int32 copy of the input (4x input), three int32 temporaries of the first pass's result
+    # reference (the torch port): an int32 copy of the input (4x input), three int32 temporaries of the first pass's result
     # (3 x 4 x 16384 x 3584 x 3 B = 2.6x input) and the output: ~5x (input + output) at 16384^2 -> 3584^2.
-    ("torch", 6.0),
+    ("reference", 6.0),
     # Triton: a uint8 scratch of the first pass (<= input) and the output, written once.
     pytest.param("triton", 3.0, marks=pytest.mark.skipif(not triton_runs("cuda"),
                                                           reason="the Triton backend cannot run here")),
@@ -333,16 +340,17 @@ def test_cuda_peak_memory_of_huge_images(side, backend, bound):
 
 
 @pytest.mark.parametrize("mode", ["pil", "float"])
-def test_torch_backend_slices_huge_images_exactly(monkeypatch, mode):
-    """Regression (GPU memory, issue #6): the torch passes widened the whole image to int32/float64 at once
-    (about 5x input + output at 16384^2 on CUDA); they now go in slices. Slicing must not change a bit."""
-    from qwen_vis_prep.backends import torch_ref
+def test_reference_backend_slices_huge_images_exactly(monkeypatch, mode):
+    """Regression (GPU memory, issue #6): the reference backend's passes widened the whole image to
+    int32/float64 at once (about 5x input + output at 16384^2 on CUDA); they now go in slices. Slicing must
+    not change a bit."""
+    from qwen_vis_prep.backends import reference
 
     x = _u8(2, 3, 123, 211, seed=5)
     cfg = SMALL.replace(resize_mode=mode, min_pixels=28 * 28, max_pixels=28 * 28 * 30)
-    whole = qvp.preprocess(x, cfg, backend="torch").pixel_values
-    monkeypatch.setattr(torch_ref, "CHUNK_ELEMENTS", 1000)
-    sliced = qvp.preprocess(x, cfg, backend="torch").pixel_values
+    whole = qvp.preprocess(x, cfg, backend="reference").pixel_values
+    monkeypatch.setattr(reference, "CHUNK_ELEMENTS", 1000)
+    sliced = qvp.preprocess(x, cfg, backend="reference").pixel_values
     assert torch.equal(sliced, whole)
     if mode == "pil":
         from PIL import Image
@@ -350,5 +358,5 @@ def test_torch_backend_slices_huge_images_exactly(monkeypatch, mode):
         img = x[0].permute(1, 2, 0).numpy()
         for size in [(50, 300), (300, 50)]:
             ref = np.asarray(Image.fromarray(img).resize(size[::-1], Image.Resampling.BICUBIC))
-            got = qvp.resize(x[0], size, backend="torch").permute(1, 2, 0).numpy()
+            got = qvp.resize(x[0], size, backend="reference").permute(1, 2, 0).numpy()
             assert np.array_equal(got, ref)

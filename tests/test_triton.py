@@ -38,6 +38,9 @@ def _tune(monkeypatch, **values) -> None:
         monkeypatch.setitem(tuning.TUNING, key, value)
 
 
+SLOW = pytest.mark.slow  # in Triton's CPU interpreter: the long CI step (``pytest tests -m slow``) runs them
+
+
 def _fresh_caches(monkeypatch) -> None:
     """Empty plan and warm-call caches for one test (so launch counts see every plan built)."""
     monkeypatch.setattr(plans, "PLANS", type(plans.PLANS)(maxsize=256))
@@ -69,8 +72,16 @@ SIZES = [
 ]
 
 
-@pytest.mark.parametrize("size", SIZES)
-@pytest.mark.parametrize("order", ["pillow12", "pillow13"])
+def _orders():
+    """Every size in Pillow 12's order; in Pillow 13's too, where it differs (vertical first) by default and
+    everywhere in the slow run (the same computation otherwise)."""
+    for p in SIZES:
+        yield pytest.param("pillow12", *p.values, id=f"pillow12-{p.id}")
+        vertical_first = "vertical-first" in p.id
+        yield pytest.param("pillow13", *p.values, id=f"pillow13-{p.id}", marks=() if vertical_first else SLOW)
+
+
+@pytest.mark.parametrize("order, size", list(_orders()))
 def test_pil_mode_bit_exact(size, order):
     a, b = _both(_img(*size), _cfg(pillow_order=order))
     assert torch.equal(a, b)
@@ -211,33 +222,37 @@ def test_same_shape_different_alignment():
 
 
 @pytest.mark.parametrize("values", [
-    pytest.param({}, id="current"),
+    pytest.param({}, id="current", marks=SLOW),  # what every other test here runs
     pytest.param(tuning.GPU_TUNING, id="gpu-defaults"),
-    pytest.param(dict(pass_block_r=8, pass_block_q=64, patch_block=4, patch_warps=4), id="small-tiles"),
+    pytest.param(dict(pass_block_r=8, pass_block_q=64, patch_block=4, patch_warps=4), id="small-tiles", marks=SLOW),
     pytest.param(dict(pass_block_r=32, pass_block_q=32, pass_warps=8, patch_block=8, patch_warps=8),
-                 id="large-blocks"),
-    pytest.param(dict(pass_taps="tap-major", patch_taps="tap-major"), id="tap-major-tables"),
+                 id="large-blocks", marks=SLOW),
+    pytest.param(dict(pass_taps="tap-major", patch_taps="tap-major"), id="tap-major-tables", marks=SLOW),
     pytest.param(dict(tuning.GPU_TUNING, pass_taps="tap-major", patch_taps="tap-major"),
-                 id="gpu-defaults-tap-major"),
+                 id="gpu-defaults-tap-major", marks=SLOW),
     pytest.param(dict(tuning.GPU_TUNING, pipeline="tiles"), id="gpu-defaults-tile-pipeline"),
-    pytest.param(dict(tuning.GPU_TUNING, pass_taps="out-major"), id="gpu-defaults-out-major"),
-    pytest.param(dict(tuning.GPU_TUNING, rows_per_program=8), id="gpu-defaults-8-rows-per-program"),
-    pytest.param(dict(tuning.GPU_TUNING, rows_prefetch=8), id="gpu-defaults-rows-prefetch"),  # CUDA only
+    pytest.param(dict(tuning.GPU_TUNING, pass_taps="out-major"), id="gpu-defaults-out-major", marks=SLOW),
+    pytest.param(dict(tuning.GPU_TUNING, rows_per_program=8), id="gpu-defaults-8-rows-per-program", marks=SLOW),
+    pytest.param(dict(tuning.GPU_TUNING, rows_prefetch=8), id="gpu-defaults-rows-prefetch", marks=SLOW),  # CUDA
     pytest.param(dict(tuning.GPU_TUNING, rows_tap_loads=8, rows_warps=1, rows_block_q=128),
-                 id="gpu-defaults-rows-column-cap"),  # 4 outputs per thread, fewer as the taps grow
+                 id="gpu-defaults-rows-column-cap", marks=SLOW),  # 4 outputs per thread, fewer as the taps grow
     pytest.param(dict(pipeline="rows", rows_per_program=2, rows_block_q=32, rows_patch_block=1, rows_warps=4,
                       rows_patch_warps=2, pass_taps="tap-major", patch_taps="tap-major"),
                  id="rows-pipeline-small-tiles-tap-major"),
 ])
 def test_launch_shapes_do_not_change_results(monkeypatch, values):
-    """Every launch shape the GPU sweep may pick gives the same bits (edge tiles are clamped and masked)."""
+    """Every launch shape the GPU sweep may pick gives the same bits (edge tiles are clamped and masked):
+    both pass orders, a resize of both sides (the rows pipeline where it is on), of one side up and the other
+    down, none at all, float arithmetic with bf16 output and float16 input. Small images: the GPU's launch
+    shapes run many tiny programs, which Triton's interpreter pays for one by one."""
     _tune(monkeypatch, **values)
-    imgs = [_img(57, 121, seed=18), _img(131, 31, seed=19), _img(56, 84, seed=20)]
-    for cfg in (_cfg(pillow_order="pillow12"), _cfg(pillow_order="pillow13"),
-                _cfg(resize_mode="float", output_dtype=torch.bfloat16)):
+    imgs = [_img(31, 65, seed=18), _img(71, 33, seed=19), _img(28, 56, seed=20)]  # -> 28x56, 84x28, 28x56
+    small = dict(min_pixels=28 * 28, max_pixels=28 * 28 * 6)
+    for cfg in (_cfg(pillow_order="pillow12", **small), _cfg(pillow_order="pillow13", **small),
+                _cfg(resize_mode="float", output_dtype=torch.bfloat16, **small)):
         a, b = _both(imgs, cfg)
         assert torch.equal(a, b)
-    a, b = _both(_img(70, 100, dtype=torch.float16, seed=21), _cfg(resize_mode="float"))
+    a, b = _both(_img(35, 50, dtype=torch.float16, seed=21), _cfg(resize_mode="float", **small))
     assert torch.equal(a, b)
 
 

@@ -30,11 +30,17 @@ BACKENDS: dict[str, str] = {"reference": "reference", "pillow": "pillow", "trito
 CHOICES = ("auto", "torch", *BACKENDS)
 
 
+_LOADED: dict[str, ModuleType] = {}
+
+
 def get(name: str) -> ModuleType:
-    """The backend module registered as ``name``."""
-    if name not in BACKENDS:
-        raise ValueError(f"backend must be one of {CHOICES}, got {name!r}")
-    return importlib.import_module(f".{BACKENDS[name]}", __name__)
+    """The backend module registered as ``name`` (imported once)."""
+    module = _LOADED.get(name)
+    if module is None:
+        if name not in BACKENDS:
+            raise ValueError(f"backend must be one of {CHOICES}, got {name!r}")
+        module = _LOADED[name] = importlib.import_module(f".{BACKENDS[name]}", __name__)
+    return module
 
 
 def _can_run(name: str, device: torch.device) -> tuple[bool, str]:

@@ -262,17 +262,17 @@ def video_frames(clip: torch.Tensor, size: tuple[int, int], config: VisionPrepro
     return normalized_pixels(clip, size, config)
 
 
-def videos_into(batch: VideoBatch, plan: Plan, out: torch.Tensor, frames=video_frames) -> None:
+def videos_into(batch: VideoBatch, plan: Plan, out: torch.Tensor, frames=None) -> None:
     """Fill ``out`` with the patches of every clip of ``batch`` (frame blocks of ``temporal_patch_size``
-    consecutive frames). ``frames(clip, size, config)`` makes a clip's normalised frames; a stacked batch is
-    resized in one call when it is this module's own. Works through autograd."""
+    consecutive frames). ``frames(clip, size, config)`` makes a clip's normalised frames (default
+    :func:`video_frames`, which resizes a stacked batch in one call). Works through autograd."""
     config = plan.config
     p, m, tp = config.patch_size, config.merge_size, config.temporal_patch_size
-    if batch.stacked is not None and frames is video_frames:
+    if frames is None and batch.stacked is not None:
         all_frames = normalized_pixels(batch.stacked, plan.sizes[0], config)
         normalized = iter(all_frames.unflatten(0, (len(batch.clips), -1)).unbind(0))
     else:  # clip by clip, so only one clip's float frames live at a time
-        normalized = (frames(c, s, config) for c, s in zip(batch.clips, plan.sizes))
+        normalized = ((frames or video_frames)(c, s, config) for c, s in zip(batch.clips, plan.sizes))
     for i, y in enumerate(normalized):
         patchify_video_into(out[plan.row_offsets[i]:plan.row_offsets[i + 1]], y, p, m, tp)
 
