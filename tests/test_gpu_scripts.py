@@ -28,7 +28,8 @@ def _script_env() -> dict:
 
 
 @pytest.mark.skipif(not triton_backend.can_run(DEVICE)[0], reason="Triton cannot run here")
-@pytest.mark.parametrize("scope", [pytest.param("--rows-only", marks=pytest.mark.slow), "--pipelines-only"])
+@pytest.mark.slow  # 30-120 s each in the interpreter
+@pytest.mark.parametrize("scope", ["--rows-only", "--pipelines-only"])
 def test_sweep_smoke_writes_an_accepted_tuning(tmp_path, monkeypatch, scope):
     out = tmp_path / "tuning.json"
     env = _script_env()
