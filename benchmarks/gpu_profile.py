@@ -18,7 +18,7 @@ import triton.testing
 
 import qwen_vis_prep as qvp
 from qwen_vis_prep.backends import triton as triton_backend
-from qwen_vis_prep.backends.triton import launcher, plans, tuning, warm
+from qwen_vis_prep.backends.triton import launcher, plans, warm
 
 
 def _host_us(fn, n: int = 200) -> float:
@@ -105,6 +105,7 @@ def main() -> None:
 
     x = torch.randint(0, 256, (1, 3, 1080, 1920), dtype=torch.uint8, device="cuda")
     plans.PLANS.clear()
+    warm.WARM_CALLS.clear()
     prep(x)
     _host_breakdown(prep, x, cfg)
     torch.cuda.synchronize()

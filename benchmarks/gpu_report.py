@@ -17,7 +17,7 @@ def main(path: str) -> None:
             continue
         name = b["name"].split("[")[0].replace("test_", "")
         param = b["name"].split("[", 1)[1].rstrip("]") if "[" in b["name"] else ""
-        label = name + ("-bf16" if "bfloat16" in param else "") + (f"-{param}" if name == "ours_triton_ragged" else "")
+        label = name + ("-bf16" if "bfloat16" in param else "")
         if name == "ours_triton_pipeline":
             label = f"{name}-{param.split('-')[0]}" + ("-bf16" if "bfloat16" in param else "")
         rows.setdefault(b["group"], {})[label] = (med, b["extra_info"].get("bytes"))
@@ -50,11 +50,6 @@ def main(path: str) -> None:
                 line += (f"; bf16 {got['rows-bf16'] * 1e6:.0f} / {got['tiles-bf16'] * 1e6:.0f} us (bf16 / fp32: "
                          f"{got['rows-bf16'] / got['rows']:.2f} / {got['tiles-bf16'] / got['tiles']:.2f})")
             print(line)
-    for case, r in rows.items():
-        if "ours_triton_ragged-groups" in r and "ours_triton_ragged-descriptors" in r:
-            g, d = r["ours_triton_ragged-groups"][0], r["ours_triton_ragged-descriptors"][0]
-            print(f"\n{case}, fp32: ragged list launched per size {g * 1e6:.0f} us, through descriptor tables "
-                  f"{d * 1e6:.0f} us ({g / d:.2f}x)")
 
 
 if __name__ == "__main__":

@@ -139,7 +139,7 @@ def main() -> None:
                                           ("cpu", 8192, "float32", "qwen2-vl", "auto")]
         if torch.cuda.is_available():
             runs += [("cuda", s, "uint8", p, b) for s in (8192, 16384) for p in ("qwen2-vl", "qwen3-vl")
-                     for b in ("torch", "auto")]
+                     for b in ("reference", "auto")]
     if not args.json:
         print("| device | input | preset | backend | input MiB | output MiB | peak extra MiB | extra / (in+out) | s |")
         print("|---|---|---|---|---|---|---|---|---|")

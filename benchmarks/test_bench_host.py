@@ -22,7 +22,7 @@ import torch
 
 import qwen_vis_prep as qvp
 from qwen_vis_prep.backends import triton as triton_backend
-from qwen_vis_prep.backends.triton import launcher, plans, tuning, warm
+from qwen_vis_prep.backends.triton import launcher, plans, warm
 
 CASES = {"1x1080p": (1, 3, 1080, 1920), "1x1080p-chw": (3, 1080, 1920), "32x1080p": (32, 3, 1080, 1920),
          "64x448": (64, 3, 448, 448), "16-mixed": None}

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import math
 import os
-from unittest import mock
 
 import numpy as np
 import pytest

@@ -28,18 +28,21 @@ def _script_env() -> dict:
 
 
 @pytest.mark.skipif(not triton_backend.can_run(DEVICE)[0], reason="Triton cannot run here")
-@pytest.mark.slow  # 30-120 s each in the interpreter
-@pytest.mark.parametrize("scope", ["--rows-only", "--pipelines-only"])
+@pytest.mark.parametrize("scope", [
+    pytest.param("--pipelines-only", id="pipelines-only"),  # ~12 s in the interpreter: every run
+    pytest.param("--rows-only", id="rows-only", marks=pytest.mark.slow),  # ~1 min
+    pytest.param(None, id="all-stages", marks=pytest.mark.slow),  # ~3 min: the tile kernels' shapes too
+])
 def test_sweep_smoke_writes_an_accepted_tuning(tmp_path, monkeypatch, scope):
     out = tmp_path / "tuning.json"
     env = _script_env()
-    run = subprocess.run([sys.executable, str(BENCH / "gpu_sweep.py"), "--smoke", scope, str(out)],
-                         cwd=BENCH, env=env, capture_output=True, text=True, timeout=600)
+    run = subprocess.run([sys.executable, str(BENCH / "gpu_sweep.py"), "--smoke", *([scope] if scope else []),
+                          str(out)], cwd=BENCH, env=env, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-2000:]
     assert "pipeline (whole group, wall clock" in run.stdout
-    assert run.stdout.count("winner:") == (1 if scope == "--pipelines-only" else 4)
-    assert ("rows pass (columns, rows_tap_loads)" in run.stdout) == (scope == "--rows-only")
-    assert "pass 1 (rows, cols" not in run.stdout  # both keep the tile kernels' shapes
+    assert run.stdout.count("winner:") == {"--pipelines-only": 1, "--rows-only": 4, None: 6}[scope]
+    assert ("rows pass (columns, rows_tap_loads)" in run.stdout) == (scope != "--pipelines-only")
+    assert ("pass 1 (rows, cols" in run.stdout) == (scope is None)  # else the tile kernels keep their shapes
     chosen = json.loads(out.read_text())
     assert set(chosen) == set(tuning.TUNING)
     monkeypatch.setenv(tuning.TUNING_ENV, json.dumps(chosen))

@@ -4,6 +4,10 @@ On a machine without CUDA these run in Triton's CPU interpreter (``TRITON_INTERP
 conftest.py), so the kernels' exact arithmetic is checked on every CI run; on a GPU they run on CUDA.
 pil mode must be bit-exact (``torch.equal``); float mode is also bit-exact by construction (float64 sums
 of exact float32 products in the same tap order, see kernels.py), and tested so.
+
+The interpreter pays for every program and row, so most tests use small images, and the sweeps over launch
+shapes, pass orders and configs that repeat what a default run already covers are marked ``slow``
+(``pytest tests -m slow``; ``benchmarks/gpu_check.sh`` runs them all on a GPU, where they take seconds).
 """
 
 from __future__ import annotations
@@ -29,6 +33,12 @@ SMALL = dict(min_pixels=28 * 28 * 4, max_pixels=28 * 28 * 24)
 
 def _cfg(**kw) -> qvp.VisionPreprocessConfig:
     return qvp.VisionPreprocessConfig.from_preset(kw.pop("preset", "qwen2-vl"), **{**SMALL, **kw})
+
+
+def _tiny(**kw) -> qvp.VisionPreprocessConfig:
+    """Outputs of 1 to 4 merge windows, for the tests of plans and warm calls, which do not depend on sizes
+    (Triton's CPU interpreter pays for every row and tile)."""
+    return _cfg(**{"min_pixels": 28 * 28, "max_pixels": 28 * 28 * 4, **kw})
 
 
 def _tune(monkeypatch, **values) -> None:
@@ -72,11 +82,14 @@ SIZES = [
 ]
 
 
+TALLEST = {"250x60-taller"}  # the longest input in rows: slow in the interpreter (201x31 stays)
+
+
 def _orders():
     """Every size in Pillow 12's order; in Pillow 13's too, where it differs (vertical first) by default and
     everywhere in the slow run (the same computation otherwise)."""
     for p in SIZES:
-        yield pytest.param("pillow12", *p.values, id=f"pillow12-{p.id}")
+        yield pytest.param("pillow12", *p.values, id=f"pillow12-{p.id}", marks=SLOW if p.id in TALLEST else ())
         vertical_first = "vertical-first" in p.id
         yield pytest.param("pillow13", *p.values, id=f"pillow13-{p.id}", marks=() if vertical_first else SLOW)
 
@@ -137,8 +150,8 @@ def test_layouts_without_copy_semantics():
 
 
 def test_ragged_list_and_batch():
-    imgs = [_img(60, 90, seed=8), _img(45, 130, seed=9), _img(60, 90, seed=10), _img(56, 56, seed=11)]
-    cfg = _cfg()
+    imgs = [_img(29, 47, seed=8), _img(20, 65, seed=9), _img(29, 47, seed=10), _img(28, 28, seed=11)]
+    cfg = _tiny()
     a, b = _both(imgs, cfg)
     assert torch.equal(a, b)
     one_by_one = torch.cat([qvp.preprocess(i, cfg, backend="triton").pixel_values for i in imgs])
@@ -159,10 +172,10 @@ def test_gray_and_rgba():
 
 @pytest.mark.parametrize("preset", ["qwen2.5-vl", "qwen3-vl"])
 def test_presets_and_compact(preset):
-    kw = dict(min_pixels=32 * 32 * 4, max_pixels=32 * 32 * 20) if preset == "qwen3-vl" else {}
-    x = _img(90, 70, seed=13)
+    kw = dict(min_pixels=32 * 32, max_pixels=32 * 32 * 6) if preset == "qwen3-vl" else {}
+    x = _img(45, 70, seed=13)
     for compact in (False, True):
-        a, b = _both(x, _cfg(preset=preset, compact_images=compact, **kw))
+        a, b = _both(x, _tiny(preset=preset, compact_images=compact, **kw))
         assert torch.equal(a, b)
 
 
@@ -176,7 +189,7 @@ def test_normalisation_switches():
 @pytest.mark.parametrize("mode", ["pil", "float"])
 def test_resize_stage(mode):
     x = _img(40, 61, seed=15)
-    for size in [(17, 90), (80, 30), (40, 61), (3, 450)]:
+    for size in [(17, 90), (80, 30), (40, 61), (3, 200)]:
         a = qvp.resize(x, size, mode=mode, backend="triton")
         b = qvp.resize(x, size, mode=mode, backend="reference")
         assert a.shape == (3, *size) and torch.equal(a, b)
@@ -210,11 +223,11 @@ def test_requires_grad_is_refused():
 def test_same_shape_different_alignment():
     """Regression guard for the launch plans: Triton specialises on 16-byte pointer alignment, so a view
     with the same shape and strides at an odd address must get its own plan (and the same pixels)."""
-    cfg = _cfg()
-    flat = torch.randint(0, 256, (3 * 61 * 95 + 1,), generator=torch.Generator().manual_seed(17),
+    cfg = _tiny()
+    flat = torch.randint(0, 256, (3 * 29 * 47 + 1,), generator=torch.Generator().manual_seed(17),
                          dtype=torch.uint8).to(DEVICE)
-    aligned = flat[:-1].view(3, 61, 95)
-    odd = flat[1:].view(3, 61, 95)
+    aligned = flat[:-1].view(3, 29, 47)
+    odd = flat[1:].view(3, 29, 47)
     assert aligned.data_ptr() % 16 == 0 and odd.data_ptr() % 16 == 1
     for x in (aligned, odd, aligned, odd):  # twice each: the second call runs from the cached plan
         a, b = _both(x, cfg)
@@ -223,14 +236,14 @@ def test_same_shape_different_alignment():
 
 @pytest.mark.parametrize("values", [
     pytest.param({}, id="current", marks=SLOW),  # what every other test here runs
-    pytest.param(tuning.GPU_TUNING, id="gpu-defaults"),
+    pytest.param(tuning.GPU_TUNING, id="gpu-defaults", marks=SLOW),  # every test's shapes on a GPU
     pytest.param(dict(pass_block_r=8, pass_block_q=64, patch_block=4, patch_warps=4), id="small-tiles", marks=SLOW),
     pytest.param(dict(pass_block_r=32, pass_block_q=32, pass_warps=8, patch_block=8, patch_warps=8),
                  id="large-blocks", marks=SLOW),
     pytest.param(dict(pass_taps="tap-major", patch_taps="tap-major"), id="tap-major-tables", marks=SLOW),
     pytest.param(dict(tuning.GPU_TUNING, pass_taps="tap-major", patch_taps="tap-major"),
                  id="gpu-defaults-tap-major", marks=SLOW),
-    pytest.param(dict(tuning.GPU_TUNING, pipeline="tiles"), id="gpu-defaults-tile-pipeline"),
+    pytest.param(dict(tuning.GPU_TUNING, pipeline="tiles"), id="gpu-defaults-tile-pipeline", marks=SLOW),
     pytest.param(dict(tuning.GPU_TUNING, pass_taps="out-major"), id="gpu-defaults-out-major", marks=SLOW),
     pytest.param(dict(tuning.GPU_TUNING, rows_per_program=8), id="gpu-defaults-8-rows-per-program", marks=SLOW),
     pytest.param(dict(tuning.GPU_TUNING, rows_prefetch=8), id="gpu-defaults-rows-prefetch", marks=SLOW),  # CUDA
@@ -242,18 +255,18 @@ def test_same_shape_different_alignment():
 ])
 def test_launch_shapes_do_not_change_results(monkeypatch, values):
     """Every launch shape the GPU sweep may pick gives the same bits (edge tiles are clamped and masked):
-    both pass orders, a resize of both sides (the rows pipeline where it is on), of one side up and the other
-    down, none at all, float arithmetic with bf16 output and float16 input. Small images: the GPU's launch
-    shapes run many tiny programs, which Triton's interpreter pays for one by one."""
+    a resize of both sides (the rows pipeline where it is on), Pillow 13's vertical-first order, one side up
+    and the other down, no resize, float arithmetic on levels with bf16 output, and float16 input. Small
+    images: the GPU's launch shapes run many tiny programs, which Triton's interpreter pays for one by one."""
     _tune(monkeypatch, **values)
-    imgs = [_img(31, 65, seed=18), _img(71, 33, seed=19), _img(28, 56, seed=20)]  # -> 28x56, 84x28, 28x56
     small = dict(min_pixels=28 * 28, max_pixels=28 * 28 * 6)
-    for cfg in (_cfg(pillow_order="pillow12", **small), _cfg(pillow_order="pillow13", **small),
-                _cfg(resize_mode="float", output_dtype=torch.bfloat16, **small)):
-        a, b = _both(imgs, cfg)
+    # -> 28x56 (both sides down), 28x56 (vertical first in Pillow 13), 84x28, 28x56 (no resize)
+    imgs = [_img(31, 65, seed=18), _img(30, 45, seed=17), _img(71, 33, seed=19), _img(28, 56, seed=20)]
+    for x, cfg in ((imgs, _cfg(pillow_order="pillow13", **small)),
+                   (imgs[::2], _cfg(resize_mode="float", output_dtype=torch.bfloat16, **small)),
+                   (_img(35, 50, dtype=torch.float16, seed=21), _cfg(resize_mode="float", **small))):
+        a, b = _both(x, cfg)
         assert torch.equal(a, b)
-    a, b = _both(_img(35, 50, dtype=torch.float16, seed=21), _cfg(resize_mode="float", **small))
-    assert torch.equal(a, b)
 
 
 def test_rows_pass_columns_follow_the_tap_loads_cap(monkeypatch):
@@ -273,10 +286,10 @@ def test_rows_pass_columns_follow_the_tap_loads_cap(monkeypatch):
 def test_batches_beyond_the_grid_limit_are_split(monkeypatch):
     """Images ride on grid dim 2 (at most 65535); larger groups go in slices (limit shrunk here to 2)."""
     monkeypatch.setattr(plans, "MAX_GRID_YZ", 2)
-    batch = torch.stack([_img(60, 90, seed=21 + i) for i in range(5)])
-    ragged = [_img(60, 90, seed=30 + i) for i in range(3)] + [_img(40, 50, seed=40)]
+    batch = torch.stack([_img(29, 47, seed=21 + i) for i in range(5)])
+    ragged = [_img(29, 47, seed=30 + i) for i in range(3)] + [_img(20, 25, seed=40)]
     for x in (batch, ragged):
-        a, b = _both(x, _cfg())
+        a, b = _both(x, _tiny())
         assert torch.equal(a, b)
 
 
@@ -349,23 +362,23 @@ def test_same_shape_lists_are_read_in_place():
     """Same-shape images of a list that lie at one step in one buffer (``list(batch.unbind(0))``) are read
     through a strided view, not stacked into a copy; anything else is stacked. Same bits either way."""
     g = torch.Generator().manual_seed(46)
-    batch = torch.randint(0, 256, (4, 3, 61, 95), generator=g, dtype=torch.uint8).to(DEVICE)
+    batch = torch.randint(0, 256, (3, 3, 29, 47), generator=g, dtype=torch.uint8).to(DEVICE)
     views = list(batch.unbind(0))
     for members, expected in ((views, batch), (views[::2], batch[::2]), ([views[1]] * 3, batch[[1, 1, 1]])):
         src = plans.group_source(members)
         assert src.data_ptr() == members[0].data_ptr() and torch.equal(src, expected)
     separate = [v.clone() for v in views]
-    crops = [batch[i, :, :60, :90] for i in range(4)]
+    crops = [batch[i, :, :28, :45] for i in range(3)]
     for members in (views[::-1], separate, [views[0], separate[1]], crops[:1] + [c.contiguous() for c in crops[1:]]):
         src = plans.group_source(members)
         assert torch.equal(src, torch.stack(members))
         assert all(src.data_ptr() != m.data_ptr() for m in members)
-    other = _img(40, 50, seed=47)
-    for images in (views, views[::-1], [views[0], other, views[2], views[3]], separate, crops):
-        a, b = _both(images, _cfg())
+    other = _img(20, 25, seed=47)
+    for images in (views, views[::-1], [views[0], other, views[2]], crops):
+        a, b = _both(images, _tiny())
         assert torch.equal(a, b)
-    assert torch.equal(qvp.preprocess(views, _cfg(), backend="triton").pixel_values,
-                       qvp.preprocess(batch, _cfg(), backend="triton").pixel_values)
+    assert torch.equal(qvp.preprocess(views, _tiny(), backend="triton").pixel_values,
+                       qvp.preprocess(batch, _tiny(), backend="triton").pixel_values)
 
 
 class _FakeCompiled:
@@ -497,18 +510,21 @@ def test_rows_prefetch_only_on_cuda(monkeypatch):
 
 @pytest.mark.parametrize("tap_layout", ["out-major", "tap-major"])
 def test_long_filters_use_padded_tap_counts(monkeypatch, tap_layout):
-    """Downscales beyond 3.75x compile for a tap count rounded up to a multiple of 16 (zero-weight taps added
-    to the tables); the result must not change. 400 -> 23 is 17.4x: 71 taps, run as 80."""
+    """Downscales beyond 3.75x (and filters of more than 16 taps) compile for a tap count rounded up to a
+    multiple of 16 (zero-weight taps added to the tables); the result must not change. 400 -> 23 is 17.4x:
+    71 taps, run as 80; here 200 -> 23 (37 taps, run as 48) in the first pass, 200 -> 56 (17, run as 32) in
+    the fused one."""
     from qwen_vis_prep.resample_tables import padded_taps, pil_taps
 
     _tune(monkeypatch, pass_taps=tap_layout, patch_taps=tap_layout)
     assert pil_taps(400, 23)[0].shape[1] == 71 and padded_taps(71) == 80 and padded_taps(13) == 13
-    x = _img(400, 90, seed=22)
+    assert padded_taps(pil_taps(200, 23)[0].shape[1]) == 48 and padded_taps(pil_taps(200, 56)[0].shape[1]) == 32
+    x = _img(200, 45, seed=22)
     for mode in ("pil", "float"):
-        a = qvp.resize(x, (23, 90), mode=mode, backend="triton")
-        b = qvp.resize(x, (23, 90), mode=mode, backend="reference")
+        a = qvp.resize(x, (23, 45), mode=mode, backend="triton")
+        b = qvp.resize(x, (23, 45), mode=mode, backend="reference")
         assert torch.equal(a, b)
-        a, b = _both(x, _cfg(resize_mode=mode, min_pixels=28 * 28, max_pixels=28 * 28 * 2))
+        a, b = _both(x, _cfg(resize_mode=mode, min_pixels=28 * 28, max_pixels=28 * 28 * 2))  # -> 56x28
         assert torch.equal(a, b)
 
 
@@ -544,17 +560,17 @@ def count_launches(monkeypatch) -> dict[str, list]:
 
 
 def _ragged_list():
-    """Sizes that need every kind of pass: both first-pass axes, each last-pass axis, no resize at all,
-    plus a strided crop, a channels-last view and a gray and an RGBA image (expanded / composited first),
-    and one size twice (a same-size group of a ragged list: its rows come from a row table)."""
+    """Sizes that need every kind of pass (for :func:`_tiny`): both sides resized (width first; vertical
+    first in Pillow 13), one side only (either), both up, none at all; plus a strided crop, a channels-last
+    view and a gray and an RGBA image (expanded / composited first), and one size twice (a same-size group of
+    a ragged list: its rows come from a row table)."""
     g = torch.Generator().manual_seed(50)
-    gray = torch.randint(0, 256, (1, 50, 70), generator=g, dtype=torch.uint8).to(DEVICE)
-    rgba = torch.randint(0, 256, (4, 61, 47), generator=g, dtype=torch.uint8).to(DEVICE)
-    hwc = _img(83, 57, seed=51).permute(1, 2, 0).contiguous().permute(2, 0, 1)  # channels-last strides
-    return [_img(60, 90, seed=52), _img(150, 58, seed=53), _img(250, 60, seed=59), _img(56, 56, seed=54),
-            _img(56, 97, seed=55),
-            _img(120, 40, seed=56), _img(130, 201, seed=57)[:, 3:110:2, 5:190], hwc, gray, rgba,
-            _img(60, 90, seed=58)]
+    gray = torch.randint(0, 256, (1, 25, 35), generator=g, dtype=torch.uint8).to(DEVICE)
+    rgba = torch.randint(0, 256, (4, 31, 23), generator=g, dtype=torch.uint8).to(DEVICE)
+    hwc = _img(41, 29, seed=51).permute(1, 2, 0).contiguous().permute(2, 0, 1)  # channels-last strides
+    return [_img(31, 65, seed=52), _img(30, 45, seed=53), _img(71, 33, seed=59), _img(28, 28, seed=54),
+            _img(28, 47, seed=55), _img(35, 56, seed=56), _img(20, 25, seed=60),
+            _img(70, 201, seed=57)[:, 3:60:2, 5:100], hwc, gray, rgba, _img(31, 65, seed=58)]
 
 
 def _rows_eligible(h: int, w: int, cfg: qvp.VisionPreprocessConfig) -> bool:
@@ -566,22 +582,29 @@ def _rows_eligible(h: int, w: int, cfg: qvp.VisionPreprocessConfig) -> bool:
     return ow != w and oh != h and not pillow_vertical_first(h, w, oh, ow, cfg.pillow_order)
 
 
-@pytest.mark.parametrize("pipeline", ["rows", "tiles"])
-@pytest.mark.parametrize("config", [
-    pytest.param(dict(pillow_order="pillow13"), id="pil-pillow13"),
-    pytest.param(dict(pillow_order="pillow12", output_dtype=torch.float16), id="pil-pillow12-fp16"),
-    pytest.param(dict(resize_mode="float", output_dtype=torch.bfloat16), id="float-bf16"),
-    pytest.param(dict(preset="qwen3-vl", min_pixels=32 * 32 * 4, max_pixels=32 * 32 * 20), id="qwen3"),
+@pytest.mark.parametrize("config, pipeline", [
+    pytest.param(dict(pillow_order="pillow13"), "rows", id="pil-pillow13-rows"),
+    pytest.param(dict(pillow_order="pillow13"), "tiles", id="pil-pillow13-tiles", marks=SLOW),
+    pytest.param(dict(pillow_order="pillow12", output_dtype=torch.float16), "rows", id="pil-pillow12-fp16-rows",
+                 marks=SLOW),
+    pytest.param(dict(pillow_order="pillow12", output_dtype=torch.float16), "tiles",
+                 id="pil-pillow12-fp16-tiles"),
+    # float arithmetic always takes the tile kernels
+    pytest.param(dict(resize_mode="float", output_dtype=torch.bfloat16), "rows", id="float-bf16"),
+    pytest.param(dict(preset="qwen3-vl", min_pixels=32 * 32, max_pixels=32 * 32 * 4), "rows", id="qwen3-rows",
+                 marks=SLOW),
+    pytest.param(dict(preset="qwen3-vl", min_pixels=32 * 32, max_pixels=32 * 32 * 4), "tiles", id="qwen3-tiles",
+                 marks=SLOW),
 ])
 def test_ragged_list_of_every_kind_bit_exact(monkeypatch, config, pipeline):
     """A list of many sizes and kinds runs as one group per distinct (shape, dtype, target size): two
     launches per resized group (one without a resize), the same-size pair in one launch with a row table,
     the Pillow width-then-height groups through the rows kernels (``pipeline="rows"``), everything else
-    through the tile kernels; the torch backend's bits either way."""
+    through the tile kernels; the reference backend's bits either way."""
     _tune(monkeypatch, pipeline=pipeline)
     grids = count_launches(monkeypatch)
     images = _ragged_list()
-    cfg = _cfg(**config)
+    cfg = _tiny(**config)
     a, b = _both(images, cfg)
     assert torch.equal(a, b)
     shapes = [tuple(i.shape[-2:]) for i in images]
@@ -592,7 +615,7 @@ def test_ragged_list_of_every_kind_bit_exact(monkeypatch, config, pipeline):
     rows = {s for s in groups if pipeline == "rows" and cfg.resize_mode == "pil" and _rows_eligible(*s, cfg)}
     assert len(grids["_rows_pass_kernel"]) == len(grids["_patch_rows_kernel"]) == len(rows)
     if pipeline == "rows" and cfg.resize_mode == "pil":
-        assert len(rows) >= 4 and (60, 90) in rows  # the same-size pair is one of them
+        assert len(rows) >= 4 and (31, 65) in rows  # the same-size pair is one of them
     assert sum(g[2] for g in grids["_patch_rows_kernel"]) == sum(s in rows for s in shapes)
 
 
@@ -600,9 +623,9 @@ def test_ragged_float_inputs():
     """Float images in a ragged list: rounded to levels per image in pil mode; float arithmetic in float
     mode."""
     for dtype in (torch.float32, torch.float16):
-        images = [_img(60, 90, dtype, seed=60), _img(45, 130, dtype, seed=61), _img(56, 56, dtype, seed=62)]
+        images = [_img(29, 47, dtype, seed=60), _img(20, 65, dtype, seed=61), _img(28, 28, dtype, seed=62)]
         for mode in ("pil", "float"):
-            a, b = _both(images, _cfg(resize_mode=mode))
+            a, b = _both(images, _tiny(resize_mode=mode))
             assert torch.equal(a, b)
 
 
@@ -611,8 +634,8 @@ def test_cached_plans_keep_their_tables_alive():
     the table cache (and reusing their memory) must not change a later call's result."""
     from qwen_vis_prep import resample_tables
 
-    images = [_img(60, 90, seed=80), _img(45, 130, seed=81), _img(70, 100, seed=82)]
-    cfg = _cfg()
+    images = [_img(29, 47, seed=80), _img(20, 65, seed=81), _img(35, 50, seed=82)]
+    cfg = _tiny()
     first = qvp.preprocess(images, cfg, backend="triton").pixel_values
     resample_tables.DEVICE_TABLES.clear()
     junk = [torch.full((n,), -7, dtype=torch.int32, device=DEVICE) for n in range(1, 400) for _ in range(4)]
@@ -624,9 +647,9 @@ def test_cached_plans_keep_their_tables_alive():
 
 ROWS_CONFIGS = [
     pytest.param(dict(pillow_order="pillow12"), id="fp32"),
-    pytest.param(dict(pillow_order="pillow13", output_dtype=torch.bfloat16), id="bf16"),
-    pytest.param(dict(output_dtype=torch.float16), id="fp16"),
-    pytest.param(dict(preset="qwen3-vl", min_pixels=32 * 32 * 4, max_pixels=32 * 32 * 20), id="qwen3-patch16"),
+    pytest.param(dict(pillow_order="pillow13", output_dtype=torch.bfloat16), id="bf16", marks=SLOW),
+    pytest.param(dict(output_dtype=torch.float16), id="fp16", marks=SLOW),
+    pytest.param(dict(preset="qwen3-vl", min_pixels=32 * 32, max_pixels=32 * 32 * 6), id="qwen3-patch16"),
 ]
 
 
@@ -634,16 +657,16 @@ ROWS_CONFIGS = [
 def test_rows_pipeline_bit_exact(monkeypatch, config):
     """pipeline="rows": the horizontal pass writes the patch-packed scratch (every patch row 16-byte
     aligned) and the fused pass reads it back with vector loads. Stacked batches, same-shape lists (row
-    tables), channels-last and HWC-strided crops, gray and upscales must give the torch backend's bits, and
+    tables), channels-last and HWC-strided crops, gray and upscales must give the reference backend's bits, and
     both new kernels must have run (two launches per same-shape group)."""
     _tune(monkeypatch, pipeline="rows")
     grids = count_launches(monkeypatch)
-    cfg = _cfg(**config)
-    crop = _img(130, 201, seed=90)[:, 3:110:2, 5:190]
-    hwc = _img(83, 157, seed=91).permute(1, 2, 0).contiguous().permute(2, 0, 1)
-    gray = _img(50, 171, seed=92)[:1]
-    inputs = [torch.stack([_img(57, 171, seed=93), _img(57, 171, seed=94)]),
-              [_img(60, 90, seed=95), _img(60, 90, seed=96), crop], hwc, gray]
+    cfg = _cfg(**{"min_pixels": 28 * 28, "max_pixels": 28 * 28 * 6, **config})
+    crop = _img(70, 201, seed=90)[:, 3:60:2, 5:100]  # 29x95
+    hwc = _img(55, 83, seed=91).permute(1, 2, 0).contiguous().permute(2, 0, 1)
+    gray = _img(25, 87, seed=92)[:1]
+    inputs = [torch.stack([_img(29, 87, seed=93), _img(29, 87, seed=94)]),
+              [_img(31, 65, seed=95), _img(31, 65, seed=96), crop], hwc, gray]
     for x in inputs:
         a, b = _both(x, cfg)
         assert torch.equal(a, b)
@@ -673,11 +696,11 @@ def test_rows_pipeline_needs_rows_as_wide_as_the_window(monkeypatch):
     assert pil_taps(4, 28)[1].shape[1] == 5
     _tune(monkeypatch, pipeline="rows")
     grids = count_launches(monkeypatch)
-    narrow, wide = _img(140, 4, seed=101), _img(60, 90, seed=102)
+    narrow, wide = _img(60, 4, seed=101), _img(31, 65, seed=102)
     for x in (narrow, [wide, narrow], [wide, wide[:, :, 1:]]):
-        a, b = _both(x, _cfg())
+        a, b = _both(x, _tiny())
         assert torch.equal(a, b)
-    # one launch per wide size (60x90 in each list, 60x89 once); the narrow image never
+    # one launch per wide size (31x65 in each list, 31x64 once); the narrow image never
     assert len(grids["_rows_pass_kernel"]) == 3
 
 
@@ -713,14 +736,14 @@ def warm_hits(monkeypatch):
 def _warm_inputs():
     """Tensors a warm call takes: each layout and rank, a strided crop, float input, two output dtypes."""
     g = torch.Generator().manual_seed(40)
-    batch = torch.randint(0, 256, (2, 3, 61, 95), generator=g, dtype=torch.uint8).to(DEVICE)
-    hwc = torch.randint(0, 256, (2, 58, 150, 3), generator=g, dtype=torch.uint8).to(DEVICE)
+    batch = torch.randint(0, 256, (2, 3, 29, 47), generator=g, dtype=torch.uint8).to(DEVICE)
+    hwc = torch.randint(0, 256, (2, 30, 75, 3), generator=g, dtype=torch.uint8).to(DEVICE)
     yield pytest.param(batch, {}, {}, id="batch-chw")
     yield pytest.param(batch.contiguous(memory_format=torch.channels_last), {}, {}, id="batch-channels-last")
     yield pytest.param(hwc, {"layout": "hwc"}, {}, id="batch-hwc")
-    yield pytest.param(hwc[1, 3:50, 7:120], {"layout": "hwc"}, {}, id="image-hwc-crop")
+    yield pytest.param(hwc[1, 2:27, 5:70], {"layout": "hwc"}, {}, id="image-hwc-crop")
     yield pytest.param(batch[1], {}, {"output_dtype": torch.bfloat16}, id="image-chw-bf16")
-    yield pytest.param(batch[:, :, :56, :56], {}, {}, id="no-resize-crop")
+    yield pytest.param(batch[:, :, :28, :28], {}, {}, id="no-resize-crop")
     yield pytest.param(batch.float(), {"check_values": False}, {}, id="float-input-pil")
     yield pytest.param(batch.float() / 255, {"check_values": False}, {"resize_mode": "float", "input_range": "0-1"},
                        id="unit-float-input-float-mode")
@@ -729,9 +752,9 @@ def _warm_inputs():
 @pytest.mark.parametrize("x, kw, cfg_kw", list(_warm_inputs()))
 def test_warm_calls_repeat_the_full_path(warm_hits, x, kw, cfg_kw):
     """A repeated call with the same tensor metadata runs from its recorded group launches (``warm.warm_call``)
-    and gives the torch backend's bits, a fresh output and a fresh ``grid_thw`` every time; the input is
+    and gives the reference backend's bits, a fresh output and a fresh ``grid_thw`` every time; the input is
     untouched. The entry lives in its own LRU (``warm.WARM_CALLS``), beside the plans it points to."""
-    cfg = _cfg(**cfg_kw)
+    cfg = _tiny(**cfg_kw)
     before, version = x.clone(), x._version
     ref = qvp.preprocess(x, cfg, backend="reference", **kw)
     first = qvp.preprocess(x, cfg, backend="triton", **kw)
@@ -751,13 +774,13 @@ def test_warm_calls_repeat_the_full_path(warm_hits, x, kw, cfg_kw):
 
 def test_warm_calls_are_keyed_on_all_metadata(warm_hits, monkeypatch):
     """Whatever changes a plan (strides, alignment, config, layout, launch shapes) gets its own entry."""
-    flat = torch.randint(0, 256, (2 * 3 * 61 * 95 + 1,), generator=torch.Generator().manual_seed(41),
+    flat = torch.randint(0, 256, (3 * 29 * 47 + 1,), generator=torch.Generator().manual_seed(41),
                          dtype=torch.uint8).to(DEVICE)
-    aligned, odd = flat[:-1].view(2, 3, 61, 95), flat[1:].view(2, 3, 61, 95)
-    calls = [(aligned, _cfg(), {}), (odd, _cfg(), {}), (aligned.transpose(2, 3).contiguous().transpose(2, 3),
-                                                        _cfg(), {}),
-             (aligned, _cfg(output_dtype=torch.float16), {}), (aligned, _cfg(pillow_order="pillow13"), {}),
-             (aligned[:, :, :, :61], _cfg(), {}), (aligned, _cfg(), {"layout": "chw"})]
+    aligned, odd = flat[:-1].view(1, 3, 29, 47), flat[1:].view(1, 3, 29, 47)
+    calls = [(aligned, _tiny(), {}), (odd, _tiny(), {}), (aligned.transpose(2, 3).contiguous().transpose(2, 3),
+                                                        _tiny(), {}),
+             (aligned, _tiny(output_dtype=torch.float16), {}), (aligned, _tiny(pillow_order="pillow13"), {}),
+             (aligned[:, :, :, :31], _tiny(), {}), (aligned, _tiny(), {"layout": "chw"})]
     for x, cfg, kw in calls:
         ref = qvp.preprocess(x, cfg, backend="reference", **kw).pixel_values
         assert torch.equal(qvp.preprocess(x, cfg, backend="triton", **kw).pixel_values, ref)
@@ -776,19 +799,19 @@ def test_warm_calls_are_keyed_on_all_metadata(warm_hits, monkeypatch):
 def test_warm_calls_keep_value_checks_and_conversions(warm_hits):
     """Calls whose checks or conversions look at the pixels are never repeated from metadata alone: a
     value check still rejects a bad image after good ones, gray and RGBA still convert."""
-    good = _img(61, 95, dtype=torch.float32, seed=42)[None]
+    good = _img(29, 47, dtype=torch.float32, seed=42)[None]
     bad = good.clone()
     bad[0, 1, 5, 7] = float("nan")
     for _ in range(2):
-        qvp.preprocess(good, _cfg(), backend="triton", check_values=True)
+        qvp.preprocess(good, _tiny(), backend="triton", check_values=True)
     with pytest.raises(ValueError, match="finite"):
-        qvp.preprocess(bad, _cfg(), backend="triton", check_values=True)
+        qvp.preprocess(bad, _tiny(), backend="triton", check_values=True)
     assert not any(warm_hits)
     g = torch.Generator().manual_seed(43)
     for c in (1, 4):
-        x = torch.randint(0, 256, (2, c, 61, 95), generator=g, dtype=torch.uint8).to(DEVICE)
+        x = torch.randint(0, 256, (2, c, 29, 47), generator=g, dtype=torch.uint8).to(DEVICE)
         for _ in range(2):
-            a, b = _both(x, _cfg())
+            a, b = _both(x, _tiny())
             assert torch.equal(a, b)
     assert not any(warm_hits)
 
@@ -796,8 +819,8 @@ def test_warm_calls_keep_value_checks_and_conversions(warm_hits):
 def test_warm_calls_never_drop_gradients(warm_hits):
     """An entry recorded without gradients does not serve a call that needs them: ``backend="triton"``
     still refuses it, ``"auto"`` (Triton only on CUDA) still takes the differentiable torch path."""
-    cfg = _cfg(resize_mode="float")
-    x = _img(61, 95, dtype=torch.float32, seed=44)[None].requires_grad_()
+    cfg = _tiny(resize_mode="float")
+    x = _img(29, 47, dtype=torch.float32, seed=44)[None].requires_grad_()
     backends = ["triton", "auto"] if DEVICE.type == "cuda" else ["triton"]
     with torch.no_grad():
         for backend in backends:
@@ -819,10 +842,10 @@ def test_warm_call_with_an_unaligned_output(warm_hits, monkeypatch, form):
     """A warm call whose new output lands at another alignment than the recorded one takes the full launch
     path (Triton specialised the plan's kernels on the old alignment) and still gives the same bits, also
     for inputs the launch path converts (float in [0, 1]: scaled once, not twice)."""
-    x = _img(61, 95, seed=45)[None]
-    cfg, kw = _cfg(), {}
+    x = _img(29, 47, seed=45)[None]
+    cfg, kw = _tiny(), {}
     if form != "uint8":
-        x, cfg, kw = x.float() / 255, _cfg(resize_mode="float", input_range="0-1"), {"check_values": False}
+        x, cfg, kw = x.float() / 255, _tiny(resize_mode="float", input_range="0-1"), {"check_values": False}
     ref = qvp.preprocess(x, cfg, backend="reference", **kw).pixel_values
     qvp.preprocess(x, cfg, backend="triton", **kw)
 
@@ -840,26 +863,27 @@ def _ragged_tensors():
     """A ragged list with every kind of group: a same-size pair in one buffer (read in place), a same-size
     pair in separate buffers (stacked), and sizes of their own (one not resized)."""
     g = torch.Generator().manual_seed(48)
-    buf = torch.randint(0, 256, (2, 3, 61, 95), generator=g, dtype=torch.uint8).to(DEVICE)
-    pair = [torch.randint(0, 256, (3, 40, 50), generator=g, dtype=torch.uint8).to(DEVICE) for _ in range(2)]
-    alone = [torch.randint(0, 256, (3, 131, 31), generator=g, dtype=torch.uint8).to(DEVICE),
-             torch.randint(0, 256, (3, 56, 112), generator=g, dtype=torch.uint8).to(DEVICE)]
+    buf = torch.randint(0, 256, (2, 3, 29, 47), generator=g, dtype=torch.uint8).to(DEVICE)
+    pair = [torch.randint(0, 256, (3, 20, 25), generator=g, dtype=torch.uint8).to(DEVICE) for _ in range(2)]
+    alone = [torch.randint(0, 256, (3, 66, 16), generator=g, dtype=torch.uint8).to(DEVICE),
+             torch.randint(0, 256, (3, 28, 56), generator=g, dtype=torch.uint8).to(DEVICE)]
     return [buf[0], pair[0], alone[0], buf[1], pair[1], alone[1]]
 
 
-@pytest.mark.parametrize("form", ["chw", "hwc", "float", "bf16-out"])
+@pytest.mark.parametrize("form", ["chw", pytest.param("hwc", marks=SLOW), "float",
+                                  pytest.param("bf16-out", marks=SLOW)])
 def test_warm_calls_repeat_lists(warm_hits, form):
     """A list of image tensors with the same metadata is repeated from its recorded group launches too."""
-    images, kw, cfg = _ragged_tensors(), {}, _cfg()
+    images, kw, cfg = _ragged_tensors(), {}, _tiny()
     if form == "hwc":
         images, kw = [t.permute(1, 2, 0) for t in images], {"layout": "hwc"}
     elif form == "float":
         images, kw = [t.float() for t in images], {"check_values": False}
     elif form == "bf16-out":
-        cfg = _cfg(output_dtype=torch.bfloat16)
+        cfg = _tiny(output_dtype=torch.bfloat16)
     ref = qvp.preprocess(images, cfg, backend="reference", **kw)
-    outs = [qvp.preprocess(images, cfg, backend="triton", **kw) for _ in range(3)]
-    assert warm_hits == [True, True]
+    outs = [qvp.preprocess(images, cfg, backend="triton", **kw) for _ in range(2)]
+    assert warm_hits == [True]
     for out in outs:
         assert torch.equal(out.pixel_values, ref.pixel_values) and torch.equal(out.grid_thw, ref.grid_thw)
 
@@ -868,10 +892,10 @@ def test_warm_list_whose_group_source_changes(warm_hits):
     """Same per-image metadata, but the same-size pair now lies in two buffers: the recorded in-place plan
     does not fit the stacked copy, so that group takes the regular launch path; same bits."""
     g = torch.Generator().manual_seed(49)
-    one = torch.randint(0, 256, (2, 3, 61, 100), generator=g, dtype=torch.uint8).to(DEVICE)[..., :95]
-    two = [torch.randint(0, 256, (2, 3, 61, 100), generator=g, dtype=torch.uint8).to(DEVICE)[..., :95]
+    one = torch.randint(0, 256, (2, 3, 29, 50), generator=g, dtype=torch.uint8).to(DEVICE)[..., :47]
+    two = [torch.randint(0, 256, (2, 3, 29, 50), generator=g, dtype=torch.uint8).to(DEVICE)[..., :47]
            for _ in range(2)]
-    cfg = _cfg()
+    cfg = _tiny()
     together, apart = [one[0], one[1]], [two[0][0], two[1][1]]
     assert plans.group_source(together).data_ptr() == one.data_ptr()
     assert plans.group_source(apart).stride() != plans.group_source(together).stride()
@@ -891,18 +915,18 @@ def test_lists_not_repeated_from_metadata(warm_hits):
     lists = [gray, with_numpy]
     if DEVICE.type == "cuda":  # a numpy array is host memory: it cannot join a list of CUDA tensors
         with pytest.raises(ValueError, match="one device, got cpu after cuda"):
-            qvp.preprocess(with_numpy, _cfg(), backend="triton")
+            qvp.preprocess(with_numpy, _tiny(), backend="triton")
         lists = [gray]
     for x in lists:
         for _ in range(2):
-            a, b = _both(x, _cfg())
+            a, b = _both(x, _tiny())
             assert torch.equal(a, b)
     assert warm_hits == [] and len(warm.WARM_CALLS) == 0
 
 
 def test_warm_lists_never_drop_gradients(warm_hits):
-    cfg = _cfg(resize_mode="float")
-    images = [_img(61, 95, dtype=torch.float32, seed=50), _img(40, 50, dtype=torch.float32, seed=51)]
+    cfg = _tiny(resize_mode="float")
+    images = [_img(29, 47, dtype=torch.float32, seed=50), _img(20, 25, dtype=torch.float32, seed=51)]
     images[1].requires_grad_()
     with torch.no_grad():
         for _ in range(2):

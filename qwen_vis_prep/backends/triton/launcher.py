@@ -35,7 +35,8 @@ class Launcher:
     the compiled kernel. Later launches skip Triton's per-call binding and cache lookup: on CUDA with no
     launch hook registered (a profiler registers one) and a Triton in :data:`FAST_LAUNCH_TRITON`, the
     compiled kernel's own launcher is called with the current stream and the fixed tensors as their device
-    addresses, taken once; otherwise ``compiled[grid]``. This is only valid while every specialisation input
+    addresses, taken once; otherwise ``compiled[grid]``. Setting ``Launcher.enabled = False`` sends every
+    later launch the regular way at once. This is only valid while every specialisation input
     stays the same: the caller keys its plan on all integer arguments and on the 16-byte alignment of every
     pointer it passes, and the plan keeps the fixed tensors alive. If a direct launch fails, the process
     warns once and launches the regular way from then on.
@@ -66,7 +67,7 @@ class Launcher:
 
     def __call__(self, **inputs: torch.Tensor) -> None:
         head = [inputs[n] for n in self.inputs]
-        lean = self.lean
+        lean = self.lean if Launcher.enabled else None
         if lean is not None and _hooks_idle(lean[5]):
             run, function, packed, stream_of, device, _, fixed = lean
             try:
@@ -74,7 +75,7 @@ class Launcher:
                 return
             except Exception as e:  # pragma: no cover - depends on the Triton version
                 self._fall_back(e)
-        if self.runner is not None:
+        if self.runner is not None and Launcher.enabled:
             try:
                 self.runner(*head, *self.fixed, *self.tail)
                 return
