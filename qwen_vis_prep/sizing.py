@@ -6,12 +6,15 @@ from __future__ import annotations
 import functools
 import math
 import warnings
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import torch
 
 from .validation import check_positive_int
+
+if TYPE_CHECKING:  # annotations only: config.py imports this module
+    from .config import VideoConfig, VisionPreprocessConfig
 
 MAX_ASPECT_RATIO = 200
 SamplingRule = Literal["qwen2-vl", "qwen3-vl", "qwen-vl-utils"]
@@ -58,7 +61,7 @@ def fit_pixel_budget(height: int, width: int, factor: int, min_pixels: int, max_
 _smart_resize_cached = functools.lru_cache(maxsize=4096)(smart_resize)
 
 
-def target_size(height: int, width: int, config: "VisionPreprocessConfig") -> tuple[int, int]:
+def target_size(height: int, width: int, config: VisionPreprocessConfig) -> tuple[int, int]:
     """The resized ``(h, w)`` of one image under ``config`` (``smart_resize``, or the input size when
     ``do_resize`` is off, which must then already be a multiple of ``patch_size * merge_size``)."""
     if config.do_resize:
@@ -136,8 +139,8 @@ def smart_resize_video(num_frames: int, height: int, width: int, temporal_factor
                             rounded_frames=t_bar)
 
 
-def video_target_size(num_frames: int, height: int, width: int, config: "VisionPreprocessConfig",
-                      video_config: "VideoConfig") -> tuple[int, int]:
+def video_target_size(num_frames: int, height: int, width: int, config: VisionPreprocessConfig,
+                      video_config: VideoConfig) -> tuple[int, int]:
     """The ``(h, w)`` every frame of a ``num_frames``-frame clip is resized to (the input size when
     ``config.do_resize`` is off, which must then be a multiple of ``patch_size * merge_size``)."""
     check_positive_int("num_frames", num_frames)
@@ -159,7 +162,7 @@ def video_target_size(num_frames: int, height: int, width: int, config: "VisionP
     return smart_resize_video(num_frames, height, width, tf, factor, vc.min_pixels, max_pixels)
 
 
-def video_grid_thw(num_frames: int, size: tuple[int, int], config: "VisionPreprocessConfig") -> tuple[int, int, int]:
+def video_grid_thw(num_frames: int, size: tuple[int, int], config: VisionPreprocessConfig) -> tuple[int, int, int]:
     """``(grid_t, grid_h, grid_w)`` of a clip resized to ``size``: ``grid_t = ceil(T / temporal_patch_size)``."""
     tp = config.temporal_patch_size
     return -(-num_frames // tp), size[0] // config.patch_size, size[1] // config.patch_size
