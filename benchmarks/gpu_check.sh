@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One call on a GPU machine: versions, the sweep (with --pipelines-only: the pipeline and the ragged path),
+# One call on a GPU machine: versions, the sweep (with --pipelines-only: the pipeline choice),
 # the GPU benchmarks and their table, the profile, then every CUDA test (newest paths, the rest of the CUDA
 # and Triton tests, GPU memory bounds, reliability and errors, fuzz, the thousand-sizes cache test) as
 # parallel processes; the table again last. The timed steps run alone on the card, first; each step writes
@@ -31,7 +31,7 @@ PY
 step sweep
 # --pipelines-only: the tile kernels and the rows pipeline's two kernels keep their shapes (GPU_TUNING's,
 # from the H200 sweeps of 2026-11-26 on commits 4751c30, 9996f6e and 185d646); the time goes to the
-# pipeline choice and the ragged path
+# pipeline choice
 run_for 200 python3 benchmarks/gpu_sweep.py "$OUT_DIR/tuning.json" --pipelines-only > "$OUT_DIR/sweep.txt" 2>&1; tail -4 "$OUT_DIR/sweep.txt"
 if [ -s "$OUT_DIR/tuning.json" ]; then export QWEN_VIS_PREP_TRITON_TUNING="$(cat "$OUT_DIR/tuning.json")"; fi
 echo "tuning: ${QWEN_VIS_PREP_TRITON_TUNING:-defaults}"
