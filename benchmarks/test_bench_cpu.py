@@ -110,3 +110,51 @@ def test_cpu_preprocess(benchmark, case, provider):
     out = benchmark.pedantic(provider_fn(provider, images), rounds=ROUNDS[case], warmup_rounds=2, iterations=1)
     grid = out["image_grid_thw"] if provider != "ours" else out.grid_thw
     assert grid.shape == (len(images), 3)
+
+
+# ------------------------------------------------------------------------------------------------ video
+VIDEO_MAX_PIXELS = 28 * 28 * 1280  # a serving budget per frame: 720x1280 -> 728x1288 (52 x 92 patches)
+
+
+@functools.lru_cache(maxsize=None)
+def video_clip() -> torch.Tensor:
+    """``[16, 3, 720, 1280] uint8``: 16 frames panning across a photo (real content, not noise)."""
+    src = photo("astronaut", 720, 1280 + 15 * 8)
+    frames = [torch.from_numpy(np.ascontiguousarray(src[:, 8 * i:8 * i + 1280])).permute(2, 0, 1) for i in range(16)]
+    return torch.stack(frames).contiguous()
+
+
+@functools.lru_cache(maxsize=None)
+def hf_video_processor():
+    from transformers import Qwen2VLVideoProcessor
+
+    return Qwen2VLVideoProcessor(min_pixels=CONFIG.min_pixels, max_pixels=VIDEO_MAX_PIXELS,
+                                 cap_pixels_per_frame=False)
+
+
+def video_provider_fn(provider: str, clip: torch.Tensor):
+    if provider == "ours":
+        video_config = qvp.VIDEO_PRESETS["qwen2-vl"].replace(max_pixels=VIDEO_MAX_PIXELS)
+        return lambda: qvp.preprocess_videos(clip, CONFIG, video_config)
+    proc = hf_video_processor()
+    return lambda: proc(videos=[clip], return_tensors="pt", do_sample_frames=False)
+
+
+@pytest.mark.parametrize("provider", ["ours", "hf-torchvision"])
+def test_cpu_video_clip(benchmark, provider):
+    """One 16-frame 720p clip, ours (Pillow, fused into the frame slots) vs ``Qwen2VLVideoProcessor`` on the
+    CPU. The two resizes differ (Pillow vs torch's uint8 kernel), so only the grids are compared with HF;
+    ours is checked bit for bit against our reference backend."""
+    clip = video_clip()
+    run = video_provider_fn(provider, clip)
+    grid = run()[1] if provider == "ours" else run()["video_grid_thw"]
+    assert torch.equal(grid, video_provider_fn("hf-torchvision", clip)()["video_grid_thw"])
+    if provider == "ours":
+        video_config = qvp.VIDEO_PRESETS["qwen2-vl"].replace(max_pixels=VIDEO_MAX_PIXELS)
+        ref = qvp.preprocess_videos(clip, CONFIG, video_config, backend="reference")[0]
+        assert torch.equal(run()[0], ref)
+    benchmark.group = "video-16x720p"
+    benchmark.extra_info.update(provider=provider, frames=16, torch_threads=torch.get_num_threads(),
+                                torch=torch.__version__, pillow=PIL.__version__,
+                                transformers=transformers.__version__)
+    benchmark.pedantic(run, rounds=5, warmup_rounds=1, iterations=1)

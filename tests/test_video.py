@@ -348,3 +348,25 @@ def test_bad_item_in_a_clip_list_is_named_by_its_index():
     clip = torch.zeros(4, 3, 56, 56, dtype=torch.uint8)
     with pytest.raises(ValueError, match=r"str at videos\[1\]"):
         preprocess_videos([clip, "clip.mp4"])
+
+
+@pytest.mark.parametrize("preset, overrides, make", [
+    pytest.param("qwen2-vl", {}, lambda: [_clip(5, 60, 90, 0), _clip(2, 100, 57, 1), _clip(1, 45, 61, 2)],
+                 id="odd-even-single-frame"),
+    pytest.param("qwen2-vl", {}, lambda: torch.stack([_clip(3, 60, 90, 3), _clip(3, 60, 90, 4)]), id="batch-5d"),
+    pytest.param("qwen2-vl", {"output_dtype": torch.bfloat16}, lambda: [_clip(3, 70, 50, 5)], id="bf16"),
+    pytest.param("qwen3-vl", {}, lambda: [_clip(4, 90, 130, 6)], id="qwen3-patch16"),
+    pytest.param("qwen2-vl", {"do_resize": False}, lambda: [_clip(3, 56, 84, 7)], id="no-resize"),
+    pytest.param("qwen2-vl", {}, lambda: [_clip(3, 60, 90, 8).float() * 0.99 + 0.2], id="float-frames"),
+    pytest.param("qwen2-vl", {}, lambda: [_clip(3, 56, 56, 9).float()], id="float-frames-at-size"),
+    pytest.param("qwen2-vl", {"input_range": "0-1"}, lambda: [_clip(3, 60, 90, 10).float() / 255], id="unit-range"),
+])
+def test_pillow_backend_videos_bit_exact_with_reference(preset, overrides, make):
+    """The fused Pillow path for clips (each frame resized by Pillow straight into its temporal slot) gives
+    the reference's bits, padding included."""
+    config = VisionPreprocessConfig.from_preset(preset, **overrides)
+    clips = make()
+    ours, grid = preprocess_videos(clips, config, backend="pillow")
+    ref, ref_grid = preprocess_videos(clips, config, backend="reference")
+    assert torch.equal(grid, ref_grid) and ours.dtype == config.output_dtype
+    assert torch.equal(ours, ref)

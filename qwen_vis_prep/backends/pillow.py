@@ -165,17 +165,36 @@ def _levels(x: torch.Tensor, size: tuple[int, int], config: VisionPreprocessConf
     return torch.stack(list(thread_pool().map(one, levels.unbind(0))))
 
 
-def _video_frames(clip: torch.Tensor, size: tuple[int, int], config: VisionPreprocessConfig) -> torch.Tensor:
-    levels = None
-    if config.resize_mode == "pil" and (clip.dtype == torch.uint8 or tuple(clip.shape[-2:]) != tuple(size)):
-        levels = _levels(clip, size, config)
-    return reference.normalized_pixels(clip, size, config, levels)
-
-
 def videos_into(batch: VideoBatch, plan: Plan, out: torch.Tensor) -> None:
-    """Fill ``out`` with the patches of every clip: frames resized with Pillow (pil mode), then normalised and
-    laid out by the reference."""
-    reference.videos_into(batch, plan, out, frames=_video_frames)
+    """Fill ``out`` with the patches of every clip. In pil mode each frame is one task on the pool: Pillow
+    resizes it and it is normalised straight into its temporal slot of its frame block's rows (the last frame
+    of a clip also into the slots after it, as transformers pads), with no float copy of the clip. Clips
+    Pillow does not define (float mode, float frames at their target size) run the reference."""
+    config = plan.config
+    if config.resize_mode != "pil":
+        reference.videos_into(batch, plan, out)
+        return
+    p, m, tp = config.patch_size, config.merge_size, config.temporal_patch_size
+    norm = cpu_normalizer(config)
+    jobs = []
+    for i, (clip, size) in enumerate(zip(batch.clips, plan.sizes)):
+        rows = out[plan.row_offsets[i]:plan.row_offsets[i + 1]]
+        if clip.dtype != torch.uint8 and tuple(clip.shape[-2:]) == tuple(size):
+            reference.videos_into(VideoBatch([clip], None, clip.device), Plan(config, [size], [0, rows.shape[0]]),
+                                  rows)
+            continue
+        n = clip.shape[0]
+        per_block = rows.shape[0] // -(-n // tp)
+        for f in range(n):
+            g, k = divmod(f, tp)
+            jobs.append((clip[f], size, rows[g * per_block:(g + 1) * per_block], (k, tp if f == n - 1 else k + 1)))
+
+    def work(job) -> None:
+        frame, size, dst, slots = job
+        image_into(reference.to_levels(frame, config.input_range), size, config.pillow_order, dst, norm, p, m, tp,
+                   None, 1, slots)
+
+    list(thread_pool().map(work, jobs))
 
 
 def resize(images: list[torch.Tensor], sizes: list[tuple[int, int]], config: VisionPreprocessConfig,
@@ -202,15 +221,17 @@ _CHUNK_BYTES = 4 << 20
 
 
 def image_into(x: torch.Tensor, size: tuple[int, int], order: str, out: torch.Tensor, normalize_into,
-                    patch_size: int, merge_size: int, temporal_patch_size: int, pool, parts: int) -> None:
+               patch_size: int, merge_size: int, temporal_patch_size: int, pool, parts: int,
+               slots: tuple[int, int] | None = None) -> None:
     """Pillow resize + normalise + patchify of one CPU uint8 image ``[3, H, W]`` into ``out [rows, dim]``.
 
     The image is cut into ``parts`` strips per pass (rows for a horizontal pass, columns for a vertical one:
     each Pillow pass treats those independently, so the result is exact) and the strips run on ``pool``;
     the last pass of each strip is normalised straight into its own rows of ``out`` (``normalize_into(levels,
     dst)`` on NumPy arrays, see :func:`cpu_normalizer`; a few rows of merge windows at a time,
-    written to every temporal copy), with no image-sized float temporary. With one part (or no pool) the
-    image is a single task: one Pillow call does both passes.
+    written to every temporal copy, or to the temporal slots ``slots = (start, stop)`` only), with no
+    image-sized float temporary. With one part (or no pool) the image is a single task: one Pillow call
+    does both passes.
     """
     in_h, in_w = x.shape[-2:]
     h, w = size
@@ -220,7 +241,7 @@ def image_into(x: torch.Tensor, size: tuple[int, int], order: str, out: torch.Te
     cur = np.ascontiguousarray(x.permute(1, 2, 0).numpy())
     if pool is None or parts <= 1:  # one task: Pillow's own two passes, no strips to assemble
         region = resize_hwc(cur, size, order) if (in_h, in_w) != (h, w) else cur
-        _normalize_region(region, out_blocks, normalize_into, p, m, t)
+        _normalize_region(region, out_blocks, normalize_into, p, m, t, slots)
         return
     passes = separable_passes(in_h, in_w, h, w, pillow_vertical_first(in_h, in_w, h, w, order))
     for vertical, n in passes[:-1]:  # first of two passes: strips along the side it does not resample
@@ -245,22 +266,24 @@ def image_into(x: torch.Tensor, size: tuple[int, int], order: str, out: torch.Te
         else:
             region = _pillow_resize(cur[r[0]:r[1]], r[1] - r[0], w) if passes else cur[r[0]:r[1]]
             dst = out_blocks[r[0] // block:r[1] // block]
-        _normalize_region(region, dst, normalize_into, p, m, t)
+        _normalize_region(region, dst, normalize_into, p, m, t, slots)
 
     list(pool.map(final, _split(w if last_vertical else h, parts, block)))
 
 
-def _normalize_region(region: np.ndarray, dst: torch.Tensor, normalize_into, p: int, m: int, t: int) -> None:
+def _normalize_region(region: np.ndarray, dst: torch.Tensor, normalize_into, p: int, m: int, t: int,
+                      slots: tuple[int, int] | None = None) -> None:
     """Patchify + normalise ``region [h, w, 3] uint8`` into ``dst [h / (p m), w / (p m), m * m, 3 t p p]``
     (a view of the output rows), about ``_CHUNK_BYTES`` of float32 at a time: the chunk's levels are read
     in patch order straight from the region and normalised (``normalize_into``, NumPy) into a small
-    contiguous float32 buffer that stays in cache, which is written to all ``t`` temporal copies (cast to
-    the output dtype) with one copy. Everything here runs on the calling thread (NumPy, no torch intra-op
+    contiguous float32 buffer that stays in cache, which is written to the temporal slots ``slots =
+    (start, stop)`` (default: all ``t``; cast to the output dtype) with one copy. Everything here runs on the calling thread (NumPy, no torch intra-op
     threads), so the workers of the pool do not compete for cores."""
     block = p * m
     bh, bw = region.shape[0] // block, region.shape[1] // block
     levels_all = patch_blocks(region.transpose(2, 0, 1), p, m)  # [bh, bw, m, m, 3, p, p]
-    slots = dst.view(bh, bw, m, m, 3, t, p, p)
+    lo, hi = (0, t) if slots is None else slots
+    slots = dst.view(bh, bw, m, m, 3, t, p, p)[:, :, :, :, :, lo:hi]
     slots_np = slots.numpy() if slots.dtype == torch.float32 else None
     row_elements = bw * m * m * 3 * p * p
     rows = max(1, min(bh, _CHUNK_BYTES // (4 * row_elements)))
@@ -273,4 +296,4 @@ def _normalize_region(region: np.ndarray, dst: torch.Tensor, normalize_into, p: 
             slots_np[i:i + rows] = values[:, :, :, :, :, None]  # broadcast over the temporal copies
         else:  # bfloat16 / float16: torch casts (NumPy has no bfloat16)
             chunk = _tensor(values)
-            slots[i:i + rows].copy_(chunk.unsqueeze(5).expand(*chunk.shape[:5], t, p, p))
+            slots[i:i + rows].copy_(chunk.unsqueeze(5).expand(*chunk.shape[:5], hi - lo, p, p))
