@@ -42,9 +42,10 @@ class QwenVisionEncoder(nn.Module):
     ``QwenVisionEncoder(tower, "qwen2.5-vl")`` (or a :class:`~qwen_vis_prep.QwenVisionPreprocessor`). The tower
     (``Qwen2VisionTransformerPretrainedModel``, ``Qwen2_5_VisionTransformerPretrainedModel``, or any tower
     whose forward pops the same keyword arguments) gets its ``cu_seqlens`` / ``position_ids`` (and the window
-    indices when the tower's preset has windowed attention, with its config's ``window_size``) precomputed on the host. With ``compact_images=True`` the
-    tower's ``patch_embed`` is wrapped in :class:`FoldedPatchEmbed` (in place; full-width rows behave as
-    before). Images and videos run through the tower separately, as the HF models do.
+    indices when the tower's preset has windowed attention, with its config's ``window_size``) precomputed on
+    the host. With ``compact_images=True`` the tower's ``patch_embed`` is wrapped in :class:`FoldedPatchEmbed`
+    (in place; full-width rows behave as before). Images and videos run through the tower separately, as
+    the HF models do.
     """
 
     def __init__(self, tower: nn.Module, preprocessor: Any = None, **preprocessor_overrides: Any) -> None:
@@ -100,8 +101,6 @@ class QwenVisionEncoder(nn.Module):
 
     def extra_repr(self) -> str:
         return f"window_size={self.window_size}"
-
-
 
 
 __all__ = ["QwenVisionEncoder", "VisionEmbeddings"]

@@ -91,11 +91,12 @@ def cpu_normalizer(config: VisionPreprocessConfig, gather_only: bool = False):
     shape, any strides), equal to ``reference.level_table``.
 
     In-place float32 ``multiply/subtract/divide`` on ``dst`` itself is several times faster than gathering
-    from the table (``reference.level_table``) and needs no temporary; it gives the same bits whenever those float32 operations are
-    correctly rounded, which is checked here on all 768 (channel, level) pairs once per config. Should a
-    config ever disagree (or with ``gather_only``, for tests), the table is gathered. NumPy rather than torch: the Pillow path calls this from
-    its worker threads, where torch's own intra-op threads would compete with the other workers; NumPy's
-    loops run on the calling thread and release the GIL.
+    from the table (``reference.level_table``) and needs no temporary; it gives the same bits whenever those
+    float32 operations are correctly rounded, which is checked here on all 768 (channel, level) pairs once
+    per config. Should a config ever disagree (or with ``gather_only``, for tests), the table is gathered.
+    NumPy rather than torch: the Pillow path calls this from its worker threads, where torch's own intra-op
+    threads would compete with the other workers; NumPy's loops run on the calling thread and release the
+    GIL.
     """
     scale, mean, std = reference.normalize_constants(config, torch.device("cpu"))
     lut = reference.level_table(config, torch.device("cpu")).numpy()
@@ -277,8 +278,9 @@ def _normalize_region(region: np.ndarray, dst: torch.Tensor, normalize_into, p: 
     (a view of the output rows), about ``_CHUNK_BYTES`` of float32 at a time: the chunk's levels are read
     in patch order straight from the region and normalised (``normalize_into``, NumPy) into a small
     contiguous float32 buffer that stays in cache, which is written to the temporal slots ``slots =
-    (start, stop)`` (default: all ``t``; cast to the output dtype) with one copy. Everything here runs on the calling thread (NumPy, no torch intra-op
-    threads), so the workers of the pool do not compete for cores."""
+    (start, stop)`` (default: all ``t``; cast to the output dtype) with one copy. Everything here runs on
+    the calling thread (NumPy, no torch intra-op threads), so the workers of the pool do not compete for
+    cores."""
     block = p * m
     bh, bw = region.shape[0] // block, region.shape[1] // block
     levels_all = patch_blocks(region.transpose(2, 0, 1), p, m)  # [bh, bw, m, m, 3, p, p]
