@@ -10,7 +10,8 @@ from torch import nn
 
 from .module import QwenVisionPreprocessor
 from .presets import preset_of_tower
-from .tower import FoldedPatchEmbed, _place, vision_tower_inputs
+from .resample_tables import to_device
+from .tower import FoldedPatchEmbed, vision_tower_inputs
 
 
 @dataclass
@@ -81,7 +82,7 @@ class QwenVisionEncoder(nn.Module):
     def _run(self, pixel_values: torch.Tensor, grid: torch.Tensor, device: torch.device) -> tuple[Any, torch.Tensor]:
         kwargs = vision_tower_inputs(grid, self.preprocessor.config.merge_size, window_size=self.window_size,
                                      patch_size=self.preprocessor.config.patch_size, device=device)
-        out = self.tower(pixel_values.to(device, non_blocking=True), grid_thw=_place(grid, device), **kwargs)
+        out = self.tower(pixel_values.to(device, non_blocking=True), grid_thw=to_device(grid, device), **kwargs)
         return out, (out.pooler_output if hasattr(out, "pooler_output") else out)
 
     def forward(self, images: Any = None, *, videos: Any = None, layout: str = "auto",

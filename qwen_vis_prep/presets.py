@@ -98,11 +98,12 @@ def default_video_config(config: VisionPreprocessConfig | str | None) -> VideoCo
         return MODEL_PRESETS["qwen2-vl"].video
     if isinstance(config, str):
         return get_preset(config).video
-    videos = {p.video for p in presets_of(config)}
+    family = presets_of(config)
+    videos = {p.video for p in family}
     if not videos:
         return MODEL_PRESETS["qwen2-vl"].video
     if len(videos) > 1:
-        names = [p.name for p in presets_of(config)]
+        names = [p.name for p in family]
         raise ValueError(f"this config matches presets {names}, which size videos differently; pass "
                          f"video_config=<one of them> to choose")
     return videos.pop()
