@@ -141,7 +141,7 @@ def main(argv: list[str]) -> None:
         tuning.TUNING.update(pass_block_r=v[0], pass_block_q=v[1], pass_warps=v[2], pass_taps=v[3])
 
     def step(x, n, vertical):
-        plan = plans.Pass(tuple(x.shape), x.stride(), n, vertical, True, x.device)
+        plan = plans.Pass(tuple(x.shape), x.stride(), n, vertical, "pil", x.device)
         return lambda: plan.run(x)
 
     pass_cases = lambda: [("1080p horizontal", step(x1, tw, False)),  # noqa: E731
@@ -159,7 +159,7 @@ def main(argv: list[str]) -> None:
         set_pass(_pick(pass_variants, pass_cases, set_pass, "pass 1 (rows, cols, warps, tables)"))
         save()
 
-    scratch = plans.Pass(tuple(x1.shape), x1.stride(), tw, False, True, x1.device).run(x1)
+    scratch = plans.Pass(tuple(x1.shape), x1.stride(), tw, False, "pil", x1.device).run(x1)
     cfg16 = cfg.replace(output_dtype=torch.bfloat16)
 
     def fused(src, size, config):
@@ -213,7 +213,7 @@ def main(argv: list[str]) -> None:
             tuning.TUNING.update(rows_block_q=v[0], rows_tap_loads=v[1])
 
         def rows_step(x, n):
-            plan = plans.RowsPass(tuple(x.shape), x.stride(), n, 14, x.device)
+            plan = plans.RowsPass(tuple(x.shape), x.stride(), n, 14, "pil", x.device)
             return lambda: plan.run(x)
 
         rows_pass_cases = lambda: [("1080p horizontal, packed", rows_step(x1, tw)),  # noqa: E731
@@ -231,8 +231,8 @@ def main(argv: list[str]) -> None:
         def set_rows_patch(v):
             tuning.TUNING.update(rows_patch_block=v[0], rows_patch_warps=v[1])
 
-        packed1 = plans.RowsPass(tuple(x1.shape), x1.stride(), tw, 14, x1.device).run(x1)
-        packed4 = plans.RowsPass(tuple(x4.shape), x4.stride(), tw4, 14, x4.device).run(x4)
+        packed1 = plans.RowsPass(tuple(x1.shape), x1.stride(), tw, 14, "pil", x1.device).run(x1)
+        packed4 = plans.RowsPass(tuple(x4.shape), x4.stride(), tw4, 14, "pil", x4.device).run(x4)
 
         def fused_rows(x, packed, size, config):
             plan = plans.GroupPlan(tuple(x.shape), x.stride(), 0, size, config, 0, None, x.device)

@@ -17,7 +17,8 @@ from .validation import check_choice, check_pixel_bounds, check_positive_int, re
 OPENAI_CLIP_MEAN: tuple[float, float, float] = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_CLIP_STD: tuple[float, float, float] = (0.26862954, 0.26130258, 0.27577711)
 
-ResizeMode = Literal["pil", "float"]
+ResizeMode = Literal["pil", "torch-uint8", "float"]
+RESIZE_MODES: tuple[str, ...] = ("pil", "torch-uint8", "float")
 PillowOrder = Literal["installed", "pillow12", "pillow13"]
 InputRange = Literal["0-255", "0-1"]
 VideoSizing = Literal["qwen2-vl", "qwen3-vl"]
@@ -35,9 +36,15 @@ class VisionPreprocessConfig:
 
     Field names follow the keys of Hugging Face's ``preprocessor_config.json``.
 
-    * ``resize_mode``: ``"pil"`` is bit-exact Pillow BICUBIC on uint8 levels (what the models were trained
-      with); ``"float"`` is single-pass float antialiased bicubic (``F.interpolate(..., antialias=True)``,
-      HF's torchvision backend), differentiable for float inputs.
+    * ``resize_mode``: which resize the output reproduces bit for bit.
+
+      - ``"pil"``: Pillow BICUBIC on uint8 levels (qwen-vl-utils for still images; transformers' PIL
+        backend);
+      - ``"torch-uint8"``: torch's CPU uint8 antialiased bicubic kernel, ``F.interpolate(uint8,
+        mode="bicubic", antialias=True)`` as x86-64 CPUs with AVX2 run it (qwen-vl-utils for video clips;
+        transformers' torchvision backend and its video processors on CPU tensors);
+      - ``"float"``: float antialiased bicubic (``F.interpolate`` on float input, what transformers runs on
+        CUDA tensors), within float rounding rather than bit-exact; differentiable for float inputs.
     * ``pillow_order``: which Pillow generation's separable pass order ``"pil"`` mode reproduces:
       ``"installed"`` (default) follows the installed Pillow, ``"pillow12"`` always resizes horizontally
       first, ``"pillow13"`` resizes vertically first when the height shrinks by more than twice as many
@@ -86,7 +93,7 @@ class VisionPreprocessConfig:
         for name in ("do_resize", "do_rescale", "do_normalize", "do_convert_rgb", "compact_images"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name} must be a bool, got {getattr(self, name)!r}")
-        check_choice("resize_mode", self.resize_mode, ("pil", "float"))
+        check_choice("resize_mode", self.resize_mode, RESIZE_MODES)
         check_choice("pillow_order", self.pillow_order, ("installed", "pillow12", "pillow13"))
         check_choice("input_range", self.input_range, ("0-255", "0-1"))
         dtype = _parse_dtype(self.output_dtype)
@@ -124,8 +131,8 @@ class VisionPreprocessConfig:
 
 @dataclass(frozen=True)
 class VideoConfig:
-    """How clips are sized; everything else (patch sizes, mean/std, resize mode ...) comes from the image
-    :class:`VisionPreprocessConfig`.
+    """How clips are sized and resized; everything else (patch sizes, mean/std, output dtype ...) comes from
+    the image :class:`VisionPreprocessConfig`.
 
     * ``sizing="qwen2-vl"`` is ``Qwen2VLVideoProcessor`` (Qwen2-VL and Qwen2.5-VL): the image
       ``smart_resize`` per frame, ``min_pixels <= h * w <= max_pixels``.
@@ -135,6 +142,9 @@ class VideoConfig:
       name, off by default in transformers 5.24): ``max_video_tokens`` sets the budget (total context tokens
       for ``"qwen2-vl"``, tokens per frame for ``"qwen3-vl"``).
     * ``fps``, ``min_frames``, ``max_frames`` are the defaults of :meth:`sample_indices`.
+    * ``resize_mode`` replaces the image config's for clips (see :class:`VisionPreprocessConfig`). The
+      default ``"torch-uint8"`` is what the released models saw for video: qwen-vl-utils resizes clips as
+      uint8 tensors with torchvision, and transformers' video processors do the same on CPU tensors.
     """
 
     min_pixels: int
@@ -145,8 +155,10 @@ class VideoConfig:
     fps: float | None = None
     min_frames: int = 4
     max_frames: int = 768
+    resize_mode: ResizeMode = "torch-uint8"
 
     def __post_init__(self) -> None:
+        check_choice("resize_mode", self.resize_mode, RESIZE_MODES)
         for name in ("max_video_tokens", "min_frames", "max_frames"):
             check_positive_int(name, getattr(self, name))
         check_pixel_bounds(self.min_pixels, self.max_pixels)

@@ -7,6 +7,7 @@ planned from shapes alone (``sizing``), and one backend of the registry fills th
 
 from __future__ import annotations
 
+import functools
 from itertools import accumulate
 from typing import Any, Literal, Sequence
 
@@ -14,7 +15,7 @@ import torch
 
 from . import backends, host_memory, sizing
 from .checks import Layout, describe, prepare_images, prepare_videos, wants_value_check
-from .config import _BY_KEY, VideoConfig, VisionPreprocessConfig
+from .config import _BY_KEY, RESIZE_MODES, VideoConfig, VisionPreprocessConfig
 from .contract import ImageBatch, Plan, VideoBatch
 from .outputs import VisionBatch
 from .presets import default_video_config, get_preset
@@ -202,6 +203,14 @@ def _preprocess_traced(images: torch.Tensor, config: VisionPreprocessConfig, bac
 
 # ------------------------------------------------------------------------------------------- videos
 
+@functools.lru_cache(maxsize=64)
+def clip_config(config: VisionPreprocessConfig, video_config: VideoConfig) -> VisionPreprocessConfig:
+    """The config clips are preprocessed with: ``config`` with the video config's ``resize_mode``."""
+    if config.resize_mode == video_config.resize_mode:
+        return config
+    return config.replace(resize_mode=video_config.resize_mode)
+
+
 def preprocess_videos(videos: Any, config: VisionPreprocessConfig | str | None = None,
                       video_config: VideoConfig | str | None = None, *, layout: Layout = "auto",
                       check_values: bool | None = None, backend: Backend = "auto"
@@ -212,26 +221,29 @@ def preprocess_videos(videos: Any, config: VisionPreprocessConfig | str | None =
         videos: one clip (``[T, C, H, W]`` tensor, ``[T, H, W, C]`` array), a batch (``[B, T, C, H, W]``), or
             a list of clips (4-dim tensors / arrays, or lists of frames), uint8 or float on the scale of
             ``config.input_range``; see ``checks.prepare_videos``.
-        config: image config or preset name (patch sizes, mean/std, resize mode, output dtype).
+        config: image config or preset name (patch sizes, mean/std, output dtype).
         video_config: :class:`VideoConfig` or preset name; default: the video config of ``config``'s preset.
+            Its ``resize_mode`` (default ``"torch-uint8"``) is the one clips are resized with.
         backend: as for :func:`preprocess`. The Triton backend runs clips through the reference for now.
 
     Returns:
         ``(pixel_values_videos [sum_i t_i * h_i * w_i, 3 * Tp * P * P]`` in ``config.output_dtype`` on the
         clips' device, ``video_grid_thw int64 [num_videos, 3]`` on the CPU``)``. Each clip is resized frame by
         frame to one size, and an odd frame count repeats the last frame. Float inputs that require grad flow
-        through ``resize_mode="float"``; ``config.compact_images`` does not apply to videos.
+        through ``video_config.resize_mode="float"``; ``config.compact_images`` does not apply to videos.
     """
     preset, config = config, resolve_config(config)
     video_config = resolve_video_config(video_config, preset if isinstance(preset, str) else config)
+    config = clip_config(config, video_config)
     batch = prepare_videos(videos, layout=layout, do_convert_rgb=config.do_convert_rgb,
                            input_range=config.input_range, check_values=check_values)
     sizes, grid = plan_videos(batch, config, video_config)
     needs_grad = torch.is_grad_enabled() and batch.requires_grad
     if needs_grad and config.resize_mode != "float" and any(
             tuple(c.shape[-2:]) != s for c, s in zip(batch.clips, sizes)):
-        raise ValueError("gradients flow only through resize_mode='float'; resize_mode='pil' rounds to uint8 "
-                         "levels. Pass resize_mode='float' or detach the input")
+        raise ValueError(f"gradients flow only through resize_mode='float'; the video config's resize_mode="
+                         f"{config.resize_mode!r} rounds to uint8 levels. Pass a video_config with "
+                         "resize_mode='float' or detach the input")
     the_plan = Plan(config, sizes, _rows(sizes, grid[:, 0].tolist(), config.patch_size))
     p, tp = config.patch_size, config.temporal_patch_size
     out = host_memory.empty((the_plan.row_offsets[-1], 3 * tp * p * p), config.output_dtype, batch.device)
@@ -248,12 +260,13 @@ def resize(images: Any, size: tuple[int, int] | Sequence[tuple[int, int]], mode:
 
     ``images`` is a ``[3, H, W]`` / ``[B, 3, H, W]`` uint8 tensor or a list of ``[3, H, W]`` tensors;
     ``size = (h, w)`` (or one size per list item). ``mode="pil"`` is bit-exact Pillow BICUBIC (pass order
-    per ``pillow_order``), ``mode="float"`` is antialiased float bicubic rounded back to uint8 like
+    per ``pillow_order``), ``mode="torch-uint8"`` bit-exact ``F.interpolate(uint8, mode="bicubic",
+    antialias=True)`` on the CPU, ``mode="float"`` antialiased float bicubic rounded back to uint8 like
     torchvision. Returns the same structure (tensor or list) with the new sizes. Every backend gives the
     same bits (``backend`` as for :func:`preprocess`).
     """
-    if mode not in ("pil", "float"):
-        raise ValueError(f"mode must be 'pil' or 'float', got {mode!r}")
+    if mode not in RESIZE_MODES:
+        raise ValueError(f"mode must be one of {RESIZE_MODES}, got {mode!r}")
     config = VisionPreprocessConfig(resize_mode=mode, pillow_order=pillow_order)
     single = isinstance(images, torch.Tensor)
     batch = prepare_images(images, layout=layout, do_convert_rgb=False, check_values=False)

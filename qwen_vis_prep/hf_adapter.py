@@ -18,6 +18,7 @@ from typing import Any, Mapping
 
 import numpy as np
 import torch
+from transformers.image_processing_backends import TorchvisionBackend
 from transformers.image_processing_base import BatchFeature, ImageProcessingMixin
 from transformers.models.qwen2_vl.image_processing_qwen2_vl import Qwen2VLImageProcessorKwargs
 
@@ -75,7 +76,10 @@ class HFQwenImageProcessor(ImageProcessingMixin):
 
     @classmethod
     def from_hf(cls, image_processor: Any, *, backend: Backend = "auto", **overrides: Any) -> "HFQwenImageProcessor":
-        """The same preprocessing as a stock HF Qwen-VL image processor (either backend)."""
+        """The same preprocessing as a stock HF Qwen-VL image processor, including its resize: a PIL-backend
+        processor (``...ImageProcessorPil``) gives ``resize_mode="pil"``, a torchvision-backend one (the
+        default class) ``"torch-uint8"``, the uint8 kernel it runs on CPU tensors (``overrides`` win)."""
+        overrides.setdefault("resize_mode", stock_resize_mode(image_processor))
         return cls(config_from_hf(image_processor.to_dict(), **overrides), backend=backend)
 
     # ---------------------------------------------------------------------------------- HF attributes
@@ -184,6 +188,12 @@ def patch_processor(processor: Any, *, backend: Backend = "auto", **overrides: A
 
 
 # -------------------------------------------------------------------------------------------- helpers
+
+
+def stock_resize_mode(image_processor: Any) -> str:
+    """The resize mode that reproduces a stock HF image processor: ``"torch-uint8"`` for transformers'
+    torchvision backend (bit-exact with it on CPU tensors), ``"pil"`` otherwise (its PIL backend)."""
+    return "torch-uint8" if isinstance(image_processor, TorchvisionBackend) else "pil"
 
 
 def _flatten(images: Any) -> list[Any]:

@@ -334,7 +334,7 @@ def unpatchify(pixel_values: torch.Tensor, grid_thw: torch.Tensor, config: Visio
     """Image ``index`` of a batch back from its patches: ``[3, h, w]`` uint8 (``[frames, 3, h, w]`` for a
     video grid with ``t > 1``), de-normalised with ``config`` and rounded to the nearest level.
 
-    The inverse of patchify + normalise: for float32 ``pixel_values`` of ``resize_mode="pil"`` this is
+    The inverse of patchify + normalise: for float32 ``pixel_values`` of an exact resize mode this is
     exactly the resized image (the float round trip errs by far less than half a level); bfloat16/float16
     outputs come back within a level or so.
     """

@@ -94,6 +94,13 @@ def pillow_vertical_first(in_h: int, in_w: int, out_h: int, out_w: int, order: s
     return dy > 0 and dy > 2 * dx
 
 
+def vertical_pass_first(in_h: int, in_w: int, out_h: int, out_w: int, config: VisionPreprocessConfig) -> bool:
+    """Whether ``config``'s resize runs its vertical pass first: Pillow's rule (:func:`pillow_vertical_first`
+    with ``config.pillow_order``) in ``"pil"`` mode; never in ``"torch-uint8"`` mode (ATen's uint8 kernel
+    always resamples the width first) nor in ``"float"`` mode."""
+    return config.resize_mode == "pil" and pillow_vertical_first(in_h, in_w, out_h, out_w, config.pillow_order)
+
+
 def separable_passes(in_h: int, in_w: int, out_h: int, out_w: int, vertical_first: bool
                      ) -> list[tuple[bool, int]]:
     """The passes of a separable resize, in order, as ``(vertical, new_size)``; a side that keeps its size

@@ -308,7 +308,7 @@ def test_bad_config_arguments():
 
 # ---------------------------------------------------------------------------------------------- backends
 def test_unknown_backend_raises():
-    _raises(ValueError, ["backend must be one of", "'reference', 'pillow', 'triton'", "got 'cuda'"],
+    _raises(ValueError, ["backend must be one of", "'reference', 'pillow', 'aten', 'triton'", "got 'cuda'"],
             lambda: qvp.preprocess(_u8(3, 8, 8), backend="cuda"))
     _raises(ValueError, ["backend must be one of", "got 'numba'"],
             lambda: qvp.QwenVisionPreprocessor(backend="numba"))

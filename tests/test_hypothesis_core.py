@@ -110,7 +110,7 @@ def test_preprocess_pillow_fast_path_is_torch_path(in_h, in_w, preset, lo, hi, s
     img = torch.from_numpy(noise(seed, in_h, in_w)).permute(2, 0, 1)
     ours = qvp.preprocess(img, config, backend="torch").pixel_values
     size = sizing.target_size(in_h, in_w, config)
-    x = reference.resize_pil(img[None], size, sizing.pillow_vertical_first(in_h, in_w, *size, order))
+    x = reference.resize_fixed(img[None], size, sizing.pillow_vertical_first(in_h, in_w, *size, order))
     y = reference.normalize(x, config.rescale_factor, torch.tensor(config.image_mean), torch.tensor(config.image_std))
     ref = layout.patchify(y, config.patch_size, config.merge_size, config.temporal_patch_size, torch.float32)
     assert torch.equal(ours, ref)

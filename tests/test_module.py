@@ -93,8 +93,8 @@ def test_construction_errors():
     pytest.param(dict(rescale_factor=float("inf")), ValueError, "rescale_factor must be a positive finite",
                  id="rescale-inf"),
     pytest.param(dict(do_resize=1), TypeError, "do_resize must be a bool, got 1", id="do-resize-int"),
-    pytest.param(dict(resize_mode="bilinear"), ValueError, r"resize_mode must be one of \('pil', 'float'\), "
-                 "got 'bilinear'", id="resize-mode"),
+    pytest.param(dict(resize_mode="bilinear"), ValueError,
+                 r"resize_mode must be one of \('pil', 'torch-uint8', 'float'\), got 'bilinear'", id="resize-mode"),
     pytest.param(dict(pillow_order="pillow11"), ValueError, "pillow_order must be one of", id="pillow-order"),
     pytest.param(dict(input_range="0-65535"), ValueError, "input_range must be one of", id="input-range"),
     pytest.param(dict(output_dtype=torch.float64), ValueError, "output_dtype must be torch.float32",

@@ -17,7 +17,7 @@ from PIL import Image
 
 import qwen_vis_prep as qvp
 from qwen_vis_prep import layout, sizing
-from qwen_vis_prep.backends import pillow, reference
+from qwen_vis_prep.backends import cpu_fusion, pillow, reference
 
 BICUBIC = Image.Resampling.BICUBIC
 INSTALLED_PILLOW_MAJOR = int(PIL.__version__.split(".")[0])
@@ -267,7 +267,7 @@ def torch_reference(img: torch.Tensor, config: qvp.VisionPreprocessConfig) -> to
     in_h, in_w = img.shape[-2:]
     size = sizing.target_size(in_h, in_w, config)
     vf = sizing.pillow_vertical_first(in_h, in_w, size[0], size[1], config.pillow_order)
-    x = reference.resize_pil(img[None], size, vf)
+    x = reference.resize_fixed(img[None], size, vf)
     scale = config.rescale_factor if config.do_rescale else None
     mean = torch.tensor(config.image_mean) if config.do_normalize else None
     std = torch.tensor(config.image_std) if config.do_normalize else None
@@ -319,7 +319,7 @@ NORMALIZER_CONFIGS = [
 def test_cpu_normalizer_equals_level_table(config, gather_only):
     """The Pillow path's NumPy normaliser (arithmetic when it is exact, else a gather) gives the level
     table's values, on a strided [..., 3, P, P] view like the one the Pillow path reads."""
-    into = pillow.cpu_normalizer(config, gather_only)
+    into = cpu_fusion.cpu_normalizer(config, gather_only)
     lut = reference.level_table(config, torch.device("cpu"))
     rng = np.random.default_rng(7)
     hwc = rng.integers(0, 256, (56, 84, 3), dtype=np.uint8)
@@ -338,8 +338,8 @@ def test_cpu_normalizer_equals_level_table(config, gather_only):
 def test_preprocess_fast_path_with_gathered_levels(rgb_chw, monkeypatch):
     """The gather fallback, used should the arithmetic ever disagree with the table, through the whole path."""
     config = _cfg(max_pixels=300 * 300)
-    original = pillow.cpu_normalizer
-    monkeypatch.setattr(pillow, "cpu_normalizer", lambda cfg: original(cfg, True))
+    original = cpu_fusion.cpu_normalizer
+    monkeypatch.setattr(cpu_fusion, "cpu_normalizer", lambda cfg: original(cfg, True))
     for img in (rgb_chw["astronaut"], [rgb_chw["chelsea"], rgb_chw["rocket"]]):
         got = qvp.preprocess(img, config, backend="torch").pixel_values
         imgs = img if isinstance(img, list) else [img]
@@ -385,22 +385,22 @@ def test_pillow_strips_are_exact(rgb_chw, parts, size):
     img = rgb_chw["rocket"]  # 427 x 640
     if size[0] == 420:
         img = img[:, :420]  # keep the height: a single horizontal pass
-    norm = pillow.cpu_normalizer(config)
+    norm = cpu_fusion.cpu_normalizer(config)
     rows = (size[0] // 14) * (size[1] // 14)
     out = torch.empty(rows, config.patch_dim)
     with ThreadPoolExecutor(max_workers=4) as pool:
         pillow.image_into(img, size, "installed", out, norm, 14, 2, 2, pool, parts)
     ref_cfg = config.replace(do_resize=False)
     vf = sizing.pillow_vertical_first(*img.shape[-2:], *size, "installed")
-    levels = reference.resize_pil(img[None], size, vf)[0]
+    levels = reference.resize_fixed(img[None], size, vf)[0]
     assert torch.equal(out, torch_reference(levels, ref_cfg))
 
 
 def test_window_tables_are_pillow_passes(rng):
-    """``pil_window_taps`` (the rows pass's tables: ``taps`` consecutive inputs from ``start``, no clamping)
+    """``window_taps`` (the rows pass's tables: ``taps`` consecutive inputs from ``start``, no clamping)
     gives installed Pillow's horizontal pass on random rows of random widths, every window in bounds, for
     the exact tap count and the padded one the kernels compile for."""
-    from qwen_vis_prep.resample_tables import padded_taps, pil_taps, pil_window_taps
+    from qwen_vis_prep.resample_tables import padded_taps, pil_taps, window_taps
 
     checked = 0
     for _ in range(60):
@@ -411,9 +411,9 @@ def test_window_tables_are_pillow_passes(rng):
         for taps in sorted({exact, padded_taps(exact), exact + 3}):
             if taps > in_w:
                 with pytest.raises(ValueError, match="in_size"):
-                    pil_window_taps(in_w, out_w, taps)
+                    window_taps(in_w, out_w, taps)
                 continue
-            start, weight = pil_window_taps(in_w, out_w, taps)
+            start, weight = window_taps(in_w, out_w, taps)
             assert start.dtype == weight.dtype == np.int32 and weight.shape == (out_w, taps)
             assert start.min() >= 0 and int(start.max()) + taps <= in_w
             window = start[:, None].astype(np.int64) + np.arange(taps)
@@ -422,4 +422,4 @@ def test_window_tables_are_pillow_passes(rng):
             checked += 1
     assert checked >= 60
     with pytest.raises(ValueError, match="taps"):  # shorter than the filter
-        pil_window_taps(100, 10, 3)
+        window_taps(100, 10, 3)

@@ -186,7 +186,7 @@ def test_normalisation_switches():
         assert torch.equal(a, b)
 
 
-@pytest.mark.parametrize("mode", ["pil", "float"])
+@pytest.mark.parametrize("mode", ["pil", "torch-uint8", "float"])
 def test_resize_stage(mode):
     x = _img(40, 61, seed=15)
     for size in [(17, 90), (80, 30), (40, 61), (3, 200)]:
@@ -485,8 +485,8 @@ def test_launcher_names_every_argument_of_the_real_kernels():
     the tile pass, the rows pass, and both fused kernels with and without a row table or a resize."""
     cfg = _cfg()
     shape, strides = (2, 3, 60, 90), (3 * 60 * 90, 60 * 90, 90, 1)
-    assert plans.Pass(shape, strides, 56, True, True, DEVICE).launch.kernel.__name__ == "_resample_pass_kernel"
-    rows = plans.RowsPass(shape, strides, 84, 14, DEVICE)
+    assert plans.Pass(shape, strides, 56, True, "pil", DEVICE).launch.kernel.__name__ == "_resample_pass_kernel"
+    rows = plans.RowsPass(shape, strides, 84, 14, "pil", DEVICE)
     assert rows.launch.kernel.__name__ == "_rows_pass_kernel" and rows.dst_shape == (2, 3, 60, 84 // 14 * 16)
     for size, row_offsets in (((56, 84), None), ((56, 84), (0, 24)), ((60, 84), None), ((60, 90), (0, 0))):
         plan = plans.GroupPlan(shape, strides, 0, size, cfg, 0, row_offsets, DEVICE)
@@ -503,9 +503,9 @@ def test_rows_prefetch_only_on_cuda(monkeypatch):
     shape = (1, 3, 60, 90)
     strides = (3 * 60 * 90, 60 * 90, 90, 1)
     _tune(monkeypatch, rows_prefetch=8)
-    assert plans.RowsPass(shape, strides, 56, 14, torch.device("cpu")).launch.constexprs["PREFETCH"] == 0
+    assert plans.RowsPass(shape, strides, 56, 14, "pil", torch.device("cpu")).launch.constexprs["PREFETCH"] == 0
     if torch.cuda.is_available():
-        assert plans.RowsPass(shape, strides, 56, 14, torch.device("cuda")).launch.constexprs["PREFETCH"] == 8
+        assert plans.RowsPass(shape, strides, 56, 14, "pil", torch.device("cuda")).launch.constexprs["PREFETCH"] == 8
 
 
 @pytest.mark.parametrize("tap_layout", ["out-major", "tap-major"])
@@ -574,12 +574,12 @@ def _ragged_list():
 
 
 def _rows_eligible(h: int, w: int, cfg: qvp.VisionPreprocessConfig) -> bool:
-    """Whether an ``h x w`` uint8 image goes through the rows pipeline in pil mode: resized width then
-    height (both sides change, not Pillow 13's vertical-first order)."""
-    from qwen_vis_prep.sizing import pillow_vertical_first
+    """Whether an ``h x w`` uint8 image goes through the rows pipeline in a fixed-point mode: resized width
+    then height (both sides change, not Pillow 13's vertical-first order)."""
+    from qwen_vis_prep.sizing import vertical_pass_first
 
     oh, ow = qvp.smart_resize(h, w, cfg.patch_size * cfg.merge_size, cfg.min_pixels, cfg.max_pixels)
-    return ow != w and oh != h and not pillow_vertical_first(h, w, oh, ow, cfg.pillow_order)
+    return ow != w and oh != h and not vertical_pass_first(h, w, oh, ow, cfg)
 
 
 @pytest.mark.parametrize("config, pipeline", [
@@ -589,6 +589,9 @@ def _rows_eligible(h: int, w: int, cfg: qvp.VisionPreprocessConfig) -> bool:
                  marks=SLOW),
     pytest.param(dict(pillow_order="pillow12", output_dtype=torch.float16), "tiles",
                  id="pil-pillow12-fp16-tiles"),
+    pytest.param(dict(resize_mode="torch-uint8"), "rows", id="torch-uint8-rows"),
+    pytest.param(dict(resize_mode="torch-uint8", output_dtype=torch.bfloat16), "tiles", id="torch-uint8-bf16-tiles",
+                 marks=SLOW),
     # float arithmetic always takes the tile kernels
     pytest.param(dict(resize_mode="float", output_dtype=torch.bfloat16), "rows", id="float-bf16"),
     pytest.param(dict(preset="qwen3-vl", min_pixels=32 * 32, max_pixels=32 * 32 * 4), "rows", id="qwen3-rows",
@@ -612,9 +615,10 @@ def test_ragged_list_of_every_kind_bit_exact(monkeypatch, config, pipeline):
     fused = grids["_patchify_kernel"] + grids["_patch_rows_kernel"]
     assert len(fused) == len(groups) < len(images)  # one fused launch per group
     assert sum(g[2] for g in fused) == len(images)  # images ride on grid dim 2
-    rows = {s for s in groups if pipeline == "rows" and cfg.resize_mode == "pil" and _rows_eligible(*s, cfg)}
+    fixed = cfg.resize_mode in ("pil", "torch-uint8")
+    rows = {s for s in groups if pipeline == "rows" and fixed and _rows_eligible(*s, cfg)}
     assert len(grids["_rows_pass_kernel"]) == len(grids["_patch_rows_kernel"]) == len(rows)
-    if pipeline == "rows" and cfg.resize_mode == "pil":
+    if pipeline == "rows" and fixed:
         assert len(rows) >= 4 and (31, 65) in rows  # the same-size pair is one of them
     assert sum(g[2] for g in grids["_patch_rows_kernel"]) == sum(s in rows for s in shapes)
 

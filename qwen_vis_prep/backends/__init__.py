@@ -1,7 +1,9 @@
 """The backend registry: each backend is a module named for what runs, with one contract.
 
 * ``reference``: pure torch on any device (the oracle, the fallback, the differentiable path);
-* ``pillow``: CPU tensors, Pillow's own resampler with normalisation and layout fused in NumPy;
+* ``pillow``: CPU tensors in ``"pil"`` mode, Pillow's own resampler with normalisation and layout fused in
+  NumPy (``cpu_fusion``);
+* ``aten``: CPU tensors in ``"torch-uint8"`` mode, torch's own uint8 antialiased kernel, fused the same way;
 * ``triton``: CUDA tensors (or Triton's CPU interpreter), fused Triton kernels.
 
 The contract (``Plan``, ``ImageBatch`` and ``VideoBatch`` from ``qwen_vis_prep.contract``):
@@ -24,13 +26,15 @@ from types import ModuleType
 import torch
 
 #: name -> module (imported on first use, so Triton is only imported where it is asked for).
-BACKENDS: dict[str, str] = {"reference": "reference", "pillow": "pillow", "triton": "triton"}
+BACKENDS: dict[str, str] = {"reference": "reference", "pillow": "pillow", "aten": "aten", "triton": "triton"}
 #: What ``backend=`` accepts: a registered name, ``"auto"``, or ``"torch"`` (the backends without Triton:
-#: Pillow on the CPU where it applies, the reference elsewhere).
+#: the CPU backend of the resize mode where it applies, the reference elsewhere).
 CHOICES = ("auto", "torch", *BACKENDS)
 
 
 _LOADED: dict[str, ModuleType] = {}
+# the CPU backend that runs the defining kernel of a resize mode
+_CPU_BACKEND_OF_MODE = {"pil": "pillow", "torch-uint8": "aten"}
 
 
 def get(name: str) -> ModuleType:
@@ -58,16 +62,18 @@ def check_choice(backend: object) -> None:
 
 def select(backend: str, device: torch.device, *, needs_grad: bool = False, resize_mode: str = "pil"
            ) -> ModuleType:
-    """The backend a call runs on. ``"auto"``: Triton for CUDA tensors where it can run, Pillow for CPU
-    tensors in pil mode, the reference otherwise; ``"torch"``: the same without Triton. Anything that needs
-    gradients runs the reference. A backend asked for by name that cannot run raises ``ValueError``."""
+    """The backend a call runs on. ``"auto"``: Triton for CUDA tensors where it can run; for CPU tensors the
+    backend of the resize mode (Pillow for ``"pil"``, ATen for ``"torch-uint8"``) where it can run; the
+    reference otherwise. ``"torch"``: the same without Triton. Anything that needs gradients runs the
+    reference. A backend asked for by name that cannot run raises ``ValueError``."""
     check_choice(backend)
     if backend in ("auto", "torch"):
         if not needs_grad:
             if backend == "auto" and device.type == "cuda" and _can_run("triton", device)[0]:
                 return get("triton")
-            if device.type == "cpu" and resize_mode == "pil" and _can_run("pillow", device)[0]:
-                return get("pillow")
+            cpu_backend = _CPU_BACKEND_OF_MODE.get(resize_mode)
+            if device.type == "cpu" and cpu_backend and _can_run(cpu_backend, device)[0]:
+                return get(cpu_backend)
         return get("reference")
     ok, why = _can_run(backend, device)
     if not ok:

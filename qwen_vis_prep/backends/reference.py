@@ -1,5 +1,7 @@
 """The reference backend: pure torch on any device. It is the oracle the Pillow and Triton backends are tested
-against, the fallback where they cannot run, and the differentiable path (``resize_mode="float"``).
+against, the fallback where they cannot run, and the differentiable path (``resize_mode="float"``). Both
+fixed-point modes (``"pil"``, ``"torch-uint8"``) run the same integer passes; only the tables and the pass
+order differ (``resample_tables``, ``sizing.vertical_pass_first``).
 
 Every function works on batches ``[B, C, H, W]`` of any strides and any device.
 """
@@ -11,8 +13,8 @@ import torch
 from ..config import VisionPreprocessConfig
 from ..contract import ImageBatch, Plan, VideoBatch
 from ..layout import patchify, patchify_into, patchify_video_into
-from ..resample_tables import DEVICE_TABLES, PRECISION_BITS, device_taps, upload_table
-from ..sizing import pillow_vertical_first, separable_passes
+from ..resample_tables import DEVICE_TABLES, FIXED_POINT_MODES, PRECISION_BITS, device_taps, upload_table
+from ..sizing import separable_passes, vertical_pass_first
 
 NAME = "reference"
 
@@ -43,13 +45,14 @@ def _in_slices(x: torch.Tensor, axis: int, out_size: int, one_pass) -> torch.Ten
     return out
 
 
-def resample_axis_pil(x: torch.Tensor, out_size: int, axis: int) -> torch.Tensor:
-    """One Pillow fixed-point BICUBIC pass along ``axis`` (-2 rows / -1 columns).
+def resample_axis_fixed(x: torch.Tensor, out_size: int, axis: int, mode: str = "pil") -> torch.Tensor:
+    """One fixed-point BICUBIC pass of ``mode`` along ``axis`` (-2 rows / -1 columns).
 
     ``[B, C, H, W] uint8 -> uint8`` with the resampled side replaced by ``out_size``; int32 arithmetic,
-    bit-exact with Pillow's ``ImagingResample{Horizontal,Vertical}_8bpc``. Large images go in slices.
+    bit-exact with Pillow's ``ImagingResample{Horizontal,Vertical}_8bpc`` (``"pil"``) or one pass of torch's
+    CPU uint8 antialiased kernel (``"torch-uint8"``). Large images go in slices.
     """
-    idx, w = device_taps(x.shape[axis], out_size, "pil", x.device)
+    idx, w = device_taps(x.shape[axis], out_size, mode, x.device)
     idx = idx.long()
     shape = [1] * x.dim()
     shape[axis] = out_size
@@ -91,11 +94,12 @@ def resample_axis_float(x: torch.Tensor, out_size: int, axis: int) -> torch.Tens
     return _in_slices(x, axis, out_size, one_pass)
 
 
-def resize_pil(x: torch.Tensor, size: tuple[int, int], vertical_first: bool) -> torch.Tensor:
-    """Pillow BICUBIC resize of ``[B, C, H, W] uint8`` to ``size = (h, w)``: two separable fixed-point passes
-    with a uint8 intermediate, in the given order; a side that keeps its size is not resampled."""
+def resize_fixed(x: torch.Tensor, size: tuple[int, int], vertical_first: bool, mode: str = "pil"
+                 ) -> torch.Tensor:
+    """Fixed-point BICUBIC resize of ``[B, C, H, W] uint8`` to ``size = (h, w)`` in ``mode``: two separable
+    passes with a uint8 intermediate, in the given order; a side that keeps its size is not resampled."""
     for vertical, n in separable_passes(x.shape[-2], x.shape[-1], *size, vertical_first):
-        x = resample_axis_pil(x, n, -2 if vertical else -1)
+        x = resample_axis_fixed(x, n, -2 if vertical else -1, mode)
     return x
 
 
@@ -191,15 +195,14 @@ def level_table(config: VisionPreprocessConfig, device: torch.device) -> torch.T
 # ------------------------------------------------------------------------------------ the pipeline
 
 def resized_levels(img: torch.Tensor, size: tuple[int, int], config: VisionPreprocessConfig) -> torch.Tensor:
-    """``[B, 3, H, W]`` -> resized uint8 levels ``[B, 3, h, w]`` (pil mode, or float mode on uint8). An
-    unchanged size passes the levels through."""
+    """``[B, 3, H, W]`` -> resized uint8 levels ``[B, 3, h, w]`` (a fixed-point mode, or float mode on
+    uint8). An unchanged size passes the levels through."""
     in_h, in_w = img.shape[-2:]
-    if config.resize_mode == "pil":
+    if config.resize_mode in FIXED_POINT_MODES:
         levels = to_levels(img, config.input_range)
         if (in_h, in_w) == tuple(size):
             return levels
-        vf = pillow_vertical_first(in_h, in_w, size[0], size[1], config.pillow_order)
-        return resize_pil(levels, size, vf)
+        return resize_fixed(levels, size, vertical_pass_first(in_h, in_w, *size, config), config.resize_mode)
     if (in_h, in_w) == tuple(size):
         return img
     return round_to_levels(resize_float(img.to(torch.float32), size))
@@ -208,11 +211,11 @@ def resized_levels(img: torch.Tensor, size: tuple[int, int], config: VisionPrepr
 def normalized_pixels(img: torch.Tensor, size: tuple[int, int], config: VisionPreprocessConfig,
                       levels: torch.Tensor | None = None) -> torch.Tensor:
     """Resize and normalise ``img [B, 3, H, W]`` -> float ``[B, 3, h, w]`` (images and video frames alike).
-    uint8 input, and float input that pil mode resizes, become uint8 levels first (``levels``, when given,
+    uint8 input, and float input that a fixed-point mode resizes, become uint8 levels first (``levels``, when given,
     are those resized levels, made elsewhere); other float input keeps its values (float resize or none),
     which is also the differentiable path."""
     resizing = tuple(img.shape[-2:]) != tuple(size)
-    if img.dtype == torch.uint8 or (config.resize_mode == "pil" and resizing):
+    if img.dtype == torch.uint8 or (config.resize_mode in FIXED_POINT_MODES and resizing):
         x = resized_levels(img, size, config) if levels is None else levels
     else:
         x = to_float_scale(img, config.input_range)
@@ -226,8 +229,8 @@ def differentiable(images: list[torch.Tensor], plan: Plan) -> torch.Tensor:
     """Float-mode ``pixel_values`` that keep autograd history (a new tensor, not written into an output)."""
     config = plan.config
     if config.resize_mode != "float":
-        raise ValueError("gradients flow only through resize_mode='float'; resize_mode='pil' rounds to uint8 "
-                         "levels. Pass resize_mode='float' or detach the input")
+        raise ValueError(f"gradients flow only through resize_mode='float'; resize_mode={config.resize_mode!r} "
+                         "rounds to uint8 levels. Pass resize_mode='float' or detach the input")
     parts = [patchify(normalized_pixels(img[None], size, config), config.patch_size, config.merge_size,
                       config.image_frames, config.output_dtype)
              for img, size in zip(images, plan.sizes)]

@@ -16,7 +16,7 @@ import torch
 
 from ...config import VisionPreprocessConfig
 from ...contract import ImageBatch, Plan, VideoBatch
-from ...sizing import pillow_vertical_first, separable_passes
+from ...sizing import separable_passes, vertical_pass_first
 from .. import reference
 from .plans import launch_group, resample_pass
 from .warm import GroupLaunch, launch_source, remember_call, warm_call
@@ -71,14 +71,12 @@ def videos_into(batch: VideoBatch, plan: Plan, out: torch.Tensor) -> None:
 def resize(images: list[torch.Tensor], sizes: list[tuple[int, int]], config: VisionPreprocessConfig,
            stacked: torch.Tensor | None = None) -> list[torch.Tensor]:
     """The resize stage alone on uint8 ``[3, H, W]`` images with the first-pass kernel."""
-    pil = config.resize_mode == "pil"
     results = []
     for img, (h, w) in zip(images, sizes):
         x = img[None]
         in_h, in_w = x.shape[-2:]
-        vertical_first = pil and pillow_vertical_first(in_h, in_w, h, w, config.pillow_order)
-        for vertical, n in separable_passes(in_h, in_w, h, w, vertical_first):
-            x = resample_pass(x, n, vertical, pil)
+        for vertical, n in separable_passes(in_h, in_w, h, w, vertical_pass_first(in_h, in_w, h, w, config)):
+            x = resample_pass(x, n, vertical, config.resize_mode)
         if x.dtype != torch.uint8:
             x = reference.round_to_levels(x)
         results.append(x[0])

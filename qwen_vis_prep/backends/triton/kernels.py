@@ -3,7 +3,8 @@ launcher (``launcher.py``) passes every argument by name.
 
 Arithmetic mirrors the reference backend (``backends/reference.py``) operation by operation, so results are
 bit-identical:
-* Pillow fixed point: int32 ``2**21 + sum(level * weight)``, arithmetic shift by 22, clamp to [0, 255].
+* Fixed point (``"pil"`` and ``"torch-uint8"``, whose tables share one 22-bit scale, see ``resample_tables``):
+  int32 ``2**21 + sum(level * weight)``, arithmetic shift by 22, clamp to [0, 255].
 * Float resampling: float64 products of float32 values (exact, so FMA contraction cannot change them) and a
   float64 running sum in tap order, rounded once to float32.
 * Normalisation of uint8 levels: a gather from the ``[3, 256]`` table built by ``reference.normalize``.
@@ -36,7 +37,7 @@ def _jit_sizes(*sizes: str):
         return triton.jit(do_not_specialize_on_alignment=list(sizes))
     return triton.jit
 
-SRC_U8_PIL = 0      # uint8 levels, Pillow fixed-point taps
+SRC_U8_FIXED = 0    # uint8 levels, fixed-point taps
 SRC_U8_FLOAT = 1    # uint8 levels, float taps, rounded back to levels
 SRC_FLOAT = 2       # float values, float taps, float normalisation
 
@@ -80,12 +81,12 @@ def _to_output(val, out_ptr):
 def _resample_pass_kernel(src_ptr, dst_ptr, idx_ptr, w_ptr,
                           n_r, n_q, n_in, n_qb,
                           s_b, s_c, s_r, s_q,
-                          TAPS: tl.constexpr, VERTICAL: tl.constexpr, PIL: tl.constexpr,
+                          TAPS: tl.constexpr, VERTICAL: tl.constexpr, FIXED: tl.constexpr,
                           BLOCK_R: tl.constexpr, BLOCK_Q: tl.constexpr, TAP_MAJOR: tl.constexpr):
     """First separable pass: ``dst[b, c, r, q]`` (contiguous ``[B, C, n_r, n_q]``) from ``src`` (any strides).
 
     VERTICAL: ``r`` is resampled through the taps (``n_in`` source rows), ``q`` copied; else ``q`` is.
-    PIL: uint8 -> uint8 fixed point; else float -> float32 with a float64 sum. TAP_MAJOR: layout of the
+    FIXED: uint8 -> uint8 fixed point; else float -> float32 with a float64 sum. TAP_MAJOR: layout of the
     filter tables (see ``_tap``). The ``TAPS`` taps are unrolled so their loads are all in flight at once;
     out-of-range lanes are clamped (not masked) so every load is in bounds and only the store is masked.
     Offsets inside one image are int32 (the plan checks).
@@ -101,7 +102,7 @@ def _resample_pass_kernel(src_ptr, dst_ptr, idx_ptr, w_ptr,
     mask = (r[:, None] < n_r) & (q[None, :] < n_q)
     r = tl.minimum(r, n_r - 1)
     q = tl.minimum(q, n_q - 1)
-    if PIL:
+    if FIXED:
         acc = tl.full((BLOCK_R, BLOCK_Q), 1 << 21, tl.int32)
     else:
         acc = tl.zeros((BLOCK_R, BLOCK_Q), tl.float64)
@@ -119,12 +120,12 @@ def _resample_pass_kernel(src_ptr, dst_ptr, idx_ptr, w_ptr,
         else:
             wk = tl.load(w_ptr + _tap(q, k, n_q, TAPS, TAP_MAJOR))[None, :]
             v = tl.load(base + (row[:, None] + (src_i * s_q)[None, :]))
-        if PIL:
+        if FIXED:
             acc += v.to(tl.int32) * wk
         else:
             acc += v.to(tl.float32).to(tl.float64) * wk.to(tl.float64)
     dst = dst_base + (r[:, None] * n_q + q[None, :])
-    if PIL:
+    if FIXED:
         tl.store(dst, tl.minimum(tl.maximum(acc >> 22, 0), 255).to(tl.uint8), mask=mask)
     else:
         tl.store(dst, acc.to(tl.float32), mask=mask)
@@ -245,11 +246,11 @@ def _rows_pass_kernel(src_ptr, dst_ptr, start_ptr, w_ptr,
                       s_b, s_c, s_r, s_q,
                       TAPS: tl.constexpr, ROWS: tl.constexpr, BLOCK_Q: tl.constexpr, P: tl.constexpr,
                       PAD: tl.constexpr, TAP_MAJOR: tl.constexpr, PREFETCH: tl.constexpr):
-    """Horizontal Pillow pass (uint8 -> uint8 fixed point) over ``ROWS`` rows per program, with the taps of
+    """Horizontal fixed-point pass (uint8 -> uint8 fixed point) over ``ROWS`` rows per program, with the taps of
     the program's ``BLOCK_Q`` columns loaded once and held in registers for all its rows (a row costs one
     byte load per tap and output, nothing else).
 
-    The filter is given as windows (``resample_tables.pil_window_taps``): output ``q`` reads the ``TAPS``
+    The filter is given as windows (``resample_tables.window_taps``): output ``q`` reads the ``TAPS``
     consecutive source columns from ``start_ptr[q]``, all in bounds, with weights ``w_ptr`` (see ``_tap``).
     With no per-tap clamp, a row's taps are one address plus constant offsets (folded into the loads where
     the column stride is 1).
@@ -298,7 +299,7 @@ def _patch_rows_kernel(src_ptr, out_ptr, idx_ptr, w_ptr, lut_ptr, rows_ptr,
                        HAS_ROW_TABLE: tl.constexpr, C: tl.constexpr, P: tl.constexpr, M: tl.constexpr,
                        T: tl.constexpr, TAPS: tl.constexpr, PAD: tl.constexpr, BLOCK: tl.constexpr,
                        TAP_MAJOR: tl.constexpr):
-    """Vertical Pillow pass from the patch-packed uint8 scratch of ``_rows_pass_kernel``, fused with
+    """Vertical fixed-point pass from the patch-packed uint8 scratch of ``_rows_pass_kernel``, fused with
     normalisation, the patch permute, the temporal repeat and the output cast.
 
     Program ``(i, band, b)`` makes ``BLOCK`` neighbouring whole patches of the ``band``-th row of patches
@@ -343,7 +344,7 @@ def _band_patches(src, s_c, rows, wts, at, out_ptr, img_row, band, patch_x, x_ok
                   PAD: tl.constexpr, BLOCK: tl.constexpr):
     """The fused tail of the rows pipeline for ``BLOCK`` patches (``patch_x [BLOCK]``, stored where ``x_ok``)
     of row of patches ``band`` of the image whose first output row is ``img_row``: per channel, the vertical
-    Pillow pass from the patch-packed uint8 ``src`` (channel stride ``s_c``; tap ``k`` of the band's rows at
+    fixed-point pass from the patch-packed uint8 ``src`` (channel stride ``s_c``; tap ``k`` of the band's rows at
     offset ``rows[k] [PAD, 1, 1]`` with weights ``wts[k]``; the patches' columns at ``at [1, BLOCK, PAD]``),
     then the level table, the output cast and the ``T`` copies of each patch's run of its output row."""
     PP: tl.constexpr = P * P

@@ -6,7 +6,7 @@ host<->device traffic, no sync: it can be captured in a CUDA graph).
 A group takes at most two launches (first separable pass into a uint8/float32 scratch, then the last pass
 fused with normalisation + patchify + cast, writing each output element once); no resize is one launch.
 Two kernel pairs do this: the "rows" pipeline (:class:`RowsPass` + ``_patch_rows_kernel``, patch-packed
-scratch) for Pillow arithmetic resized width first, the tile kernels (:class:`Pass` + ``_patchify_kernel``)
+scratch) for fixed-point arithmetic resized width first, the tile kernels (:class:`Pass` + ``_patchify_kernel``)
 for everything else (see ``tuning``). The first call for a new size uploads its tables and waits for them
 (``resample_tables.upload_table``).
 """
@@ -18,11 +18,11 @@ import contextlib
 import torch
 
 from ...config import VisionPreprocessConfig
-from ...resample_tables import (DEVICE_TABLES, DeviceTableCache, device_taps, device_window_taps, float_taps,
-                                padded_taps, pil_taps, upload_table)
-from ...sizing import pillow_vertical_first, separable_passes
+from ...resample_tables import (DEVICE_TABLES, FIXED_POINT_MODES, DeviceTableCache, device_taps,
+                                device_window_taps, fixed_taps, float_taps, padded_taps, upload_table)
+from ...sizing import separable_passes, vertical_pass_first
 from ..reference import level_table, normalize_constants, to_levels
-from .kernels import (SRC_FLOAT, SRC_U8_FLOAT, SRC_U8_PIL, _patch_rows_kernel, _patchify_kernel,
+from .kernels import (SRC_FLOAT, SRC_U8_FLOAT, SRC_U8_FIXED, _patch_rows_kernel, _patchify_kernel,
                       _resample_pass_kernel, _rows_pass_kernel)
 from .launcher import Launcher
 from .tuning import TUNING, tuning_key
@@ -65,33 +65,37 @@ def check_int32_extent(shape: tuple[int, ...], strides: tuple[int, ...]) -> None
                          f"{tuple(shape)}; use backend='reference'")
 
 
-def kernel_tap_count(n_in: int, n: int, pil: bool) -> int:
-    """The tap count the kernels are compiled for when resampling ``n_in -> n`` (see ``padded_taps``)."""
-    return padded_taps((pil_taps if pil else float_taps)(n_in, n)[0].shape[1])  # host tables, lru-cached
+def kernel_tap_count(n_in: int, n: int, mode: str) -> int:
+    """The tap count the kernels are compiled for when resampling ``n_in -> n`` in resize ``mode`` (see
+    ``padded_taps``)."""
+    table = fixed_taps(n_in, n, mode) if mode in FIXED_POINT_MODES else float_taps(n_in, n)  # lru-cached
+    return padded_taps(table[0].shape[1])
 
 
-def _kernel_taps(n_in: int, n: int, pil: bool, device: torch.device, tap_major: bool
+def _kernel_taps(n_in: int, n: int, mode: str, device: torch.device, tap_major: bool
                  ) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """``(index, weight, taps)``: device tap tables padded to the tap count the kernels are compiled for (see
-    ``padded_taps``), laid out ``[n, taps]``, or ``[taps, n]`` when ``tap_major``."""
-    taps = kernel_tap_count(n_in, n, pil)
-    idx, wts = device_taps(n_in, n, "pil" if pil else "float", device, width=taps, tap_major=tap_major)
+    """``(index, weight, taps)``: device tap tables of ``mode`` padded to the tap count the kernels are
+    compiled for (see ``padded_taps``), laid out ``[n, taps]``, or ``[taps, n]`` when ``tap_major``."""
+    taps = kernel_tap_count(n_in, n, mode)
+    idx, wts = device_taps(n_in, n, mode, device, width=taps, tap_major=tap_major)
     return idx, wts, taps
 
 
 class Pass:
     """One prepared launch of ``_resample_pass_kernel``: tables, grid and scalars for a fixed
-    (input shape, strides, output length, axis, arithmetic); ``run`` only allocates and launches."""
+    (input shape, strides, output length, axis, resize mode); ``run`` only allocates and launches. The
+    fixed-point modes run integer arithmetic on uint8, ``"float"`` float64 sums into float32."""
 
     __slots__ = ("launch", "dst_shape", "dst_dtype")
 
-    def __init__(self, shape: tuple[int, ...], strides: tuple[int, ...], n: int, vertical: bool, pil: bool,
+    def __init__(self, shape: tuple[int, ...], strides: tuple[int, ...], n: int, vertical: bool, mode: str,
                  device: torch.device) -> None:
         b, c, h, w = shape
         check_int32_extent(shape, strides)
         n_in = h if vertical else w
+        pil = mode in FIXED_POINT_MODES
         tap_major = TUNING["pass_taps"] == "tap-major"
-        idx, wts, taps = _kernel_taps(n_in, n, pil, device, tap_major)
+        idx, wts, taps = _kernel_taps(n_in, n, mode, device, tap_major)
         n_r, n_q = (n, w) if vertical else (h, n)
         check_int32_extent((b, c, n_r, n_q), (c * n_r * n_q, n_r * n_q, n_q, 1))
         block_r, block_q = TUNING["pass_block_r"], TUNING["pass_block_q"]
@@ -101,7 +105,7 @@ class Pass:
             _resample_pass_kernel, (-(-n_r // block_r) * n_qb, c, b), inputs=("src_ptr", "dst_ptr"),
             args=dict(idx_ptr=idx, w_ptr=wts, n_r=n_r, n_q=n_q, n_in=n_in, n_qb=n_qb,
                       s_b=s_b, s_c=s_c, s_r=s_r, s_q=s_q),
-            constexprs=dict(TAPS=taps, VERTICAL=vertical, PIL=pil, BLOCK_R=block_r, BLOCK_Q=block_q,
+            constexprs=dict(TAPS=taps, VERTICAL=vertical, FIXED=pil, BLOCK_R=block_r, BLOCK_Q=block_q,
                             TAP_MAJOR=tap_major),
             num_warps=TUNING["pass_warps"])
         self.dst_shape = (b, c, n_r, n_q)
@@ -113,12 +117,12 @@ class Pass:
         return dst
 
 
-def resample_pass(src: torch.Tensor, n: int, vertical: bool, pil: bool) -> torch.Tensor:
+def resample_pass(src: torch.Tensor, n: int, vertical: bool, mode: str) -> torch.Tensor:
     """One separable pass ``[B, C, H, W] -> [B, C, n, W]`` (vertical) or ``[B, C, H, n]``, contiguous.
 
-    ``pil``: uint8 -> uint8 fixed point; else uint8/float -> float32 (float64 sum).
+    A fixed-point ``mode``: uint8 -> uint8; ``"float"``: uint8/float -> float32 (float64 sum).
     """
-    step = Pass(tuple(src.shape), src.stride(), n, vertical, pil, src.device)
+    step = Pass(tuple(src.shape), src.stride(), n, vertical, mode, src.device)
     with device_guard(src):
         return step.run(src)
 
@@ -136,19 +140,20 @@ def rows_block_q(taps: int) -> int:
 
 
 class RowsPass:
-    """One prepared launch of ``_rows_pass_kernel``: the horizontal Pillow pass ``[B, C, H, W] -> [B, C, H,
-    n / patch * 16]`` (uint8, any source strides) into the patch-packed scratch of ``_patch_rows_kernel``
-    (``n`` a multiple of ``patch``, ``W`` at least the filter's window, see :func:`rows_pipeline`)."""
+    """One prepared launch of ``_rows_pass_kernel``: the horizontal fixed-point pass of ``mode`` ``[B, C, H,
+    W] -> [B, C, H, n / patch * 16]`` (uint8, any source strides) into the patch-packed scratch of
+    ``_patch_rows_kernel`` (``n`` a multiple of ``patch``, ``W`` at least the filter's window, see
+    :func:`rows_pipeline`)."""
 
     __slots__ = ("launch", "dst_shape")
 
-    def __init__(self, shape: tuple[int, ...], strides: tuple[int, ...], n: int, patch: int,
+    def __init__(self, shape: tuple[int, ...], strides: tuple[int, ...], n: int, patch: int, mode: str,
                  device: torch.device) -> None:
         b, c, h, w = shape
         check_int32_extent(shape, strides)
         tap_major = TUNING["pass_taps"] == "tap-major"
-        taps = kernel_tap_count(w, n, True)
-        start, wts = device_window_taps(w, n, taps, device, tap_major)
+        taps = kernel_tap_count(w, n, mode)
+        start, wts = device_window_taps(w, n, taps, device, tap_major, mode)
         n_qp = n // patch * PACKED_RUN
         check_int32_extent((b, c, h, n_qp), (c * h * n_qp, h * n_qp, n_qp, 1))
         rows, block_q = TUNING["rows_per_program"], rows_block_q(taps)
@@ -171,23 +176,24 @@ class RowsPass:
         return dst
 
 
-def rows_pipeline(passes: list[tuple[bool, int]], in_w: int, kind: int, patch: int) -> bool:
+def rows_pipeline(passes: list[tuple[bool, int]], in_w: int, kind: int, patch: int, mode: str) -> bool:
     """Whether a group with these ``passes`` and input width runs as ``_rows_pass_kernel`` +
-    ``_patch_rows_kernel`` (``TUNING["pipeline"] == "rows"``): Pillow arithmetic on uint8, a horizontal pass
-    then a vertical one, patches of at most 16, and an input at least as wide as the filter window, so no
-    window reaches outside its row."""
-    if not (TUNING["pipeline"] == "rows" and kind == SRC_U8_PIL and len(passes) == 2 and not passes[0][0]
+    ``_patch_rows_kernel`` (``TUNING["pipeline"] == "rows"``): fixed-point arithmetic on uint8, a horizontal
+    pass then a vertical one, patches of at most 16, and an input at least as wide as the filter window, so
+    no window reaches outside its row."""
+    if not (TUNING["pipeline"] == "rows" and kind == SRC_U8_FIXED and len(passes) == 2 and not passes[0][0]
             and 0 < patch <= PACKED_RUN):
         return False
-    return in_w >= kernel_tap_count(in_w, passes[0][1], True)
+    return in_w >= kernel_tap_count(in_w, passes[0][1], mode)
 
 
 def source_kind(src: torch.Tensor, config: VisionPreprocessConfig, resizing: bool) -> tuple[torch.Tensor, int]:
     """Bring ``src`` to a dtype the kernels take and pick their arithmetic (``kernels.SRC_*``)."""
+    fixed = config.resize_mode in FIXED_POINT_MODES
     if src.dtype == torch.uint8:
-        return src, SRC_U8_PIL if config.resize_mode == "pil" else SRC_U8_FLOAT
-    if config.resize_mode == "pil" and resizing:
-        return to_levels(src, config.input_range), SRC_U8_PIL
+        return src, SRC_U8_FIXED if fixed else SRC_U8_FLOAT
+    if fixed and resizing:
+        return to_levels(src, config.input_range), SRC_U8_FIXED
     if src.dtype == torch.float64:
         raise ValueError("backend='triton' takes uint8, float32, float16 or bfloat16 images, got float64; "
                          "use backend='reference' for float64")
@@ -208,10 +214,10 @@ class GroupPlan:
         self.fits = None
         b, c, in_h, in_w = shape
         h, w = size
-        pil = kind == SRC_U8_PIL
+        # the fixed-point arithmetic of the config's mode, or float (float mode, or float input kept as is)
+        mode = config.resize_mode if kind == SRC_U8_FIXED else "float"
         check_int32_extent(shape, strides)
-        # float resizing goes width first, as reference.resize_float does
-        vertical_first = pil and pillow_vertical_first(in_h, in_w, h, w, config.pillow_order)
+        vertical_first = kind == SRC_U8_FIXED and vertical_pass_first(in_h, in_w, h, w, config)
         passes = separable_passes(in_h, in_w, h, w, vertical_first)
         p, m, t = config.patch_size, config.merge_size, config.image_frames
         # where each image's rows start: a table for a gathered group, else first_row + b * rows_per_image
@@ -220,10 +226,10 @@ class GroupPlan:
         blocks_w = w // (p * m)
         layout = dict(HAS_ROW_TABLE=row_offsets is not None, C=c, P=p, M=m, T=t)
         lut = level_table(config, device)
-        if rows_pipeline(passes, in_w, kind, p):
-            self.first = RowsPass(shape, strides, w, p, device)
+        if rows_pipeline(passes, in_w, kind, p, mode):
+            self.first = RowsPass(shape, strides, w, p, mode, device)
             _, _, _, n_qp = self.first.dst_shape
-            idx, wts, taps = _kernel_taps(in_h, h, True, device, TUNING["patch_taps"] == "tap-major")
+            idx, wts, taps = _kernel_taps(in_h, h, mode, device, TUNING["patch_taps"] == "tap-major")
             block = TUNING["rows_patch_block"]
             self.launch = Launcher(
                 _patch_rows_kernel, (-(-(blocks_w * m) // block), h // p, b), inputs=("src_ptr", "out_ptr"),
@@ -235,7 +241,7 @@ class GroupPlan:
             return
         self.first = None
         if len(passes) == 2:
-            self.first = Pass(shape, strides, passes[0][1], passes[0][0], pil, device)
+            self.first = Pass(shape, strides, passes[0][1], passes[0][0], mode, device)
             shape = self.first.dst_shape
             strides = (shape[1] * shape[2] * shape[3], shape[2] * shape[3], shape[3], 1)
             passes = passes[1:]
@@ -243,7 +249,7 @@ class GroupPlan:
             vertical, n = passes[0]
             axis = 1 if vertical else 2
             n_in = shape[2] if vertical else shape[3]
-            idx, wts, taps = _kernel_taps(n_in, n, pil, device, TUNING["patch_taps"] == "tap-major")
+            idx, wts, taps = _kernel_taps(n_in, n, mode, device, TUNING["patch_taps"] == "tap-major")
         else:  # no resize: no filter
             axis, n_in, n, idx, wts, taps = 0, 1, 1, None, None, 1
         block = TUNING["patch_block"]
