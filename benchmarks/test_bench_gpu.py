@@ -129,6 +129,41 @@ def test_hf_torchvision_cuda(benchmark, case):
          images, rounds=20)
 
 
+# ------------------------------------------------------------------------------------------------ clips
+CLIPS = {"clip-16x720p": (16, 720, 1280), "clip-64x1080p": (64, 1080, 1920)}
+
+
+def _clip(case):
+    t, h, w = CLIPS[case]
+    return _batch(t, h, w, 7)
+
+
+def _video_config(mode="torch-uint8"):
+    return qvp.VIDEO_PRESETS["qwen2-vl"].replace(max_pixels=MAX_PIXELS, resize_mode=mode)
+
+
+@pytest.mark.parametrize("case", list(CLIPS))
+@pytest.mark.parametrize("mode", ["torch-uint8", "pil"])
+def test_ours_triton_clip(benchmark, case, mode):
+    """One clip on CUDA through the Triton kernels (two launches: each frame written to its temporal slot),
+    checked once against the reference backend bit for bit."""
+    config, video = qvp.PRESETS["qwen2-vl"], _video_config(mode)
+    clip = _clip(case)
+    out = qvp.preprocess_videos(clip, config, video, backend="triton")[0]
+    assert torch.equal(out, qvp.preprocess_videos(clip, config, video, backend="reference")[0])
+    _run(benchmark, f"{case}-{mode}" if mode != "torch-uint8" else case,
+         lambda x: qvp.preprocess_videos(x, config, video, backend="triton")[0], clip, rounds=30)
+
+
+@pytest.mark.parametrize("case", list(CLIPS))
+def test_hf_video_processor_cuda(benchmark, case):
+    from transformers import Qwen2VLVideoProcessor
+
+    hf = Qwen2VLVideoProcessor(min_pixels=3136, max_pixels=MAX_PIXELS, cap_pixels_per_frame=False)
+    _run(benchmark, case, lambda x: hf(videos=[x], device="cuda", do_sample_frames=False,
+                                       return_tensors="pt")["pixel_values_videos"], _clip(case), rounds=10)
+
+
 def test_copy_bandwidth(benchmark):
     """Device-to-device copy of 1 GiB: the bandwidth the floor is computed with (read + write bytes)."""
     src = torch.empty(1 << 30, dtype=torch.uint8, device="cuda")

@@ -9,10 +9,12 @@ from .outputs import VisionBatch
 from .presets import MODEL_PRESETS, PRESETS, VIDEO_PRESETS, ModelPreset
 from .sizing import sample_frame_indices, smart_resize
 from .tower import fold_patch_embed_weight, tower_kwargs, vision_tower_inputs
+from .video_decode import DecodedVideo, VideoLoadError, load_video
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "DecodedVideo",
     "MODEL_PRESETS",
     "ModelPreset",
     "OPENAI_CLIP_MEAN",
@@ -21,12 +23,14 @@ __all__ = [
     "QwenVisionEncoder",
     "QwenVisionPreprocessor",
     "VIDEO_PRESETS",
+    "VideoLoadError",
     "VisionBatch",
     "VideoConfig",
     "VisionPreprocessConfig",
     "__version__",
     "fold_patch_embed_weight",
     "io",
+    "load_video",
     "preprocess",
     "preprocess_videos",
     "resize",

@@ -224,7 +224,8 @@ def preprocess_videos(videos: Any, config: VisionPreprocessConfig | str | None =
         config: image config or preset name (patch sizes, mean/std, output dtype).
         video_config: :class:`VideoConfig` or preset name; default: the video config of ``config``'s preset.
             Its ``resize_mode`` (default ``"torch-uint8"``) is the one clips are resized with.
-        backend: as for :func:`preprocess`. The Triton backend runs clips through the reference for now.
+        backend: as for :func:`preprocess`. On Triton a clip (or a stacked batch of clips) is one group of
+            at most two launches, each frame written straight into its temporal slot.
 
     Returns:
         ``(pixel_values_videos [sum_i t_i * h_i * w_i, 3 * Tp * P * P]`` in ``config.output_dtype`` on the

@@ -939,3 +939,76 @@ def test_warm_lists_never_drop_gradients(warm_hits):
     with pytest.raises(ValueError, match="backward"):
         qvp.preprocess(images, cfg, backend="triton", check_values=False)
     assert warm_hits == [True]
+
+
+# ------------------------------------------------------------------------------------------------ clips
+
+def _clips(*shapes, seed=0, dtype=torch.uint8):
+    g = torch.Generator().manual_seed(seed)
+    out = [torch.randint(0, 256, s, generator=g, dtype=torch.uint8) for s in shapes]
+    return [c.to(dtype).to(DEVICE) for c in out]
+
+
+def _both_videos(x, video_config, config=None):
+    config = config or _cfg()
+    a, ga = qvp.preprocess_videos(x, config, video_config, backend="triton")
+    b, gb = qvp.preprocess_videos(x, config, video_config, backend="reference")
+    assert torch.equal(ga, gb)
+    return a, b
+
+
+def _video_cfg(mode="torch-uint8", preset="qwen2-vl", **kw):
+    f = 32 if preset == "qwen3-vl" else 28
+    return qvp.VideoConfig.from_preset(preset, **{"min_pixels": f * f * 2, "max_pixels": f * f * 4,
+                                                  "resize_mode": mode, **kw})
+
+
+@pytest.mark.parametrize("mode, pipeline", [
+    ("torch-uint8", "rows"),
+    pytest.param("torch-uint8", "tiles", marks=SLOW),
+    pytest.param("pil", "rows", marks=SLOW),
+    pytest.param("float", "rows", marks=SLOW),
+])
+def test_clips_bit_exact_two_launches_per_clip(monkeypatch, mode, pipeline):
+    """Each clip is one group: its frames write their own temporal slots (odd counts repeat the last frame
+    into the padding slot), two launches per clip however many frames, and the reference's bits; a stacked
+    batch of clips is one group too."""
+    _tune(monkeypatch, pipeline=pipeline)
+    grids = count_launches(monkeypatch)
+    clips = _clips((3, 3, 40, 60), (2, 3, 30, 64), (1, 3, 28, 28))
+    a, b = _both_videos(clips, _video_cfg(mode))
+    assert torch.equal(a, b)
+    fused = grids["_patchify_kernel"] + grids["_patch_rows_kernel"]
+    assert sorted(g[2] for g in fused) == [1, 2, 3]  # one fused launch per clip, its frames on grid dim 2
+    if mode != "pil":  # (Pillow 13 resizes one of these clips vertically first: tile kernels)
+        # every clip here resizes both sides, width first in torch-uint8 mode: the rows pipeline takes them
+        assert len(grids["_patch_rows_kernel"]) == (3 if pipeline == "rows" and mode != "float" else 0)
+    a, b = _both_videos(torch.stack([clips[0], clips[0].flip(-1)]), _video_cfg(mode))
+    assert torch.equal(a, b)
+    assert max(g[2] for g in grids["_patchify_kernel"] + grids["_patch_rows_kernel"]) == 6
+
+
+def test_clips_float_frames_dtypes_and_patch16():
+    """Float frames (resized, and kept at their size), bf16 output, Qwen3-VL's patch 16 and odd counts."""
+    x = _clips((3, 3, 40, 60), seed=1, dtype=torch.float32)
+    for mode in ("torch-uint8", "float"):
+        a, b = _both_videos(x, _video_cfg(mode))
+        assert torch.equal(a, b)
+    kept = _clips((3, 3, 56, 56), seed=2, dtype=torch.float16)
+    a, b = _both_videos(kept, _video_cfg(), _cfg(do_resize=False))
+    assert torch.equal(a, b)
+    a, b = _both_videos(_clips((3, 3, 45, 70), seed=3), _video_cfg(preset="qwen3-vl", sizing="qwen3-vl"),
+                        _cfg(preset="qwen3-vl", output_dtype=torch.bfloat16))
+    assert a.dtype == torch.bfloat16 and torch.equal(a, b)
+
+
+def test_clips_split_over_grids_at_clip_boundaries(monkeypatch):
+    """More frames than one grid takes: a stacked batch is split at whole clips, each part placed after the
+    clips before it."""
+    monkeypatch.setattr(plans, "MAX_GRID_YZ", 7)
+    x = torch.stack(_clips((3, 3, 30, 40), (3, 3, 30, 40), (3, 3, 30, 40), seed=4))
+    a, b = _both_videos(x, _video_cfg())
+    assert torch.equal(a, b)
+    monkeypatch.setattr(plans, "MAX_GRID_YZ", 2)
+    with pytest.raises(ValueError, match="clips of at most 2 frames, got 3"):
+        qvp.preprocess_videos(x, _cfg(), _video_cfg(), backend="triton")

@@ -5,7 +5,7 @@ Package layout, by responsibility: ``kernels.py`` (the ``@triton.jit`` kernels, 
 (launching one prepared kernel with named arguments), ``plans.py`` (the launches of one same-shape group,
 cached), ``warm.py`` (replaying a repeated call), ``tuning.py`` (launch shapes). This module is the backend
 contract (``backends/__init__.py``): images are grouped by (shape, dtype, target size), one group's launches
-per distinct group; clips run the reference for now.
+per distinct group; a clip's frames are one group, written to their temporal slots.
 """
 
 from __future__ import annotations
@@ -64,8 +64,17 @@ def preprocess_into(batch: ImageBatch, plan: Plan, out: torch.Tensor) -> list[Gr
 
 
 def videos_into(batch: VideoBatch, plan: Plan, out: torch.Tensor) -> None:
-    """Clips: the reference on the clips' device."""
-    reference.videos_into(batch, plan, out)
+    """Fill ``out`` with the patches of every clip: the frames of a clip (of a stacked batch of clips) are one
+    group whose fused pass writes each frame into its temporal slot, so two consecutive frames fill the two
+    temporal columns of a row (the last frame of an odd count also the slots after it); two launches per
+    clip (one per batch of same-size clips), at most."""
+    config, sizes, row_offsets = plan.config, plan.sizes, plan.row_offsets
+    if batch.stacked is not None:
+        frames = batch.clips[0].shape[0]
+        launch_group(batch.stacked, tuple(sizes[0]), config, out, row_offsets[0], None, frames)
+        return
+    for i, clip in enumerate(batch.clips):
+        launch_group(clip, tuple(sizes[i]), config, out, row_offsets[i], None, clip.shape[0])
 
 
 def resize(images: list[torch.Tensor], sizes: list[tuple[int, int]], config: VisionPreprocessConfig,

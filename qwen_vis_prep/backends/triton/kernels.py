@@ -131,11 +131,11 @@ def _resample_pass_kernel(src_ptr, dst_ptr, idx_ptr, w_ptr,
         tl.store(dst, acc.to(tl.float32), mask=mask)
 
 
-@_jit_sizes("rows_per_image", "first_row", "n_in", "n_out")
+@_jit_sizes("rows_per_image", "first_row", "n_in", "n_out", "clip_frames")
 def _patchify_kernel(src_ptr, out_ptr, idx_ptr, w_ptr, lut_ptr, norm_ptr, rows_ptr,
-                     rows_per_image, first_row, blocks_w, n_in, n_out,
+                     rows_per_image, first_row, blocks_w, n_in, n_out, clip_frames,
                      s_b, s_c, s_y, s_x,
-                     SRC: tl.constexpr, AXIS: tl.constexpr, HAS_ROW_TABLE: tl.constexpr,
+                     SRC: tl.constexpr, AXIS: tl.constexpr, HAS_ROW_TABLE: tl.constexpr, VIDEO: tl.constexpr,
                      C: tl.constexpr, P: tl.constexpr, M: tl.constexpr, T: tl.constexpr,
                      TAPS: tl.constexpr, PP_PAD: tl.constexpr, BLOCK: tl.constexpr, TAP_MAJOR: tl.constexpr):
     """Last pass fused with normalisation, the patch permute, the temporal repeat and the output cast.
@@ -151,7 +151,9 @@ def _patchify_kernel(src_ptr, out_ptr, idx_ptr, w_ptr, lut_ptr, norm_ptr, rows_p
     resampled ones, the filter tables laid out as ``TAP_MAJOR`` says, see ``_tap``), ``SRC``
     the arithmetic (see the module doc) and ``TAPS`` the unrolled filter length. Levels are normalised by
     gathering the ``[3, 256]`` level table ``lut_ptr``, float values with ``norm_ptr`` (see ``_normalize``).
-    Image ``b``'s rows start at ``rows_ptr[b]`` (HAS_ROW_TABLE) or ``first_row + b * rows_per_image``.
+    Image ``b``'s rows start at ``rows_ptr[b]`` (HAS_ROW_TABLE) or ``first_row + b * rows_per_image``, and
+    each value is stored in all ``T`` temporal columns. VIDEO: ``b`` is a frame of clips of ``clip_frames``
+    frames, stored only in its temporal slot of its frame block (see ``_frame_slots``).
     """
     pid = tl.program_id(0)
     band = tl.program_id(1)
@@ -220,16 +222,45 @@ def _patchify_kernel(src_ptr, out_ptr, idx_ptr, w_ptr, lut_ptr, norm_ptr, rows_p
         val = _normalize(val, norm_ptr, c[:, None])
     else:
         val = tl.load(lut_ptr + ((c * 256)[:, None] + level))
-    if HAS_ROW_TABLE:
-        img_row = tl.load(rows_ptr + b)
-    else:
-        img_row = first_row + b.to(tl.int64) * rows_per_image
+    img_row, lo, hi = _frame_slots(b, rows_ptr, rows_per_image, first_row, clip_frames, HAS_ROW_TABLE,
+                                   VIDEO, T)
     out_row = img_row + (wy * blocks_w * MM + iy * M) + (wx * MM + ix)   # [BLOCK]
     dst = out_ptr + (out_row.to(tl.int64) * (C * T * PP) + c * (T * PP))[:, None] + pp_raw[None, :]
     val = _to_output(val, out_ptr)
     mask = j_ok[:, None] & pp_ok[None, :]
     for t in tl.static_range(T):
-        tl.store(dst + t * PP, val, mask=mask)
+        if VIDEO:
+            tl.store(dst + t * PP, val, mask=mask & (t >= lo) & (t < hi))
+        else:
+            tl.store(dst + t * PP, val, mask=mask)
+
+
+@triton.jit
+def _frame_slots(b, rows_ptr, rows_per_image, first_row, clip_frames, HAS_ROW_TABLE: tl.constexpr,
+                 VIDEO: tl.constexpr, T: tl.constexpr):
+    """``(first output row, first slot, end slot)`` of image or frame ``b`` of a group.
+
+    Images: rows from ``rows_ptr[b]`` (HAS_ROW_TABLE) or ``first_row + b * rows_per_image``, all ``T``
+    temporal slots. VIDEO: ``b`` is frame ``f`` of clip ``i`` of a group of clips of ``clip_frames`` frames
+    each (``b = i * clip_frames + f``), clip ``i``'s ``ceil(clip_frames / T)`` frame blocks start at
+    ``first_row + i * blocks * rows_per_image``; the frame goes to block ``f // T``, slot ``f % T``, and the
+    clip's last frame also to the slots after it (transformers repeats it to fill the block)."""
+    if VIDEO:
+        i = b // clip_frames
+        f = b - i * clip_frames
+        g = f // T
+        lo = f - g * T
+        hi = tl.where(f == clip_frames - 1, T, lo + 1)
+        blocks = (clip_frames + T - 1) // T
+        img_row = first_row + (i * blocks + g).to(tl.int64) * rows_per_image
+    else:
+        lo = 0
+        hi = T
+        if HAS_ROW_TABLE:
+            img_row = tl.load(rows_ptr + b)
+        else:
+            img_row = first_row + b.to(tl.int64) * rows_per_image
+    return img_row, lo, hi
 
 
 @triton.jit
@@ -292,11 +323,12 @@ def _rows_pass_kernel(src_ptr, dst_ptr, start_ptr, w_ptr,
         tl.store(dst + r * n_qp, tl.minimum(tl.maximum(acc >> 22, 0), 255).to(tl.uint8), mask=ok)
 
 
-@_jit_sizes("rows_per_image", "first_row", "n_in", "n_out")
+@_jit_sizes("rows_per_image", "first_row", "n_in", "n_out", "clip_frames")
 def _patch_rows_kernel(src_ptr, out_ptr, idx_ptr, w_ptr, lut_ptr, rows_ptr,
-                       rows_per_image, first_row, blocks_w, n_in, n_out,
+                       rows_per_image, first_row, blocks_w, n_in, n_out, clip_frames,
                        s_b, s_c, s_y,
-                       HAS_ROW_TABLE: tl.constexpr, C: tl.constexpr, P: tl.constexpr, M: tl.constexpr,
+                       HAS_ROW_TABLE: tl.constexpr, VIDEO: tl.constexpr, C: tl.constexpr, P: tl.constexpr,
+                       M: tl.constexpr,
                        T: tl.constexpr, TAPS: tl.constexpr, PAD: tl.constexpr, BLOCK: tl.constexpr,
                        TAP_MAJOR: tl.constexpr):
     """Vertical fixed-point pass from the patch-packed uint8 scratch of ``_rows_pass_kernel``, fused with
@@ -309,17 +341,15 @@ def _patch_rows_kernel(src_ptr, out_ptr, idx_ptr, w_ptr, lut_ptr, rows_ptr,
     neighbouring vectors, so a warp reads whole lines. For the stores the tile is turned to ``[BLOCK, PAD,
     PAD]``: a patch's ``P * P`` values of one channel are one contiguous run of its output row (columns
     ``(c, t, py, px)``), written ``T`` times at once. ``s_b``, ``s_c``, ``s_y`` are the scratch's strides
-    (``s_y`` = the packed row length, a multiple of 16). Image ``b``'s rows start at ``rows_ptr[b]``
-    (HAS_ROW_TABLE) or ``first_row + b * rows_per_image``.
+    (``s_y`` = the packed row length, a multiple of 16). Image ``b``'s rows and temporal slots are
+    ``_frame_slots``' (HAS_ROW_TABLE, VIDEO and ``clip_frames`` as in ``_patchify_kernel``).
     """
     pid = tl.program_id(0)
     band = tl.program_id(1)
     b = tl.program_id(2)
     base = src_ptr + b.to(tl.int64) * s_b
-    if HAS_ROW_TABLE:
-        img_row = tl.load(rows_ptr + b)
-    else:
-        img_row = first_row + b.to(tl.int64) * rows_per_image
+    img_row, lo, hi = _frame_slots(b, rows_ptr, rows_per_image, first_row, clip_frames, HAS_ROW_TABLE,
+                                   VIDEO, T)
     n_px = blocks_w * M
     patch_x = pid * BLOCK + tl.arange(0, BLOCK)
     x_ok = patch_x < n_px
@@ -334,19 +364,20 @@ def _patch_rows_kernel(src_ptr, out_ptr, idx_ptr, w_ptr, lut_ptr, rows_ptr,
         rows = rows + ((tl.minimum(start + k, n_in - 1) * s_y)[:, None, None],)   # the table's clamped index
         wts = wts + (tl.load(w_ptr + _tap(y, k, n_out, TAPS, TAP_MAJOR))[:, None, None],)
     at = (patch_x * PAD)[None, :, None] + pad[None, None, :]             # [1, BLOCK, PAD]
-    _band_patches(base, s_c, rows, wts, at, out_ptr, img_row, band, patch_x, x_ok, blocks_w, lut_ptr,
-                  C, P, M, T, TAPS, PAD, BLOCK)
+    _band_patches(base, s_c, rows, wts, at, out_ptr, img_row, lo, hi, band, patch_x, x_ok, blocks_w, lut_ptr,
+                  VIDEO, C, P, M, T, TAPS, PAD, BLOCK)
 
 
 @triton.jit
-def _band_patches(src, s_c, rows, wts, at, out_ptr, img_row, band, patch_x, x_ok, blocks_w, lut_ptr,
-                  C: tl.constexpr, P: tl.constexpr, M: tl.constexpr, T: tl.constexpr, TAPS: tl.constexpr,
+def _band_patches(src, s_c, rows, wts, at, out_ptr, img_row, lo, hi, band, patch_x, x_ok, blocks_w, lut_ptr,
+                  VIDEO: tl.constexpr, C: tl.constexpr, P: tl.constexpr, M: tl.constexpr, T: tl.constexpr, TAPS: tl.constexpr,
                   PAD: tl.constexpr, BLOCK: tl.constexpr):
     """The fused tail of the rows pipeline for ``BLOCK`` patches (``patch_x [BLOCK]``, stored where ``x_ok``)
     of row of patches ``band`` of the image whose first output row is ``img_row``: per channel, the vertical
     fixed-point pass from the patch-packed uint8 ``src`` (channel stride ``s_c``; tap ``k`` of the band's rows at
     offset ``rows[k] [PAD, 1, 1]`` with weights ``wts[k]``; the patches' columns at ``at [1, BLOCK, PAD]``),
-    then the level table, the output cast and the ``T`` copies of each patch's run of its output row."""
+    then the level table, the output cast and each patch's run of its output row in every temporal slot
+    (VIDEO: in slots ``lo <= t < hi``)."""
     PP: tl.constexpr = P * P
     MM: tl.constexpr = M * M
     pad = tl.arange(0, PAD)
@@ -365,4 +396,7 @@ def _band_patches(src, s_c, rows, wts, at, out_ptr, img_row, band, patch_x, x_ok
         level = tl.permute(tl.minimum(tl.maximum(acc >> 22, 0), 255), (1, 0, 2))
         val = _to_output(tl.load(lut_ptr + (c * 256 + level)), out_ptr)
         for t in tl.static_range(T):
-            tl.store(dst0 + (c * (T * PP) + t * PP), val, mask=mask)
+            if VIDEO:
+                tl.store(dst0 + (c * (T * PP) + t * PP), val, mask=mask & (t >= lo) & (t < hi))
+            else:
+                tl.store(dst0 + (c * (T * PP) + t * PP), val, mask=mask)

@@ -203,14 +203,16 @@ def source_kind(src: torch.Tensor, config: VisionPreprocessConfig, resizing: boo
 
 
 class GroupPlan:
-    """The launches of one same-shape group (see the module doc). ``fits`` is ``(source strides, source
-    aligned, output aligned)`` of the key it was built for (set by :func:`launch_group`)."""
+    """The launches of one same-shape group (see the module doc): images, or with ``clip_frames > 0`` the
+    frames of whole clips of that many frames each, each frame written to its temporal slot. ``fits`` is
+    ``(source strides, source aligned, output aligned)`` of the key it was built for (set by
+    :func:`launch_group`)."""
 
     __slots__ = ("first", "launch", "fits")
 
     def __init__(self, shape: tuple[int, ...], strides: tuple[int, ...], kind: int, size: tuple[int, int],
                  config: VisionPreprocessConfig, first_row: int, row_offsets: tuple[int, ...] | None,
-                 device: torch.device) -> None:
+                 device: torch.device, clip_frames: int = 0) -> None:
         self.fits = None
         b, c, in_h, in_w = shape
         h, w = size
@@ -219,12 +221,13 @@ class GroupPlan:
         check_int32_extent(shape, strides)
         vertical_first = kind == SRC_U8_FIXED and vertical_pass_first(in_h, in_w, h, w, config)
         passes = separable_passes(in_h, in_w, h, w, vertical_first)
-        p, m, t = config.patch_size, config.merge_size, config.image_frames
+        p, m = config.patch_size, config.merge_size
+        t = config.temporal_patch_size if clip_frames else config.image_frames
         # where each image's rows start: a table for a gathered group, else first_row + b * rows_per_image
         rows = dict(rows_ptr=_row_table(row_offsets, device) if row_offsets is not None else None,
-                    rows_per_image=(h // p) * (w // p), first_row=first_row)
+                    rows_per_image=(h // p) * (w // p), first_row=first_row, clip_frames=clip_frames)
         blocks_w = w // (p * m)
-        layout = dict(HAS_ROW_TABLE=row_offsets is not None, C=c, P=p, M=m, T=t)
+        layout = dict(HAS_ROW_TABLE=row_offsets is not None, VIDEO=clip_frames > 0, C=c, P=p, M=m, T=t)
         lut = level_table(config, device)
         if rows_pipeline(passes, in_w, kind, p, mode):
             self.first = RowsPass(shape, strides, w, p, mode, device)
@@ -274,28 +277,36 @@ def alignments(src: torch.Tensor, out: torch.Tensor) -> tuple[bool, bool]:
 
 
 def launch_group(src: torch.Tensor, size: tuple[int, int], config: VisionPreprocessConfig, out: torch.Tensor,
-                 first_row: int, row_offsets: tuple[int, ...] | None) -> GroupPlan | None:
+                 first_row: int, row_offsets: tuple[int, ...] | None, clip_frames: int = 0) -> GroupPlan | None:
     """Preprocess a same-shape batch ``src [B, 3, H, W]`` (any strides) into rows of ``out``.
 
-    Image ``b`` goes to rows ``first_row + b * rows`` (or ``row_offsets[b]`` when given). Returns the plan
-    it ran, or None when the batch was split over several launches (more images than a grid takes).
+    Image ``b`` goes to rows ``first_row + b * rows`` (or ``row_offsets[b]`` when given). With
+    ``clip_frames > 0``, ``src`` is the frames of ``B / clip_frames`` whole clips, one after another, whose
+    frame blocks follow each other from ``first_row``. Returns the plan it ran, or None when the batch was
+    split over several launches (more images than a grid takes).
     """
     n = src.shape[0]
-    if n > MAX_GRID_YZ:  # images ride on grid dim 2
+    if n > MAX_GRID_YZ:  # images (frames) ride on grid dim 2: split at whole clips
+        step = MAX_GRID_YZ - MAX_GRID_YZ % clip_frames if clip_frames else MAX_GRID_YZ
+        if step == 0:
+            raise ValueError(f"backend='triton' takes clips of at most {MAX_GRID_YZ} frames, got {clip_frames}; "
+                             "use backend='reference'")
         rows = (size[0] // config.patch_size) * (size[1] // config.patch_size)
-        for lo in range(0, n, MAX_GRID_YZ):
-            hi = min(n, lo + MAX_GRID_YZ)
-            launch_group(src[lo:hi], size, config, out, first_row + lo * rows,
-                         None if row_offsets is None else row_offsets[lo:hi])
+        for lo in range(0, n, step):
+            hi = min(n, lo + step)
+            skipped = lo // clip_frames * -(-clip_frames // config.temporal_patch_size) if clip_frames else lo
+            launch_group(src[lo:hi], size, config, out, first_row + skipped * rows,
+                         None if row_offsets is None else row_offsets[lo:hi], clip_frames)
         return None
     src, kind = source_kind(src, config, tuple(src.shape[-2:]) != tuple(size))
     # the pointers' 16-byte alignment is part of Triton's specialisation, hence of the plan (see Launcher)
     fits = (src.stride(), *alignments(src, out))
     key = (tuple(src.shape), src.dtype, src.device, *fits, kind, size, config._op_key, first_row, row_offsets,
-           tuning_key())
+           clip_frames, tuning_key())
 
     def make() -> GroupPlan:
-        plan = GroupPlan(tuple(src.shape), src.stride(), kind, size, config, first_row, row_offsets, src.device)
+        plan = GroupPlan(tuple(src.shape), src.stride(), kind, size, config, first_row, row_offsets, src.device,
+                         clip_frames)
         plan.fits = fits
         return plan
 
