@@ -1,8 +1,10 @@
-"""``qwen-vis-prep``: preprocess image files to safetensors, benchmark against transformers, check parity,
-and show what the vision encoder sees. Every subcommand runs on the bundled sample images when given no path.
+"""``qwen-vis-prep``: preprocess image and video files to safetensors, benchmark against transformers, check
+parity, and show what the vision encoder sees. Every subcommand runs on the bundled sample images when given no
+path; ``preprocess`` and ``show`` also take video files (:data:`VIDEO_EXTENSIONS`).
 
 Optional packages (``pip install 'qwen_vis_prep[cli]'``): ``tqdm`` (progress bar), ``safetensors``
-(``preprocess -o``), ``matplotlib`` (``bench --plot``); ``transformers`` for ``check`` and the HF rows of
+(``preprocess -o``), ``matplotlib`` (``bench --plot``, ``show`` of a video); ``av`` (PyAV,
+``pip install 'qwen_vis_prep[video]'``) for video files; ``transformers`` for ``check`` and the HF rows of
 ``bench``. A missing one gets a one-line message naming the package.
 """
 
@@ -18,17 +20,25 @@ import statistics
 import sys
 import time
 import warnings
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import torch
 
-from . import PRESETS, VisionBatch, VisionPreprocessConfig, __version__, preprocess
-from .io import (ImageLoadError, expand_paths, load_image, nvjpeg_available, sample_images, try_load_images,
-                 unpatchify)
+from . import (PRESETS, VideoConfig, VisionBatch, VisionPreprocessConfig, __version__, load_video, preprocess,
+               preprocess_videos, resize)
+from .io import (IMAGE_EXTENSIONS, ImageLoadError, expand_paths, load_image, nvjpeg_available, sample_images,
+                 try_load_images, unpatchify)
+from .presets import default_video_config
+from .video_decode import VideoMetadata
 
 PROG = "qwen-vis-prep"
 INSTALL_HINT = "pip install 'qwen_vis_prep[cli]'"
+#: File extensions ``preprocess`` and ``show`` read as videos (with :func:`qwen_vis_prep.load_video`); every
+#: other file is read as an image, animated GIFs included.
+VIDEO_EXTENSIONS = frozenset({".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".wmv", ".flv",
+                              ".3gp"})
 
 
 class CliError(Exception):
@@ -64,8 +74,13 @@ def _require(module: str, purpose: str) -> Any:
 
 
 def _core_reason(e: Exception) -> str:
-    """The core's message without its ``images[i]:`` prefix (the CLI names the file instead)."""
-    return re.sub(r"^images(\[\d+\])?: ", "", str(e))
+    """The core's message without its ``images[i]:`` / ``videos[i]:`` prefix (the CLI names the file instead)."""
+    return re.sub(r"^(images|videos)(\[\d+\])?: ", "", str(e))
+
+
+def is_video_path(path: str | os.PathLike) -> bool:
+    """Whether the CLI reads ``path`` as a video: its extension is one of :data:`VIDEO_EXTENSIONS`."""
+    return Path(path).suffix.lower() in VIDEO_EXTENSIONS
 
 
 def _device(name: str) -> torch.device:
@@ -111,25 +126,43 @@ def _config(args: argparse.Namespace, **fields: Any) -> VisionPreprocessConfig:
         raise CliError(str(e).replace("Pass strict=False", "Pass --lenient-config")) from None
 
 
-def _inputs(paths: Sequence[str], failures: _Failures) -> list[str]:
+def _inputs(paths: Sequence[str], failures: _Failures, command: str, *, videos: bool = False) -> list[str]:
+    """The files to process. Directories are walked recursively (sorted, hidden entries skipped) for image
+    extensions, and with ``videos`` for video extensions too; without ``videos`` a video file named on the
+    command line is reported as not supported by ``command``."""
     if not paths:
         samples = [str(p) for p in sample_images()]
         print(f"no PATH given: using the {len(samples)} bundled sample images in {Path(samples[0]).parent}",
               file=sys.stderr)
         return samples
-    files, errors = expand_paths(paths)
-    for e in errors:
-        failures.add(e)
+    files: list[str] = []
+    for given in paths:
+        path = Path(given)
+        if videos and path.is_dir():
+            wanted = IMAGE_EXTENSIONS | VIDEO_EXTENSIONS
+            found = sorted(f for f in path.rglob("*") if f.is_file() and f.suffix.lower() in wanted
+                           and not any(part.startswith(".") for part in f.relative_to(path).parts))
+            files.extend(str(f) for f in found)
+            continue
+        found_files, errors = expand_paths([given])
+        for e in errors:
+            failures.add(e)
+        for f in found_files:
+            if not videos and is_video_path(f):
+                failures.add(ImageLoadError(f, f"a video file; {command} takes images only (preprocess and show "
+                                               f"take videos)"))
+            else:
+                files.append(f)
     return files
 
 
-def _progress(total: int, enabled: bool, desc: str):
+def _progress(total: int, enabled: bool, desc: str, unit: str = "img"):
     """A tqdm bar on stderr, or a stand-in with the same two methods when tqdm is absent or disabled."""
     if enabled:
         try:
             from tqdm import tqdm
 
-            return tqdm(total=total, desc=desc, unit="img", file=sys.stderr, dynamic_ncols=True)
+            return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, dynamic_ncols=True)
         except ImportError:
             print(f"note: no progress bar ('tqdm' is not installed: {INSTALL_HINT})", file=sys.stderr)
 
@@ -164,8 +197,125 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lenient-config", action="store_true",
                    help="with --config: warn about keys qwen_vis_prep does not know and ignore them, instead of "
                         "stopping with an error")
-    p.add_argument("--min-pixels", type=int, help="override the pixel budget's lower bound")
-    p.add_argument("--max-pixels", type=int, help="override the pixel budget's upper bound")
+    p.add_argument("--min-pixels", type=int,
+                   help="override the pixel budget's lower bound (images; videos keep the preset's video budget)")
+    p.add_argument("--max-pixels", type=int,
+                   help="override the pixel budget's upper bound (images; videos keep the preset's video budget)")
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return value
+
+
+def _add_video_args(p: argparse.ArgumentParser) -> None:
+    sampling = p.add_mutually_exclusive_group()
+    sampling.add_argument("--fps", type=_positive_float,
+                          help="videos: frames per second to sample (default: the preset's video fps, 2 for "
+                               "qwen3-vl; qwen2-vl and qwen2.5-vl keep every frame); not with --num-frames")
+    sampling.add_argument("--num-frames", type=_positive_int,
+                          help="videos: sample this many frames, spread over the clip (qwen2-vl rounds it to a "
+                               "multiple of the temporal patch size); not with --fps")
+    p.add_argument("--video-decoder", default="auto", choices=["auto", "pyav", "torchcodec"],
+                   help="videos: auto (TorchCodec when it is installed and opens the file, else PyAV), pyav or "
+                        "torchcodec (default %(default)s)")
+
+
+# -------------------------------------------------------------------------------------------- videos
+
+
+@dataclass
+class _DoneVideo:
+    """One preprocessed video: its decode metadata and its rows of ``pixel_values_videos`` (on the CPU)."""
+
+    name: str
+    metadata: VideoMetadata
+    pixel_values: torch.Tensor
+    grid_thw: torch.Tensor
+
+
+def _video_config(args: argparse.Namespace, config: VisionPreprocessConfig) -> VideoConfig:
+    """The video config of ``--preset``, or of the family of the ``--config`` file."""
+    try:
+        if getattr(args, "config", None):
+            return default_video_config(config)
+        return VideoConfig.from_preset(args.preset)
+    except ValueError as e:
+        raise CliError(str(e)) from None
+
+
+def _video_kwargs(args: argparse.Namespace, config: VisionPreprocessConfig,
+                  video_config: VideoConfig) -> dict[str, Any]:
+    """The keyword arguments of ``load_video`` (less ``device``) for the options and the video config."""
+    fps = None if args.num_frames is not None else (args.fps if args.fps is not None else video_config.fps)
+    return {"fps": fps, "num_frames": args.num_frames, "rule": video_config.sizing,
+            "min_frames": video_config.min_frames, "max_frames": video_config.max_frames,
+            "temporal_patch_size": config.temporal_patch_size, "decoder": args.video_decoder}
+
+
+def _sampling_text(kwargs: dict[str, Any]) -> str:
+    if kwargs["num_frames"] is not None:
+        how = f"{kwargs['num_frames']} frames per clip"
+    elif kwargs["fps"] is not None:
+        how = f"{kwargs['fps']:g} fps"
+    else:
+        how = "every frame"
+    return f"{how}, {kwargs['rule']} sampling"
+
+
+def _check_video_decoder(decoder: str) -> None:
+    """Stop before any work when no package for ``--video-decoder`` imports."""
+    for module in {"pyav": ["av"], "torchcodec": ["torchcodec"], "auto": ["torchcodec", "av"]}[decoder]:
+        try:
+            __import__(module)
+            return
+        except Exception:  # noqa: BLE001 - TorchCodec raises RuntimeError/OSError when FFmpeg is missing
+            continue
+    if decoder == "torchcodec":
+        raise CliError("--video-decoder torchcodec needs the 'torchcodec' package, which cannot be imported: "
+                       "pip install torchcodec")
+    raise CliError("reading video files needs the 'av' package (PyAV), which is not installed: "
+                   "pip install 'qwen_vis_prep[video]'")
+
+
+def _load_video_batch(path: str, device: torch.device, kwargs: dict[str, Any], config: VisionPreprocessConfig,
+                      video_config: VideoConfig) -> tuple[Any, torch.Tensor, torch.Tensor]:
+    """Decode the sampled frames of ``path`` and preprocess them; ``ImportError`` becomes a ``CliError``."""
+    try:
+        video = load_video(path, device=device, **kwargs)
+    except ImportError as e:
+        raise CliError(f"{path}: {e}") from None
+    pixel_values, grid_thw = preprocess_videos(video.frames, config, video_config)
+    return video, pixel_values, grid_thw
+
+
+def _preprocess_video(path: str, device: torch.device, kwargs: dict[str, Any], config: VisionPreprocessConfig,
+                      video_config: VideoConfig, failures: _Failures) -> _DoneVideo | None:
+    """One video decoded and preprocessed, or None when it failed (reported in ``failures``)."""
+    try:
+        video, pixel_values, grid_thw = _load_video_batch(path, device, kwargs, config, video_config)
+    except ImageLoadError as e:
+        failures.add(e)
+        return None
+    except ValueError as e:
+        failures.add(ImageLoadError(path, _core_reason(e)))
+        return None
+    return _DoneVideo(path, video.metadata, pixel_values.cpu(), grid_thw)
 
 
 # ---------------------------------------------------------------------------------------- preprocess
@@ -202,8 +352,13 @@ def cmd_preprocess(args: argparse.Namespace) -> int:
             print(f"note: {args.output} does not end in .safetensors", file=sys.stderr)
     bar_holder: dict[str, Any] = {}
     failures = _Failures(lambda m: bar_holder["bar"].write(m) if "bar" in bar_holder else print(m, file=sys.stderr))
-    files = _inputs(args.paths, failures)
-    bar = _progress(len(files), not args.no_progress, "preprocess")
+    inputs = _inputs(args.paths, failures, "preprocess", videos=True)
+    files = [f for f in inputs if not is_video_path(f)]
+    video_files = [f for f in inputs if is_video_path(f)]
+    video_config = _video_config(args, config) if video_files else None
+    if video_files:
+        _check_video_decoder(args.video_decoder)
+    bar = _progress(len(inputs), not args.no_progress, "preprocess", "file" if video_files else "img")
     bar_holder["bar"] = bar
     done: list[tuple[str, torch.Tensor, VisionBatch]] = []
     for start in range(0, len(files), args.batch_size):
@@ -215,6 +370,15 @@ def cmd_preprocess(args: argparse.Namespace) -> int:
             for name, img, b in _preprocess_chunk(report.images, report.names, config, failures):
                 done.append((name, img, VisionBatch(b.pixel_values.cpu(), b.grid_thw)))
         bar.update(len(chunk))
+    videos: list[_DoneVideo] = []
+    kwargs: dict[str, Any] = {}
+    if video_config is not None:
+        kwargs = _video_kwargs(args, config, video_config)
+        for path in video_files:
+            video = _preprocess_video(path, device, kwargs, config, video_config, failures)
+            if video is not None:
+                videos.append(video)
+            bar.update(1)
     bar.close()
 
     if done:
@@ -232,24 +396,57 @@ def cmd_preprocess(args: argparse.Namespace) -> int:
         print(f"{len(done)} image(s) -> pixel_values {list(pixel_values.shape)} {str(pixel_values.dtype)[6:]}, "
               f"{tokens} LLM tokens ({config.patch_size}px patches, {config.merge_size}x{config.merge_size} "
               f"merge, on {device})")
+    if videos:
+        _print_videos(videos, config, kwargs, device, args.max_rows)
+    if done or videos:
         if args.output:
-            _write_safetensors(args.output, pixel_values, grid_thw, done, config)
+            images = (pixel_values, grid_thw) if done else None
+            _write_safetensors(args.output, done, images, videos, config, video_config, kwargs)
             print(f"wrote {args.output}")
         else:
-            print("(pass -o out.safetensors to save pixel_values, grid_thw and the file list)")
+            saved = "pixel_values, grid_thw" if done else ""
+            if videos:
+                saved += (", " if saved else "") + "pixel_values_videos, video_grid_thw"
+            print(f"(pass -o out.safetensors to save {saved} and the file list)")
     elif args.output:
         print(f"nothing to write: no file could be processed, {args.output} not written", file=sys.stderr)
-    failures.summary(len(done))
-    return 1 if failures.items or not done else 0
+    failures.summary(len(done) + len(videos))
+    return 1 if failures.items or not (done or videos) else 0
 
 
-def _write_safetensors(path: str, pixel_values: torch.Tensor, grid_thw: torch.Tensor,
-                       done: list[tuple[str, torch.Tensor, VisionBatch]], config: VisionPreprocessConfig) -> None:
+def _print_videos(videos: list[_DoneVideo], config: VisionPreprocessConfig, kwargs: dict[str, Any],
+                  device: torch.device, max_rows: int) -> None:
+    """The per-video table (up to ``max_rows`` videos) and the one-line summary of ``preprocess``."""
+    merge = config.merge_size ** 2
+    if len(videos) <= max_rows:
+        rows = []
+        for v in videos:
+            t, gh, gw = v.grid_thw[0].tolist()
+            m = v.metadata
+            rows.append([Path(v.name).name, f"{m.width}x{m.height}", f"{len(m.indices)} of {m.total_frames}",
+                         f"{gw * config.patch_size}x{gh * config.patch_size}", f"{t}x{gh}x{gw}",
+                         t * gh * gw // merge])
+        print(_table(rows, ["video", "input WxH", "frames", "resized WxH", "grid t*h*w", "tokens"]))
+    shape = [sum(v.pixel_values.shape[0] for v in videos), videos[0].pixel_values.shape[1]]
+    tokens = sum(int(v.grid_thw.prod()) for v in videos) // merge
+    frames = sum(len(v.metadata.indices) for v in videos)
+    print(f"{len(videos)} video(s), {frames} sampled frames ({_sampling_text(kwargs)}) -> pixel_values_videos "
+          f"{shape} {str(videos[0].pixel_values.dtype)[6:]}, {tokens} LLM tokens (on {device})")
+
+
+def _write_safetensors(path: str, done: list[tuple[str, torch.Tensor, VisionBatch]],
+                       images: tuple[torch.Tensor, torch.Tensor] | None, videos: list[_DoneVideo],
+                       config: VisionPreprocessConfig, video_config: VideoConfig | None,
+                       kwargs: dict[str, Any]) -> None:
+    """Images (``images`` = the ``pixel_values`` and ``grid_thw`` of ``done``) as ``pixel_values``,
+    ``grid_thw``, ``image_sizes`` with the file list in the ``files`` metadata; videos as
+    ``pixel_values_videos``, ``video_grid_thw`` with their decode metadata in ``videos`` and the sizing and
+    sampling in ``video_config``. Either part is left out when it has no file."""
     from safetensors.torch import save_file
 
     from .pretrained import to_hf_dict
 
-    sizes = torch.tensor([[img.shape[-2], img.shape[-1]] for _, img, _ in done], dtype=torch.int64)
+    tensors: dict[str, torch.Tensor] = {}
     metadata = {
         "files": json.dumps([name for name, _, _ in done]),
         "config": json.dumps({**to_hf_dict(config), "resize_mode": config.resize_mode,
@@ -257,9 +454,20 @@ def _write_safetensors(path: str, pixel_values: torch.Tensor, grid_thw: torch.Te
         "format": "qwen_vis_prep",
         "qwen_vis_prep_version": __version__,
     }
+    if images is not None:
+        tensors["pixel_values"], tensors["grid_thw"] = images[0].contiguous(), images[1].contiguous()
+        tensors["image_sizes"] = torch.tensor([[img.shape[-2], img.shape[-1]] for _, img, _ in done],
+                                              dtype=torch.int64)
+    if videos:
+        assert video_config is not None
+        tensors["pixel_values_videos"] = torch.cat([v.pixel_values for v in videos]).contiguous()
+        tensors["video_grid_thw"] = torch.cat([v.grid_thw for v in videos]).contiguous()
+        metadata["videos"] = json.dumps([asdict(v.metadata) for v in videos])
+        sampling = {k: kwargs[k] for k in ("fps", "num_frames", "rule", "min_frames", "max_frames",
+                                           "temporal_patch_size")}
+        metadata["video_config"] = json.dumps({**asdict(video_config), "sampling": sampling})
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    save_file({"pixel_values": pixel_values.contiguous(), "grid_thw": grid_thw.contiguous(),
-               "image_sizes": sizes}, path, metadata=metadata)
+    save_file(tensors, path, metadata=metadata)
 
 
 # ---------------------------------------------------------------------------------------------- bench
@@ -316,7 +524,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.plot:
         _require("matplotlib", "bench --plot")
     failures = _Failures(lambda m: print(m, file=sys.stderr))
-    files = _inputs(args.paths, failures)
+    files = _inputs(args.paths, failures, "bench")
     sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else ([64, 128] if args.quick
                                                                        else [256, 512, 1024, 2048])
     repeat = args.repeat or (2 if args.quick else 5)
@@ -413,7 +621,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     config = _config(args)
     hf = Qwen2VLImageProcessorPil(**to_hf_dict(config))
     failures = _Failures(lambda m: print(m, file=sys.stderr))
-    files = _inputs(args.paths, failures)
+    files = _inputs(args.paths, failures, "check")
     rows, bad = [], 0
     for f in files:
         try:
@@ -500,6 +708,8 @@ def cmd_show(args: argparse.Namespace) -> int:
     if not args.path:
         print(f"no PATH given: showing the bundled sample {Path(path).name}", file=sys.stderr)
     output = args.output or f"{Path(path).stem}_patches.png"
+    if is_video_path(path):
+        return _show_video(args, path, output, device, config)
     try:
         img = load_image(path, device, decoder=args.decoder)
         batch = preprocess(img, config)
@@ -524,6 +734,77 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def strip_positions(count: int, limit: int) -> list[int]:
+    """Up to ``limit`` positions out of ``range(count)``, evenly spread, first and last included."""
+    if count <= limit:
+        return list(range(count))
+    if limit == 1:
+        return [0]
+    return [round(i * (count - 1) / (limit - 1)) for i in range(limit)]
+
+
+def render_video_strip(frames: torch.Tensor, times: Sequence[float], indices: Sequence[int],
+                       config: VisionPreprocessConfig, *, scale: int = 1, title: str = ""):
+    """A matplotlib ``Figure`` (Agg canvas) with one axes per frame of ``frames`` (``[n, 3, h, w]`` uint8, the
+    resized frames) in a row, each drawn by :func:`render_patches` and titled with its time in seconds and
+    its frame index in the video, under ``title``."""
+    import numpy as np
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    n = len(frames)
+    h, w = frames.shape[-2:]
+    panel = 2.6  # inches per frame
+    fig = Figure(figsize=(max(panel * n, 6.0), panel * h / w + 1.2), dpi=110)
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, n, squeeze=False)[0]
+    for ax, frame, t, idx in zip(axes, frames, times, indices):
+        ax.imshow(np.asarray(render_patches(frame, config, scale=scale)))
+        ax.set_title(f"{t:.2f} s (frame {idx})", fontsize=8)
+        ax.set_axis_off()
+    if title:
+        fig.suptitle(title, fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def _show_video(args: argparse.Namespace, path: str, output: str, device: torch.device,
+                config: VisionPreprocessConfig) -> int:
+    """``show`` of a video: a strip of up to ``--strip-frames`` of the sampled frames, resized as the model
+    sees them (the video config's resize mode) with patches and merge windows, saved as ``output``."""
+    _require("matplotlib", "show of a video")
+    _check_video_decoder(args.video_decoder)
+    video_config = _video_config(args, config)
+    kwargs = _video_kwargs(args, config, video_config)
+    try:
+        video, _, grid_thw = _load_video_batch(path, device, kwargs, config, video_config)
+    except ImageLoadError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except ValueError as e:
+        print(f"error: {path}: {_core_reason(e)}", file=sys.stderr)
+        return 1
+    m = video.metadata
+    t, gh, gw = grid_thw[0].tolist()
+    h, w = gh * config.patch_size, gw * config.patch_size
+    chosen = strip_positions(len(m.indices), args.strip_frames)
+    frames = resize(video.frames[chosen].cpu(), (h, w), mode=video_config.resize_mode)
+    scale = args.scale or max(1, min(4, math.ceil(240 / max(h, w))))
+    tokens = t * gh * gw // config.merge_size ** 2
+    title = (f"{Path(path).name}: {m.width}x{m.height} px, {m.total_frames} frames at {m.fps:.3g} fps; "
+             f"{len(m.indices)} sampled ({_sampling_text(kwargs)}), resized to {w}x{h} "
+             f"({video_config.resize_mode}); {len(chosen)} drawn\n"
+             f"grid t*h*w {t}x{gh}x{gw} ({config.temporal_patch_size} frames per temporal patch, "
+             f"{config.merge_size}x{config.merge_size} merge windows in yellow) = {tokens} tokens")
+    fig = render_video_strip(frames, [m.timestamps[i] for i in chosen], [m.indices[i] for i in chosen], config,
+                             scale=scale, title=title)
+    Path(output).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(output)
+    print(f"wrote {output}: {len(chosen)} of {len(m.indices)} sampled frames, resized to {w}x{h} px "
+          f"(width x height), grid {t}x{gh}x{gw} (t x rows x columns), {tokens} tokens, drawn at {scale}x")
+    return 0
+
+
 def _patch_grid_text(rows: int, columns: int, patch_size: int) -> str:
     """How ``show`` names a patch grid, in its printed line and in the picture's title."""
     return f"{rows} rows x {columns} columns of {patch_size}px patches"
@@ -544,15 +825,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", help="what to do (COMMAND -h for its options)")
 
-    p = sub.add_parser("preprocess", help="image files/directories -> pixel_values + grid_thw (safetensors)")
-    p.add_argument("paths", nargs="*", metavar="PATH", help="image files or directories (searched recursively)")
-    p.add_argument("-o", "--output", help="write pixel_values, grid_thw, image_sizes and the file list here")
+    p = sub.add_parser("preprocess", help="image and video files/directories -> pixel_values + grid_thw, "
+                                          "pixel_values_videos + video_grid_thw (safetensors)")
+    p.add_argument("paths", nargs="*", metavar="PATH",
+                   help="image or video files, or directories (searched recursively for both)")
+    p.add_argument("-o", "--output", help="write pixel_values, grid_thw, image_sizes and the file list here; for "
+                                          "videos pixel_values_videos, video_grid_thw and their frame metadata")
     _add_config_args(p)
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"],
-                   help="dtype of the written pixel_values (default %(default)s)")
+                   help="dtype of the written pixel_values and pixel_values_videos (default %(default)s)")
     _add_decoder_arg(p)
-    p.add_argument("--batch-size", type=int, default=16, help="images decoded and preprocessed per step")
+    _add_video_args(p)
+    p.add_argument("--batch-size", type=int, default=16,
+                   help="images decoded and preprocessed per step (videos go one at a time)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--max-rows", type=int, default=25, help="print the per-file table up to this many files")
     p.set_defaults(func=cmd_preprocess)
@@ -577,13 +863,19 @@ def build_parser() -> argparse.ArgumentParser:
                         "the normalisation)")
     p.set_defaults(func=cmd_check)
 
-    p = sub.add_parser("show", help="draw what the encoder sees: the resized image with patches and merge windows")
-    p.add_argument("path", nargs="?", metavar="PATH", help="an image file (default: a bundled sample)")
+    p = sub.add_parser("show", help="draw what the encoder sees: the resized image (or a strip of a video's "
+                                    "sampled frames) with patches and merge windows")
+    p.add_argument("path", nargs="?", metavar="PATH", help="an image or video file (default: a bundled sample)")
     p.add_argument("-o", "--output", help="PNG to write (default: <name>_patches.png here)")
     _add_config_args(p)
     p.add_argument("--device", default="cpu", help="where to decode and preprocess (default cpu)")
     _add_decoder_arg(p)
-    p.add_argument("--scale", type=int, help="integer zoom of the drawing (default: up to 640 px, at most 4x)")
+    _add_video_args(p)
+    p.add_argument("--scale", type=int, help="integer zoom of the drawing (default: up to 640 px, at most 4x; "
+                                             "for a video's frames up to 240 px)")
+    p.add_argument("--strip-frames", type=_positive_int, default=8,
+                   help="videos: draw this many of the sampled frames, evenly spread, each resized as the model "
+                        "sees it and titled with its time in seconds (default %(default)s; needs matplotlib)")
     p.set_defaults(func=cmd_show)
     return parser
 

@@ -21,9 +21,12 @@ import torch
 from transformers.image_processing_backends import TorchvisionBackend
 from transformers.image_processing_base import BatchFeature, ImageProcessingMixin
 from transformers.models.qwen2_vl.image_processing_qwen2_vl import Qwen2VLImageProcessorKwargs
+from transformers.video_processing_utils import VideoProcessorMixin
+from transformers.video_utils import VideoMetadata as HFVideoMetadata
+from transformers.video_utils import make_batched_metadata, make_batched_videos
 
-from .config import VisionPreprocessConfig
-from .functional import Backend, preprocess, preprocess_videos, resolve_config
+from .config import VideoConfig, VisionPreprocessConfig
+from .functional import Backend, preprocess, preprocess_videos, resolve_config, resolve_video_config
 from .pretrained import config_from_hf, to_hf_dict
 from .sizing import smart_resize
 
@@ -176,18 +179,166 @@ class HFQwenImageProcessor(ImageProcessingMixin):
         return config_from_hf(merged, **{f: getattr(self.config, f) for f in _OWN_FIELDS})
 
 
+class HFQwenVideoProcessor(VideoProcessorMixin):
+    """Qwen-VL video processor with transformers' interface, computed by :func:`qwen_vis_prep.preprocess_videos`.
+
+    ``HFQwenVideoProcessor(config_or_preset, video_config)`` or ``.from_hf(stock_video_processor)``; it can be
+    the ``video_processor`` of ``Qwen2VLProcessor``, ``Qwen2_5_VLProcessor`` and ``Qwen3VLProcessor``. Video
+    files (paths or bytes) are decoded with :func:`qwen_vis_prep.load_video`, which decodes only the frames the
+    video config's sampling rule keeps; in-memory clips (``[T, C, H, W]`` tensors, ``[T, H, W, C]`` arrays)
+    are sampled from ``video_metadata`` as the stock processor does. With ``return_metadata=True`` the output
+    carries transformers' ``VideoMetadata`` per clip (source fps, sampled indices), from which the processors
+    write Qwen3-VL's ``<t seconds>`` and Qwen2.5-VL's ``second_per_grid_ts`` exactly as with the stock one.
+    """
+
+    model_input_names = ["pixel_values_videos", "video_grid_thw"]
+
+    def __init__(self, config: VisionPreprocessConfig | str | None = None,
+                 video_config: VideoConfig | str | None = None, *, backend: Backend = "auto",
+                 decoder: str = "auto", do_sample_frames: bool | None = None) -> None:
+        super().__init__()
+        self.config = resolve_config(config)
+        self.video_config = resolve_video_config(video_config, config if isinstance(config, str) else self.config)
+        if backend not in ("auto", "torch", "triton"):
+            raise ValueError(f"backend must be 'auto', 'torch' or 'triton', got {backend!r}")
+        self.backend = backend
+        self.decoder = decoder
+        # transformers' defaults: Qwen3VLVideoProcessor samples (2 fps), Qwen2VLVideoProcessor keeps every frame
+        self.do_sample_frames = (self.video_config.sizing == "qwen3-vl") if do_sample_frames is None \
+            else do_sample_frames
+
+    @classmethod
+    def from_hf(cls, video_processor: Any, *, backend: Backend = "auto", decoder: str = "auto",
+                **overrides: Any) -> "HFQwenVideoProcessor":
+        """The same preprocessing as a stock HF Qwen-VL video processor (its patch sizes, mean/std, pixel
+        bounds, frame sampling and sizing rule); ``overrides`` are :class:`VideoConfig` fields."""
+        d = video_processor.to_dict()
+        size = d.get("size") or {}
+        lo = size.get("shortest_edge", d.get("min_pixels"))
+        hi = size.get("longest_edge", d.get("max_pixels"))
+        config = VisionPreprocessConfig(patch_size=d["patch_size"], temporal_patch_size=d["temporal_patch_size"],
+                                        merge_size=d["merge_size"], image_mean=tuple(d["image_mean"]),
+                                        image_std=tuple(d["image_std"]),
+                                        min_pixels=min(lo, (d["patch_size"] * d["merge_size"]) ** 2), max_pixels=hi)
+        sizing = "qwen3-vl" if "Qwen3VL" in type(video_processor).__name__ else "qwen2-vl"
+        fields = dict(min_pixels=lo, max_pixels=hi, sizing=sizing, fps=d.get("fps"),
+                      min_frames=d.get("min_frames") or 4, max_frames=d.get("max_frames") or 768)
+        if d.get("max_video_tokens"):
+            fields["max_video_tokens"] = d["max_video_tokens"]
+        if d.get("cap_pixels_per_frame"):
+            fields["cap_pixels_per_frame"] = True
+        fields.update(overrides)
+        return cls(config, VideoConfig(**fields), backend=backend, decoder=decoder,
+                   do_sample_frames=bool(d.get("do_sample_frames", sizing == "qwen3-vl")))
+
+    patch_size = property(lambda self: self.config.patch_size)
+    temporal_patch_size = property(lambda self: self.config.temporal_patch_size)
+    merge_size = property(lambda self: self.config.merge_size)
+    fps = property(lambda self: self.video_config.fps)
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(config={self.config!r}, video_config={self.video_config!r}, "
+                f"backend={self.backend!r})")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = to_hf_dict(self.config)
+        vc = self.video_config
+        d.update(size={"shortest_edge": vc.min_pixels, "longest_edge": vc.max_pixels}, fps=vc.fps,
+                 min_frames=vc.min_frames, max_frames=vc.max_frames, do_sample_frames=self.do_sample_frames,
+                 video_processor_type=type(self).__name__)
+        return d
+
+    def __call__(self, videos: Any = None, *, video_metadata: Any = None, do_sample_frames: bool | None = None,
+                 fps: float | None = None, num_frames: int | None = None, return_metadata: bool = False,
+                 return_tensors: str | None = None, device: str | torch.device | None = None,
+                 **kwargs: Any) -> BatchFeature:
+        """``videos`` (a file path or bytes, a clip, or a list of them) -> ``BatchFeature`` with
+        ``pixel_values_videos`` and ``video_grid_thw`` (and ``video_metadata`` with ``return_metadata``)."""
+        if videos is None:
+            raise ValueError("pass videos=...")
+        for k in list(kwargs):
+            if k in _INERT_VIDEO_KWARGS:
+                kwargs.pop(k)
+        if kwargs:
+            warnings.warn(f"{type(self).__name__}: ignoring unrecognised keyword(s) {sorted(kwargs)}",
+                          UserWarning, stacklevel=2)
+        sample = self.do_sample_frames if do_sample_frames is None else do_sample_frames
+        if fps is not None or num_frames is not None:
+            sample = True
+        clips, metadata = self._clips(videos, video_metadata, sample, fps, num_frames, device)
+        pixel_values, grid = preprocess_videos(clips, self.config, self.video_config, backend=self.backend)
+        data: dict[str, Any] = {"pixel_values_videos": pixel_values, "video_grid_thw": grid}
+        if return_metadata:
+            data["video_metadata"] = metadata
+        return BatchFeature(data=data, tensor_type=return_tensors)
+
+    preprocess = __call__
+
+    def _clips(self, videos: Any, video_metadata: Any, sample: bool, fps: float | None, num_frames: int | None,
+               device: Any) -> tuple[list[torch.Tensor], list[HFVideoMetadata]]:
+        """Decoded (and sampled) ``[T, C, H, W]`` clips on ``device`` and their metadata."""
+        from .video_decode import load_video
+
+        items = list(videos) if isinstance(videos, (list, tuple)) and videos and _is_source(videos[0]) else None
+        if items is not None or _is_source(videos):
+            sources = items if items is not None else [videos]
+            vc = self.video_config
+            kw = dict(rule=vc.sizing, min_frames=vc.min_frames, max_frames=vc.max_frames,
+                      temporal_patch_size=self.config.temporal_patch_size, decoder=self.decoder,
+                      device=device or "cpu")
+            if sample and num_frames is None:
+                kw["fps"] = fps if fps is not None else vc.fps
+            elif sample:
+                kw["num_frames"] = num_frames
+            decoded = [load_video(s, **kw) for s in sources]
+            return [d.frames for d in decoded], [_hf_metadata(d.metadata) for d in decoded]
+        clips = make_batched_videos(videos)
+        metadata = make_batched_metadata(clips, video_metadata=video_metadata)
+        out = []
+        for clip, meta in zip(clips, metadata):
+            clip = _videos_to(clip, device) if device is not None else clip
+            if isinstance(clip, np.ndarray):
+                clip = _videos_to(clip, None)
+            if sample:
+                indices = self.video_config.sample_indices(
+                    meta.total_num_frames, meta.fps, fps=fps if num_frames is None else None, num_frames=num_frames,
+                    temporal_patch_size=self.config.temporal_patch_size)
+                meta.frames_indices = indices
+                clip = clip[torch.as_tensor(indices, device=clip.device)]
+            out.append(clip)
+        return out, metadata
+
+
 def patch_processor(processor: Any, *, backend: Backend = "auto", **overrides: Any) -> Any:
-    """Swap a loaded HF processor's ``image_processor`` for an :class:`HFQwenImageProcessor` with the same
-    settings (plus ``overrides``); returns ``processor``.
+    """Swap a loaded HF processor's ``image_processor`` for an :class:`HFQwenImageProcessor` and its
+    ``video_processor`` (where it has one) for an :class:`HFQwenVideoProcessor`, with the same settings (plus
+    ``overrides``, config fields of the image processor); returns ``processor``.
 
     ``processor = patch_processor(AutoProcessor.from_pretrained(model_dir))``
     """
     processor.image_processor = HFQwenImageProcessor.from_hf(processor.image_processor, backend=backend,
                                                              **overrides)
+    if getattr(processor, "video_processor", None) is not None:
+        processor.video_processor = HFQwenVideoProcessor.from_hf(processor.video_processor, backend=backend)
     return processor
 
 
 # -------------------------------------------------------------------------------------------- helpers
+
+# Per-call keys of HF video processors that do not change this output.
+_INERT_VIDEO_KWARGS = frozenset({"disable_grouping", "default_to_square", "data_format", "input_data_format",
+                                 "video_load_backend", "return_metadata", "do_convert_rgb", "device"})
+
+
+def _is_source(x: Any) -> bool:
+    """A video file: a path or encoded bytes."""
+    return isinstance(x, (str, os.PathLike, bytes, bytearray, memoryview))
+
+
+def _hf_metadata(meta: Any) -> HFVideoMetadata:
+    """transformers' ``VideoMetadata`` of a decoded file (``qwen_vis_prep.video_decode.VideoMetadata``)."""
+    return HFVideoMetadata(total_num_frames=meta.total_frames, fps=meta.fps, width=meta.width, height=meta.height,
+                           duration=meta.duration, video_backend=meta.decoder, frames_indices=list(meta.indices))
 
 
 def stock_resize_mode(image_processor: Any) -> str:

@@ -15,7 +15,8 @@ import PIL.Image
 import pytest
 import torch
 
-from qwen_vis_prep import PRESETS, preprocess
+from qwen_vis_prep import PRESETS, VIDEO_PRESETS, load_video, preprocess, preprocess_videos
+from qwen_vis_prep import cli
 from qwen_vis_prep.cli import build_parser, main
 from qwen_vis_prep.io import load_image, sample_images
 
@@ -196,6 +197,186 @@ def test_show_bad_file_one_line(tmp_path, capsys):
     assert main(["show", str(tmp_path / "x.jpg"), "-o", str(tmp_path / "o.png")]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"error: {tmp_path / 'x.jpg'}: corrupt or unsupported JPEG") and "\n" not in err
+
+
+# -------------------------------------------------------------------------------------------------- videos
+
+
+def _encode_clip(path: Path, frames: int = 12, rate: int = 6) -> Path:
+    """A 64x48 clip whose frames differ (a moving square over a gradient whose colour changes), via PyAV."""
+    av = pytest.importorskip("av")
+    import numpy as np
+
+    codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=rate)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for i in range(frames):
+            rgb = np.zeros((48, 64, 3), np.uint8)
+            rgb[..., 0] = np.arange(64, dtype=np.uint8)[None] * 4
+            rgb[..., 1] = 20 * i
+            rgb[8:20, 4 * i:4 * i + 12, 2] = 255
+            for packet in stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+@pytest.fixture
+def clip(tmp_path) -> Path:
+    return _encode_clip(tmp_path / "clip.mp4")
+
+
+def _expected_video(path: Path, preset: str, **sampling):
+    """What the library gives for ``path`` with ``preset``'s video config: (decoded video, rows, grid)."""
+    vc = VIDEO_PRESETS[preset]
+    if not sampling:
+        sampling = {"fps": vc.fps}
+    video = load_video(path, rule=vc.sizing, min_frames=vc.min_frames, max_frames=vc.max_frames, **sampling)
+    return (video, *preprocess_videos(video.frames, PRESETS[preset], vc))
+
+
+def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    safetensors = pytest.importorskip("safetensors.torch")
+    with safetensors.safe_open(path, "pt") as f:
+        return {k: f.get_tensor(k) for k in f.keys()}, f.metadata()
+
+
+def test_preprocess_video_matches_library(clip, tmp_path, capsys):
+    out = tmp_path / "v.safetensors"
+    assert main(["preprocess", str(clip), "-o", str(out), "--preset", "qwen3-vl", "--no-progress",
+                 "--device", "cpu"]) == 0
+    printed = capsys.readouterr().out
+    video, pixel_values, grid = _expected_video(clip, "qwen3-vl")
+    tensors, meta = _read_safetensors(out)
+    assert set(tensors) == {"pixel_values_videos", "video_grid_thw"}  # no image part without images
+    assert torch.equal(tensors["pixel_values_videos"], pixel_values)
+    assert torch.equal(tensors["video_grid_thw"], grid)
+    (written,) = json.loads(meta["videos"])
+    assert written["source"] == str(clip) and written["fps"] == video.metadata.fps == 6.0
+    assert written["indices"] == video.metadata.indices and len(written["indices"]) == 4  # 2 s at 2 fps
+    assert written["timestamps"] == video.metadata.timestamps
+    assert json.loads(meta["files"]) == []
+    video_config = json.loads(meta["video_config"])
+    assert video_config["sizing"] == "qwen3-vl" and video_config["sampling"]["fps"] == 2.0
+    t, gh, gw = grid[0].tolist()
+    assert "4 of 12" in printed and f"{t}x{gh}x{gw}" in printed and "pixel_values_videos" in printed
+
+
+def test_preprocess_mixed_directory_with_a_broken_video(clip, tmp_path, capsys):
+    root = tmp_path / "mixed"
+    (root / "sub").mkdir(parents=True)
+    image = shutil.copy(sample_images()[1], root / "a.jpg")
+    video = shutil.move(clip, root / "sub" / "clip.mp4")
+    broken = root / "broken.mp4"
+    broken.write_bytes(torch.randint(0, 256, (4000,), generator=torch.Generator().manual_seed(0),
+                                     dtype=torch.uint8).numpy().tobytes())
+    out = tmp_path / "m.safetensors"
+    code = main(["preprocess", str(root), "-o", str(out), "--no-progress", "--device", "cpu"])
+    captured = capsys.readouterr()
+    assert code == 1
+    errors = [line for line in captured.err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith(f"error: {broken}: ")
+    assert "1 file(s) failed, 2 processed" in captured.err
+    tensors, meta = _read_safetensors(out)
+    expected = preprocess(load_image(image), PRESETS["qwen2-vl"])
+    assert torch.equal(tensors["pixel_values"], expected.pixel_values)
+    assert json.loads(meta["files"]) == [str(image)]
+    decoded, pixel_values, grid = _expected_video(Path(video), "qwen2-vl")
+    assert decoded.metadata.indices == list(range(12))  # qwen2-vl keeps every frame by default
+    assert torch.equal(tensors["pixel_values_videos"], pixel_values)
+    assert torch.equal(tensors["video_grid_thw"], grid)
+    assert [v["source"] for v in json.loads(meta["videos"])] == [str(video)]
+
+    assert main(["show", str(broken), "-o", str(tmp_path / "b.png")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: {broken}: ") and "\n" not in err
+    assert not (tmp_path / "b.png").exists()
+
+
+def test_preprocess_num_frames(clip, tmp_path, capsys):
+    out = tmp_path / "n.safetensors"
+    assert main(["preprocess", str(clip), "-o", str(out), "--num-frames", "6", "--preset", "qwen3-vl",
+                 "--no-progress", "--device", "cpu", "--dtype", "bfloat16"]) == 0
+    assert "6 frames per clip" in capsys.readouterr().out
+    tensors, meta = _read_safetensors(out)
+    video, pixel_values, grid = _expected_video(clip, "qwen3-vl", num_frames=6)
+    expected = preprocess_videos(video.frames, PRESETS["qwen3-vl"].replace(output_dtype=torch.bfloat16),
+                                 VIDEO_PRESETS["qwen3-vl"])[0]
+    assert tensors["pixel_values_videos"].dtype == torch.bfloat16
+    assert torch.equal(tensors["pixel_values_videos"], expected)
+    assert torch.equal(tensors["video_grid_thw"], grid) and grid[0, 0] == 3
+    (written,) = json.loads(meta["videos"])
+    assert written["indices"] == video.metadata.indices and len(written["indices"]) == 6
+    assert written["timestamps"] == video.metadata.timestamps
+    assert json.loads(meta["video_config"])["sampling"] == {
+        "fps": None, "num_frames": 6, "rule": "qwen3-vl", "min_frames": 4, "max_frames": 768,
+        "temporal_patch_size": 2}
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--fps", "1", "--num-frames", "4"], "argument --num-frames: not allowed with argument --fps"),
+    (["--fps", "0"], "argument --fps: expected a positive number, got '0'"),
+    (["--num-frames", "0"], "argument --num-frames: expected a whole number >= 1, got '0'"),
+])
+@pytest.mark.parametrize("command", ["preprocess", "show"])
+def test_video_sampling_usage_errors(command, argv, message, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main([command, *argv])
+    assert exc.value.code == 2
+    assert capsys.readouterr().err.rstrip().endswith(f"qwen-vis-prep {command}: error: {message}")
+
+
+def test_show_video_draws_a_strip(clip, tmp_path, monkeypatch, capsys):
+    pytest.importorskip("matplotlib")
+    drawn = []
+    render = cli.render_video_strip
+
+    def keep(*args, **kwargs):
+        drawn.append((render(*args, **kwargs), kwargs["title"]))
+        return drawn[-1][0]
+
+    monkeypatch.setattr(cli, "render_video_strip", keep)
+    out = tmp_path / "strip.png"
+    assert main(["show", str(clip), "-o", str(out), "--fps", "6", "--preset", "qwen2-vl"]) == 0
+    printed = capsys.readouterr().out
+    video, _, grid = _expected_video(clip, "qwen2-vl", fps=6.0)
+    assert len(video.metadata.indices) == 12
+    chosen = cli.strip_positions(12, 8)
+    assert chosen == [0, 2, 3, 5, 6, 8, 9, 11]
+    ((fig, title),) = drawn
+    assert len(fig.axes) == 8
+    assert [ax.get_title() for ax in fig.axes] == [
+        f"{video.metadata.timestamps[i]:.2f} s (frame {video.metadata.indices[i]})" for i in chosen]
+    t, gh, gw = grid[0].tolist()
+    tokens = t * gh * gw // 4
+    assert f"grid t*h*w {t}x{gh}x{gw}" in title and f"= {tokens} tokens" in title
+    assert printed.startswith(f"wrote {out}: 8 of 12 sampled frames, resized to {gw * 14}x{gh * 14} px")
+    assert out.stat().st_size > 0
+    with PIL.Image.open(out) as im:
+        assert im.mode in ("RGB", "RGBA") and im.width > im.height
+
+
+def test_missing_video_packages(clip, tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "av", None)
+    monkeypatch.setitem(sys.modules, "torchcodec", None)
+    assert main(["preprocess", str(clip), str(sample_images()[0]), "-o", str(tmp_path / "x.safetensors")]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "qwen-vis-prep preprocess: error: reading video files needs the 'av' package (PyAV), which is not "
+        "installed: pip install 'qwen_vis_prep[video]'")
+    assert not (tmp_path / "x.safetensors").exists()
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    assert main(["show", str(clip), "-o", str(tmp_path / "s.png")]) == 2
+    assert "show of a video needs the 'matplotlib' package" in capsys.readouterr().err
+
+
+def test_image_commands_report_video_files(clip, capsys):
+    failures = cli._Failures(lambda m: print(m, file=sys.stderr))
+    assert cli._inputs([str(clip), str(sample_images()[0])], failures, "check") == [str(sample_images()[0])]
+    assert capsys.readouterr().err.strip() == (f"error: {clip}: a video file; check takes images only "
+                                               f"(preprocess and show take videos)")
+    assert cli._inputs([str(clip.parent)], failures, "check") == []  # a directory walk skips videos
 
 
 def test_usage_errors(capsys):

@@ -244,3 +244,126 @@ def test_videos_go_through_qwen_vis_prep_video():
         hf = Qwen2VLVideoProcessor(**_released("qwen2-vl"))(videos=[clip], return_tensors="pt",
                                                             do_sample_frames=False)
     assert torch.equal(out["video_grid_thw"], hf["video_grid_thw"])
+
+
+# ------------------------------------------------------------------------------------------------ videos
+
+@pytest.fixture(scope="module")
+def time_tokenizer():
+    """A word-level tokenizer that spells numbers digit by digit, so Qwen3-VL's ``<1.2 seconds>`` markers
+    differ in ``input_ids`` whenever the times differ."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    words = WORDS + ["seconds", "<", ">", "."] + [str(d) for d in range(10)]
+    vocab = {"[UNK]": 0, "<|endoftext|>": 1, **{t: i + 2 for i, t in enumerate(SPECIAL + words)}}
+    tk = Tokenizer(models.WordLevel(vocab=vocab, unk_token="[UNK]"))
+    tk.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Whitespace(),
+                                                pre_tokenizers.Digits(individual_digits=True)])
+    return PreTrainedTokenizerFast(tokenizer_object=tk, unk_token="[UNK]", pad_token="<|endoftext|>",
+                                   additional_special_tokens=SPECIAL)
+
+
+@pytest.fixture(scope="module")
+def clip_file(tmp_path_factory):
+    """A 50-frame 24 fps clip (96x64, MPEG-4) written with PyAV: frame k is gray level 5k with a noise patch."""
+    av = pytest.importorskip("av")
+    path = tmp_path_factory.mktemp("video") / "clip.mp4"
+    rng = np.random.default_rng(0)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=24)
+        stream.width, stream.height, stream.pix_fmt = 96, 64, "yuv420p"
+        for k in range(50):
+            img = np.full((64, 96, 3), 5 * k, np.uint8)
+            img[10:30, 10:50] = rng.integers(0, 256, (20, 40, 3))
+            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+VIDEO_PROCESSORS = [pytest.param("Qwen3VLProcessor", "Qwen3VLVideoProcessor", id="qwen3-vl"),
+                    pytest.param("Qwen2_5_VLProcessor", "Qwen2VLVideoProcessor", id="qwen2.5-vl"),
+                    pytest.param("Qwen2VLProcessor", "Qwen2VLVideoProcessor", id="qwen2-vl")]
+
+
+def _stock_video_processor(video_cls):
+    import transformers
+
+    cls = getattr(transformers, video_cls)
+    if video_cls == "Qwen3VLVideoProcessor":
+        return cls(size={"shortest_edge": 32 * 32 * 4, "longest_edge": 32 * 32 * 16 * 50}, cap_pixels_per_frame=False)
+    return cls(min_pixels=28 * 28 * 4, max_pixels=28 * 28 * 16, cap_pixels_per_frame=False)
+
+
+@pytest.mark.parametrize("cls_name, video_cls", VIDEO_PROCESSORS)
+def test_video_file_gives_the_stock_input_ids(cls_name, video_cls, clip_file, time_tokenizer):
+    """A video file through our video processor inside the stock processor class gives the stock pipeline's
+    ``input_ids`` (Qwen3-VL's per-block ``<t seconds>`` markers included), grids, Qwen2.5-VL's
+    ``second_per_grid_ts``, and pixels within 1e-5. The stock pipeline here is transformers' own PyAV
+    ``load_video`` (TorchCodec, its default decoder, is not installed) and the stock video processor sampling
+    from the decoded frames with their metadata."""
+    import transformers
+    from transformers import Qwen2VLImageProcessor
+    from transformers.video_utils import load_video as hf_load_video
+
+    from qwen_vis_prep.hf_adapter import HFQwenVideoProcessor
+
+    cls = getattr(transformers, cls_name)
+    stock_vp = _stock_video_processor(video_cls)
+    stock = cls(image_processor=Qwen2VLImageProcessor(), tokenizer=time_tokenizer, video_processor=stock_vp)
+    ours = cls(image_processor=Qwen2VLImageProcessor(), tokenizer=time_tokenizer,
+               video_processor=HFQwenVideoProcessor.from_hf(stock_vp))
+    text = ["describe <|vision_start|><|video_pad|><|vision_end|> what is in it"]
+    frames, metadata = hf_load_video(str(clip_file), backend="pyav")
+    sampling = cls_name == "Qwen3VLProcessor"  # the stock defaults: Qwen3-VL samples 2 fps, Qwen2-VL keeps all
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        a = stock(text=text, videos=[frames], video_metadata=[metadata], do_sample_frames=sampling,
+                  return_tensors="pt")
+    b = ours(text=text, videos=[str(clip_file)], return_tensors="pt")
+    assert sorted(a.keys()) == sorted(b.keys())
+    for key in a:
+        if key == "pixel_values_videos":
+            torch.testing.assert_close(b[key], a[key], atol=1e-5, rtol=0)
+        else:
+            assert torch.equal(torch.as_tensor(a[key]), torch.as_tensor(b[key])), key
+    if sampling:
+        assert "seconds" in time_tokenizer.decode(b["input_ids"][0])
+        assert int(b["video_grid_thw"][0, 0]) == 2  # 50 frames at 24 fps sampled at 2 fps: 4 frames
+    if cls_name == "Qwen2_5_VLProcessor":
+        assert "second_per_grid_ts" in b
+
+
+def test_in_memory_clip_with_metadata_samples_as_stock(clip_file):
+    """Decoded frames with their metadata are sampled by the stock rule (Qwen3-VL: 2 fps of the source rate),
+    and the metadata returned carries the sampled indices."""
+    from transformers.video_utils import load_video as hf_load_video
+
+    from qwen_vis_prep.hf_adapter import HFQwenVideoProcessor
+
+    stock_vp = _stock_video_processor("Qwen3VLVideoProcessor")
+    frames, metadata = hf_load_video(str(clip_file), backend="pyav")
+    a = stock_vp(videos=[frames], video_metadata=[metadata], return_metadata=True, return_tensors="pt")
+    frames, metadata = hf_load_video(str(clip_file), backend="pyav")
+    b = HFQwenVideoProcessor.from_hf(stock_vp)(videos=[frames], video_metadata=[metadata], return_metadata=True,
+                                               return_tensors="pt")
+    assert torch.equal(a["video_grid_thw"], b["video_grid_thw"])
+    torch.testing.assert_close(b["pixel_values_videos"], a["pixel_values_videos"], atol=1e-5, rtol=0)
+    assert list(a["video_metadata"][0].frames_indices) == list(b["video_metadata"][0].frames_indices)
+    assert b["video_metadata"][0].fps == pytest.approx(24.0)
+
+
+def test_patch_processor_swaps_the_video_processor_too(tokenizer):
+    import transformers
+
+    from qwen_vis_prep.hf_adapter import HFQwenVideoProcessor
+
+    stock = transformers.Qwen3VLProcessor(image_processor=Qwen2VLImageProcessorPil(**_released("qwen3-vl")),
+                                          tokenizer=tokenizer, video_processor=_stock_video_processor(
+                                              "Qwen3VLVideoProcessor"))
+    patched = patch_processor(stock)
+    assert isinstance(patched.video_processor, HFQwenVideoProcessor)
+    vc = patched.video_processor.video_config
+    assert (vc.sizing, vc.fps, vc.resize_mode, patched.video_processor.merge_size) == ("qwen3-vl", 2, "torch-uint8", 2)

@@ -370,8 +370,8 @@ def _patch_rows_kernel(src_ptr, out_ptr, idx_ptr, w_ptr, lut_ptr, rows_ptr,
 
 @triton.jit
 def _band_patches(src, s_c, rows, wts, at, out_ptr, img_row, lo, hi, band, patch_x, x_ok, blocks_w, lut_ptr,
-                  VIDEO: tl.constexpr, C: tl.constexpr, P: tl.constexpr, M: tl.constexpr, T: tl.constexpr, TAPS: tl.constexpr,
-                  PAD: tl.constexpr, BLOCK: tl.constexpr):
+                  VIDEO: tl.constexpr, C: tl.constexpr, P: tl.constexpr, M: tl.constexpr, T: tl.constexpr,
+                  TAPS: tl.constexpr, PAD: tl.constexpr, BLOCK: tl.constexpr):
     """The fused tail of the rows pipeline for ``BLOCK`` patches (``patch_x [BLOCK]``, stored where ``x_ok``)
     of row of patches ``band`` of the image whose first output row is ``img_row``: per channel, the vertical
     fixed-point pass from the patch-packed uint8 ``src`` (channel stride ``s_c``; tap ``k`` of the band's rows at
