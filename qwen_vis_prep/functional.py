@@ -204,11 +204,9 @@ def _preprocess_traced(images: torch.Tensor, config: VisionPreprocessConfig, bac
 # ------------------------------------------------------------------------------------------- videos
 
 @functools.lru_cache(maxsize=64)
-def clip_config(config: VisionPreprocessConfig, video_config: VideoConfig) -> VisionPreprocessConfig:
+def clip_config(config: VisionPreprocessConfig, resize_mode: str) -> VisionPreprocessConfig:
     """The config clips are preprocessed with: ``config`` with the video config's ``resize_mode``."""
-    if config.resize_mode == video_config.resize_mode:
-        return config
-    return config.replace(resize_mode=video_config.resize_mode)
+    return config if config.resize_mode == resize_mode else config.replace(resize_mode=resize_mode)
 
 
 def preprocess_videos(videos: Any, config: VisionPreprocessConfig | str | None = None,
@@ -235,10 +233,18 @@ def preprocess_videos(videos: Any, config: VisionPreprocessConfig | str | None =
     """
     preset, config = config, resolve_config(config)
     video_config = resolve_video_config(video_config, preset if isinstance(preset, str) else config)
-    config = clip_config(config, video_config)
+    if isinstance(videos, torch.Tensor) and videos.dim() in (4, 5) and torch.compiler.is_compiling():
+        return _videos_traced(videos, config, video_config, backend, layout)
+    config = clip_config(config, video_config.resize_mode)
     batch = prepare_videos(videos, layout=layout, do_convert_rgb=config.do_convert_rgb,
                            input_range=config.input_range, check_values=check_values)
     sizes, grid = plan_videos(batch, config, video_config)
+    return _videos_into_new(batch, config, sizes, grid, backend), grid
+
+
+def _videos_into_new(batch: VideoBatch, config: VisionPreprocessConfig, sizes: list[tuple[int, int]],
+                     grid: torch.Tensor, backend: str) -> torch.Tensor:
+    """``pixel_values_videos`` of planned clips, in a new tensor on their device."""
     needs_grad = torch.is_grad_enabled() and batch.requires_grad
     if needs_grad and config.resize_mode != "float" and any(
             tuple(c.shape[-2:]) != s for c, s in zip(batch.clips, sizes)):
@@ -250,7 +256,50 @@ def preprocess_videos(videos: Any, config: VisionPreprocessConfig | str | None =
     out = host_memory.empty((the_plan.row_offsets[-1], 3 * tp * p * p), config.output_dtype, batch.device)
     chosen = backends.select(backend, batch.device, needs_grad=needs_grad, resize_mode=config.resize_mode)
     chosen.videos_into(batch, the_plan, out)
-    return out, grid
+    return out
+
+
+def _clip_shape(videos: torch.Tensor, layout: str) -> tuple[int, int, int, int]:
+    """``(clips, frames, height, width)`` of a ``[T, C, H, W]`` / ``[B, T, C, H, W]`` tensor (channels last
+    for ``layout="hwc"``), from its static shape."""
+    x = videos if videos.dim() == 5 else videos[None]
+    h, w = (x.shape[2], x.shape[3]) if layout == "hwc" else (x.shape[3], x.shape[4])
+    return int(x.shape[0]), int(x.shape[1]), int(h), int(w)
+
+
+@torch.library.custom_op("qwen_vis_prep::preprocess_clips", mutates_args=())
+def preprocess_clips(videos: torch.Tensor, config: str, resize_mode: str, height: int, width: int, backend: str,
+                     layout: str) -> torch.Tensor:
+    """``pixel_values_videos`` of one ``[T, C, H, W]`` / ``[B, T, C, H, W]`` tensor resized to ``(height,
+    width)`` in ``resize_mode``: the opaque op ``torch.compile`` traces for clips (the image config travels as
+    its key; the target size, which the video config decides from static shapes, as ints)."""
+    cfg = clip_config(_BY_KEY[config], resize_mode)
+    batch = prepare_videos(videos, layout=layout, do_convert_rgb=cfg.do_convert_rgb, input_range=cfg.input_range,
+                           check_values=False)
+    sizes = [(height, width)] * len(batch.clips)
+    grid = torch.tensor([sizing.video_grid_thw(int(c.shape[0]), (height, width), cfg) for c in batch.clips],
+                        dtype=torch.int64).reshape(-1, 3)
+    return _videos_into_new(batch, cfg, sizes, grid, backend)
+
+
+@preprocess_clips.register_fake
+def _(videos: torch.Tensor, config: str, resize_mode: str, height: int, width: int, backend: str,
+      layout: str) -> torch.Tensor:
+    cfg = _BY_KEY[config]
+    b, t, _, _ = _clip_shape(videos, layout)
+    p, tp = cfg.patch_size, cfg.temporal_patch_size
+    rows = b * -(-t // tp) * (height // p) * (width // p)
+    return videos.new_empty((rows, 3 * tp * p * p), dtype=cfg.output_dtype)
+
+
+def _videos_traced(videos: torch.Tensor, config: VisionPreprocessConfig, video_config: VideoConfig, backend: str,
+                   layout: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Under ``torch.compile``: one registered op for the pixels, ``video_grid_thw`` from static shapes."""
+    lay = "hwc" if layout == "hwc" else "chw"
+    b, t, h, w = _clip_shape(videos, lay)
+    size = sizing.video_target_size(t, h, w, config, video_config)
+    grid = torch.tensor([sizing.video_grid_thw(t, size, config)] * b, dtype=torch.int64)
+    return preprocess_clips(videos, config._op_key, video_config.resize_mode, size[0], size[1], backend, lay), grid
 
 
 # ------------------------------------------------------------------------------------------- resize

@@ -191,3 +191,35 @@ def test_cold_call_inside_graph_capture_is_refused_clearly():
     torch.cuda.synchronize()
     assert torch.equal(qvp.preprocess(x, CFG, backend="triton").pixel_values,
                        qvp.preprocess(x, CFG, backend="reference").pixel_values)
+
+
+VIDEO = qvp.VideoConfig.from_preset("qwen2-vl", max_pixels=28 * 28 * 300)
+
+
+def test_clips_on_cuda_no_sync_graph_capture_and_compile():
+    """Clips on the Triton kernels: after a first call, a call syncs nothing; it can be captured in a CUDA
+    graph and replayed; ``torch.compile(fullgraph=True)`` traces it as one op; every result equals the CPU's
+    bits (torch-uint8 mode, the video presets' own)."""
+    clip = torch.randint(0, 256, (5, 3, 360, 640), dtype=torch.uint8, device="cuda")
+    cpu = qvp.preprocess_videos(clip.cpu(), CFG, VIDEO)[0]
+    first = qvp.preprocess_videos(clip, CFG, VIDEO)[0]
+    assert torch.equal(first.cpu(), cpu)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        again, grid = qvp.preprocess_videos(clip, CFG, VIDEO)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert torch.equal(again, first) and grid.device.type == "cpu"
+    static = clip.clone()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        captured = qvp.preprocess_videos(static, CFG, VIDEO)[0]
+    fresh = torch.randint(0, 256, clip.shape, dtype=torch.uint8, device="cuda")
+    static.copy_(fresh)
+    graph.replay()
+    torch.cuda.synchronize()
+    assert torch.equal(captured, qvp.preprocess_videos(fresh, CFG, VIDEO)[0])
+    compiled = torch.compile(lambda x: qvp.preprocess_videos(x, CFG, VIDEO), fullgraph=True)
+    got, got_grid = compiled(clip)
+    assert torch.equal(got, first) and torch.equal(got_grid, grid)

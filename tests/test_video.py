@@ -371,3 +371,20 @@ def test_pillow_backend_videos_bit_exact_with_reference(preset, overrides, make)
     ref, ref_grid = preprocess_videos(clips, config, backend="reference")
     assert torch.equal(grid, ref_grid) and ours.dtype == config.output_dtype
     assert torch.equal(ours, ref)
+
+
+def test_torch_compile_fullgraph_traces_clip_tensors():
+    """Under ``torch.compile(fullgraph=True)`` a clip tensor (one clip or a stacked batch, CHW or HWC) is one
+    registered op with ``video_grid_thw`` from static shapes; same results as eager."""
+    video = VideoConfig.from_preset("qwen2-vl", max_pixels=28 * 28 * 20)
+
+    def run(x, lay="auto"):
+        return preprocess_videos(x, "qwen2-vl", video, layout=lay)
+
+    batch = torch.stack([_clip(4, 60, 80, 1), _clip(4, 60, 80, 2)])
+    for x, lay in [(_clip(5, 60, 80, 0), "auto"), (batch, "auto"),
+                   (_clip(3, 50, 70, 3).permute(0, 2, 3, 1).contiguous(), "hwc")]:
+        compiled = torch.compile(lambda v: run(v, lay), fullgraph=True)
+        got, grid = compiled(x)
+        ref, ref_grid = run(x, lay)
+        assert torch.equal(got, ref) and torch.equal(grid, ref_grid)
