@@ -237,6 +237,31 @@ def test_sampling_qwen_vl_utils_rule():
         sample_frame_indices(1, 30.0, rule="qwen-vl-utils")  # 1 frame: fewer than one pair
 
 
+def test_sampling_qwen_vl_utils_rule_against_qwen_vl_utils():
+    """``rule="qwen-vl-utils"`` against qwen-vl-utils' own ``smart_nframes`` and its float32 linspace, on
+    many frame counts, source rates, fps and frame counts (its readers need decord, TorchCodec or
+    torchvision's removed ``read_video``, none of which is installed, so the sampling is compared alone)."""
+    vp = pytest.importorskip("qwen_vl_utils.vision_process")
+    rng = random.Random(11)
+    compared = 0
+    for _ in range(400):
+        total, video_fps = rng.randint(2, 3000), rng.choice([23.976, 24.0, 25.0, 29.97, 30.0, 50.0, 60.0, 7.5])
+        ele = {"nframes": rng.randint(2, total)} if rng.random() < 0.3 else {"fps": rng.choice([0.5, 1.0, 2.0, 4.0])}
+        try:
+            n = vp.smart_nframes(ele, total_frames=total, video_fps=video_fps)
+        except ValueError:
+            with pytest.raises(ValueError):
+                sample_frame_indices(total, video_fps, fps=ele.get("fps"), num_frames=ele.get("nframes"),
+                                     rule="qwen-vl-utils")
+            continue
+        expected = torch.linspace(0, total - 1, n).round().long().tolist()
+        got = sample_frame_indices(total, video_fps, fps=ele.get("fps"), num_frames=ele.get("nframes"),
+                                   rule="qwen-vl-utils")
+        assert got == expected, (total, video_fps, ele)
+        compared += 1
+    assert compared > 300
+
+
 # ---------------------------------------------------------------------------------------- input forms
 
 def test_batch_list_and_frame_lists_agree():

@@ -207,6 +207,27 @@ def test_sparse_sampling_seeks_and_matches_sequential(long_clips, kind, monkeypa
     assert len(results) == 2
 
 
+@pytest.mark.parametrize("sequential", [False, True], ids=["seeking", "sequential"])
+def test_memory_holds_only_the_sampled_frames(long_clips, monkeypatch, sequential):
+    """A 300-frame clip sampled at 2 fps: only the 24 sampled frames are ever converted to RGB and kept
+    (every other decoded frame is dropped as it comes), whether the decoder seeks or decodes in order."""
+    import av
+
+    if sequential:
+        monkeypatch.setattr(vd, "_SCAN_GAP", 10**9)
+    converted = []
+    to_ndarray = av.VideoFrame.to_ndarray
+
+    def counting(frame, *args, **kwargs):
+        converted.append(frame.pts)
+        return to_ndarray(frame, *args, **kwargs)
+
+    monkeypatch.setattr(av.VideoFrame, "to_ndarray", counting)
+    out = load_video(long_clips["mp4"], fps=2.0, rule="qwen2-vl", decoder="pyav")
+    assert out.frames.shape[0] == len(out.metadata.indices) == 24
+    assert len(converted) == len(set(out.metadata.indices)) == 24
+
+
 def test_seeking_falls_back_when_frames_leave_the_pts_grid(long_clips, monkeypatch):
     path = long_clips["mp4"]
     ref, ref_times, _ = reference(path)
