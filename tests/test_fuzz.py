@@ -250,6 +250,7 @@ def test_random_images_and_configs_match_the_oracle(data):
     assert out.grid_thw.tolist() == [[1, th // cfg.patch_size, tw // cfg.patch_size]]
 
 
+@pytest.mark.slow  # ~15 s: the interpreter runs every drawn list
 @given(data=st.data())
 def test_ragged_batches_equal_images_one_by_one(data):
     """An image alone and inside a ragged list (any position, any neighbours) gives the same bits."""

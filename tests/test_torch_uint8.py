@@ -164,12 +164,15 @@ def test_backends_agree_on_images_and_clips(backend, rng):
 
 # ------------------------------------------------------------------------------------------ Triton
 
-TRITON_SIZES = [((60, 90), (28, 56)), ((120, 40), (56, 28)), ((57, 171), (28, 84)), ((40, 31), (56, 56)),
-                ((56, 97), (56, 84)), ((30, 61), (28, 84)), ((61, 30), (84, 28))]
+# the first three in every run (down, mixed, up); the rest in the slow run
+TRITON_SIZES = [((60, 90), (28, 56)), ((61, 30), (84, 28)), ((40, 31), (56, 56)), ((120, 40), (56, 28)),
+                ((57, 171), (28, 84)), ((56, 97), (56, 84)), ((30, 61), (28, 84))]
 
 
 @pytest.mark.skipif(not HAS_TRITON, reason="Triton cannot run here")
-@pytest.mark.parametrize("src, size", TRITON_SIZES, ids=[f"{a[0]}x{a[1]}-{b[0]}x{b[1]}" for a, b in TRITON_SIZES])
+@pytest.mark.parametrize("src, size", [
+    pytest.param(a, b, id=f"{a[0]}x{a[1]}-{b[0]}x{b[1]}", marks=() if i < 3 else pytest.mark.slow)
+    for i, (a, b) in enumerate(TRITON_SIZES)])
 def test_triton_resize_bit_exact(src, size):
     img = torch.from_numpy(np.random.default_rng(sum(src)).integers(0, 256, (3, *src), dtype=np.uint8))
     got = qvp.resize(img.to(TRITON_DEVICE), size, mode="torch-uint8", backend="triton")
@@ -177,7 +180,7 @@ def test_triton_resize_bit_exact(src, size):
 
 
 @pytest.mark.skipif(not HAS_TRITON, reason="Triton cannot run here")
-@pytest.mark.parametrize("pipeline", ["rows", "tiles"])
+@pytest.mark.parametrize("pipeline", ["rows", pytest.param("tiles", marks=pytest.mark.slow)])
 def test_triton_preprocess_bit_exact(pipeline, monkeypatch):
     """Both kernel pipelines (the rows pipeline takes width-first fixed-point groups) equal the reference,
     which equals torch's kernel, for images, a batch and clips."""

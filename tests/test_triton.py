@@ -589,7 +589,7 @@ def _rows_eligible(h: int, w: int, cfg: qvp.VisionPreprocessConfig) -> bool:
                  marks=SLOW),
     pytest.param(dict(pillow_order="pillow12", output_dtype=torch.float16), "tiles",
                  id="pil-pillow12-fp16-tiles"),
-    pytest.param(dict(resize_mode="torch-uint8"), "rows", id="torch-uint8-rows"),
+    pytest.param(dict(resize_mode="torch-uint8"), "rows", id="torch-uint8-rows", marks=SLOW),
     pytest.param(dict(resize_mode="torch-uint8", output_dtype=torch.bfloat16), "tiles", id="torch-uint8-bf16-tiles",
                  marks=SLOW),
     # float arithmetic always takes the tile kernels
@@ -988,6 +988,7 @@ def test_clips_bit_exact_two_launches_per_clip(monkeypatch, mode, pipeline):
     assert max(g[2] for g in grids["_patchify_kernel"] + grids["_patch_rows_kernel"]) == 6
 
 
+@SLOW
 def test_clips_float_frames_dtypes_and_patch16():
     """Float frames (resized, and kept at their size), bf16 output, Qwen3-VL's patch 16 and odd counts."""
     x = _clips((3, 3, 40, 60), seed=1, dtype=torch.float32)
@@ -1002,6 +1003,7 @@ def test_clips_float_frames_dtypes_and_patch16():
     assert a.dtype == torch.bfloat16 and torch.equal(a, b)
 
 
+@SLOW
 def test_clips_split_over_grids_at_clip_boundaries(monkeypatch):
     """More frames than one grid takes: a stacked batch is split at whole clips, each part placed after the
     clips before it."""
