@@ -142,12 +142,7 @@ class HFQwenImageProcessor(ImageProcessingMixin):
                              f"'channels_first' (the default) applies")
         input_data_format = kwargs.pop("input_data_format", None)
         config_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in _CONFIG_KWARGS}
-        for k in list(kwargs):
-            if k in _INERT_KWARGS:
-                kwargs.pop(k)
-        if kwargs:
-            warnings.warn(f"{type(self).__name__}: ignoring unrecognised keyword(s) {sorted(kwargs)}",
-                          UserWarning, stacklevel=2)
+        _warn_unrecognised(self, kwargs, _INERT_KWARGS)
         config = self._call_config(config_kwargs)
         data: dict[str, Any] = {}
         if images is not None:
@@ -256,12 +251,7 @@ class HFQwenVideoProcessor(VideoProcessorMixin):
         ``pixel_values_videos`` and ``video_grid_thw`` (and ``video_metadata`` with ``return_metadata``)."""
         if videos is None:
             raise ValueError("pass videos=...")
-        for k in list(kwargs):
-            if k in _INERT_VIDEO_KWARGS:
-                kwargs.pop(k)
-        if kwargs:
-            warnings.warn(f"{type(self).__name__}: ignoring unrecognised keyword(s) {sorted(kwargs)}",
-                          UserWarning, stacklevel=2)
+        _warn_unrecognised(self, kwargs, _INERT_VIDEO_KWARGS)
         sample = self.do_sample_frames if do_sample_frames is None else do_sample_frames
         if fps is not None or num_frames is not None:
             sample = True
@@ -328,6 +318,14 @@ def patch_processor(processor: Any, *, backend: Backend = "auto", **overrides: A
 # Per-call keys of HF video processors that do not change this output.
 _INERT_VIDEO_KWARGS = frozenset({"disable_grouping", "default_to_square", "data_format", "input_data_format",
                                  "video_load_backend", "return_metadata", "do_convert_rgb", "device"})
+
+
+def _warn_unrecognised(owner: Any, kwargs: dict[str, Any], inert: frozenset[str]) -> None:
+    """One warning naming the per-call keywords that are neither handled nor known to change nothing."""
+    unknown = sorted(k for k in kwargs if k not in inert)
+    if unknown:
+        warnings.warn(f"{type(owner).__name__}: ignoring unrecognised keyword(s) {unknown}", UserWarning,
+                      stacklevel=3)
 
 
 def _is_source(x: Any) -> bool:
