@@ -28,6 +28,7 @@ from transformers.video_utils import VideoMetadata
 
 from .config import VideoConfig, VisionPreprocessConfig
 from .hf_adapter import HFQwenImageProcessor, HFQwenVideoProcessor, _hf_metadata
+from .packing import pack_pixels, unpack_pixels
 from .sizing import grid_hw, target_size, video_grid_thw, video_target_size
 from .video_decode import DecodedVideo
 from .video_decode import VideoMetadata as DecodedVideoMetadata
@@ -42,29 +43,6 @@ _NO_PIXELS = torch.empty(0, dtype=torch.uint8)
 
 
 # ------------------------------------------------------------------------------------------- pixels
-
-def pack_pixels(items: Sequence[torch.Tensor]) -> tuple[torch.Tensor, list[tuple[int, ...]]]:
-    """uint8 tensors (``[3, H, W]`` images or ``[T, 3, H, W]`` clips) -> one flat contiguous uint8 CPU tensor
-    of all their bytes, in order, and the list of their shapes (written with one copy per item)."""
-    sizes = [tuple(int(d) for d in x.shape) for x in items]
-    flat = torch.empty(sum(x.numel() for x in items), dtype=torch.uint8)
-    start = 0
-    for x, size in zip(items, sizes):
-        n = x.numel()
-        flat[start:start + n].view(size).copy_(x)
-        start += n
-    return flat, sizes
-
-
-def unpack_pixels(flat: torch.Tensor, sizes: Sequence[Sequence[int]]) -> list[torch.Tensor]:
-    """Views of ``flat`` (1-D, as :func:`pack_pixels` writes it, on any device) shaped as ``sizes``; no copy."""
-    if flat.dim() != 1:
-        raise ValueError(f"flat must be 1-D, got shape {tuple(flat.shape)}")
-    counts = [int(np.prod(s)) for s in sizes]
-    if sum(counts) != flat.numel():
-        raise ValueError(f"sizes hold {sum(counts)} elements but flat has {flat.numel()}")
-    return [part.view(tuple(s)) for part, s in zip(flat.split(counts), sizes)]
-
 
 # ------------------------------------------------------------------------------------------- grids
 

@@ -271,7 +271,7 @@ def test_pixels_flat_uint8_and_unpacked_as_views(qwen2):
     text_only = QwenVLCollator(qwen2)([_example("a cat"), _example("a dog is in it")])
     assert not {"pixel_images", "image_sizes", "image_grid_thw", "pixel_videos", "video_sizes",
                 "video_grid_thw"} & set(text_only)
-    with pytest.raises(ValueError, match="hold 6 elements"):
+    with pytest.raises(ValueError, match="does not hold the 6 values"):
         unpack_pixels(torch.zeros(5, dtype=torch.uint8), [(1, 2, 3)])
     assert pack_pixels([])[0].numel() == 0
 
