@@ -427,6 +427,30 @@ def test_ddp_world_size_one(qwen2, tmp_path):
         dist.destroy_process_group()
 
 
+def test_fsdp2_world_size_one(qwen2, tmp_path):
+    """FSDP2 (``fully_shard``, gloo on the CPU, world size 1) shards the wrapped model's parameters; the
+    preprocessor has none, and the step equals the unsharded one."""
+    import torch.distributed as dist
+    from torch.distributed.fsdp import fully_shard
+
+    model = tiny_model("qwen2-vl")
+    wrapper = QwenVLWithPreprocessor(model)
+    _, images = qwen2
+    batch = image_batch(images, wrapper.preprocessor(images).grid_thw, [2, 1])
+    with torch.no_grad():
+        ref_loss = float(wrapper(**batch).loss)
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        fully_shard(model)
+        loss = wrapper(**batch).loss
+        loss.backward()
+        assert float(loss) == pytest.approx(ref_loss, rel=1e-5)
+        assert all(p.grad is not None for p in wrapper.parameters() if p.requires_grad)
+        assert set(wrapper.state_dict()) == set(tiny_model("qwen2-vl").state_dict())
+    finally:
+        dist.destroy_process_group()
+
+
 def test_trainer_steps(qwen2, tmp_path):
     pytest.importorskip("accelerate")  # transformers.Trainer needs it
     model = tiny_model("qwen2-vl")
