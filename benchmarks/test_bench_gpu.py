@@ -164,6 +164,43 @@ def test_hf_video_processor_cuda(benchmark, case):
                                        return_tensors="pt")["pixel_values_videos"], _clip(case), rounds=10)
 
 
+# ------------------------------------------------------------------------------------- training input
+def _training_batch():
+    """What a training step receives for 8 x 1080p: ours, the collator's pinned flat uint8 buffer; stock, the
+    float32 ``pixel_values`` the stock processor made in the worker (pinned, same sizes and budget)."""
+    from qwen_vis_prep.packing import pack_pixels
+
+    images = [img.cpu() for img in _batch(8, 1080, 1920, 9).unbind(0)]
+    flat, sizes = pack_pixels(images)
+    stock = qvp.preprocess(images, qvp.PRESETS["qwen2-vl"].replace(max_pixels=MAX_PIXELS)).pixel_values
+    return flat.pin_memory(), sizes, stock.pin_memory()
+
+
+@pytest.mark.parametrize("provider", ["ours-uint8-then-preprocess", "stock-float32-copy"])
+def test_training_input_on_device(benchmark, provider):
+    """The device side of a training step's input: ours copies the uint8 buffer (``non_blocking``) and
+    preprocesses it there; the stock pipeline copies the float32 patches it made on the host. The difference
+    is the step time the in-model preprocessing adds (or saves)."""
+    from qwen_vis_prep.packing import unpack_pixels
+
+    flat, sizes, stock = _training_batch()
+    prep = qvp.QwenVisionPreprocessor("qwen2-vl", max_pixels=MAX_PIXELS, backend="triton")
+    if provider == "ours-uint8-then-preprocess":
+        def step(x):
+            return prep(unpack_pixels(x.to("cuda", non_blocking=True), sizes)).pixel_values
+        source = flat
+    else:
+        def step(x):
+            return x.to("cuda", non_blocking=True)
+        source = stock
+    out = step(source)
+    torch.cuda.synchronize()
+    if provider.startswith("ours"):
+        assert torch.equal(out.cpu(), stock)  # the same pixel_values as the stock pipeline's (pil mode, CPU)
+    benchmark.extra_info["host_to_device_bytes"] = source.numel() * source.element_size()
+    _run(benchmark, "training-input-8x1080p", step, source, rounds=30)
+
+
 def test_copy_bandwidth(benchmark):
     """Device-to-device copy of 1 GiB: the bandwidth the floor is computed with (read + write bytes)."""
     src = torch.empty(1 << 30, dtype=torch.uint8, device="cuda")
