@@ -161,38 +161,33 @@ def _image_tensor(x: Any, where: str) -> torch.Tensor:
         from .checks import pil_to_hwc
 
         return pil_to_hwc(x).permute(2, 0, 1)
-    if isinstance(x, np.ndarray):
-        if x.dtype != np.uint8:
-            raise TypeError(f"{where}: expected a uint8 array, got dtype {x.dtype}")
-        if x.ndim != 3 or x.shape[-1] != 3:
-            raise ValueError(f"{where}: expected an [H, W, 3] array, got shape {x.shape}")
-        return torch.from_numpy(x).permute(2, 0, 1)
-    if isinstance(x, torch.Tensor):
-        if x.dtype != torch.uint8:
-            raise TypeError(f"{where}: expected a uint8 tensor, got {x.dtype}")
-        if x.dim() != 3 or x.shape[0] != 3:
-            raise ValueError(f"{where}: expected a [3, H, W] tensor, got shape {tuple(x.shape)}")
-        return x
-    raise TypeError(f"{where}: expected a [3, H, W] uint8 tensor, an [H, W, 3] uint8 array or a PIL image, "
-                    f"got {type(x).__name__}")
+    return _uint8_pixels(x, where, frames=False)
 
 
 def _clip_tensor(x: Any, where: str) -> torch.Tensor:
     """One clip as a ``[T, 3, H, W]`` uint8 tensor (``[T, H, W, 3]`` arrays converted)."""
+    return _uint8_pixels(x, where, frames=True)
+
+
+def _uint8_pixels(x: Any, where: str, frames: bool) -> torch.Tensor:
+    """``[3, H, W]`` (``[T, 3, H, W]`` with ``frames``) uint8 from such a tensor or a channels-last array."""
+    lead = "T, " if frames else ""
+    dims = 4 if frames else 3
     if isinstance(x, np.ndarray):
         if x.dtype != np.uint8:
             raise TypeError(f"{where}: expected a uint8 array, got dtype {x.dtype}")
-        if x.ndim != 4 or x.shape[-1] != 3:
-            raise ValueError(f"{where}: expected a [T, H, W, 3] array, got shape {x.shape}")
-        return torch.from_numpy(x).permute(0, 3, 1, 2)
+        if x.ndim != dims or x.shape[-1] != 3:
+            raise ValueError(f"{where}: expected a [{lead}H, W, 3] array, got shape {x.shape}")
+        return torch.from_numpy(x).movedim(-1, -3)
     if isinstance(x, torch.Tensor):
         if x.dtype != torch.uint8:
             raise TypeError(f"{where}: expected a uint8 tensor, got {x.dtype}")
-        if x.dim() != 4 or x.shape[1] != 3:
-            raise ValueError(f"{where}: expected a [T, 3, H, W] tensor, got shape {tuple(x.shape)}")
+        if x.dim() != dims or x.shape[-3] != 3:
+            raise ValueError(f"{where}: expected a [{lead}3, H, W] tensor, got shape {tuple(x.shape)}")
         return x
-    raise TypeError(f"{where}: expected a [T, 3, H, W] uint8 tensor, a [T, H, W, 3] uint8 array or a "
-                    f"DecodedVideo, got {type(x).__name__}")
+    other = "a DecodedVideo" if frames else "a PIL image"
+    raise TypeError(f"{where}: expected a [{lead}3, H, W] uint8 tensor, a [{lead}H, W, 3] uint8 array or {other}, "
+                    f"got {type(x).__name__}")
 
 
 def _metadata(given: Any, clip: torch.Tensor, where: str) -> VideoMetadata:
