@@ -476,6 +476,17 @@ def test_backend_invariants(make, kwargs, device, backend):
     check_backend(backend, make(device), config, **kwargs)
 
 
+@pytest.mark.parametrize("make,kwargs", [pytest.param(*k[1:], id=k[0]) for k in INPUT_KINDS])
+def test_aten_backend_invariants(make, kwargs):
+    """The aten backend (CPU, torch-uint8 mode) keeps the same invariants on every kind of input: each case's
+    config in torch-uint8 mode (float-mode cases stay in float mode, which aten hands to the reference)."""
+    kwargs = dict(kwargs)
+    config = kwargs.pop("config", None) or qvp.VisionPreprocessConfig()
+    if config.resize_mode == "pil":
+        config = config.replace(resize_mode="torch-uint8")
+    check_backend("aten", make("cpu"), config, **kwargs)
+
+
 def test_numpy_and_pil_inputs_never_modified():
     from PIL import Image
 

@@ -29,7 +29,7 @@ def _script_env() -> dict:
 
 @pytest.mark.skipif(not triton_backend.can_run(DEVICE)[0], reason="Triton cannot run here")
 @pytest.mark.parametrize("scope", [
-    pytest.param("--pipelines-only", id="pipelines-only"),  # ~12 s in the interpreter: every run
+    pytest.param("--pipelines-only", id="pipelines-only", marks=pytest.mark.slow),  # ~12 s
     pytest.param("--rows-only", id="rows-only", marks=pytest.mark.slow),  # ~1 min
     pytest.param(None, id="all-stages", marks=pytest.mark.slow),  # ~3 min: the tile kernels' shapes too
 ])

@@ -398,6 +398,7 @@ def test_pillow_backend_videos_bit_exact_with_reference(preset, overrides, make)
     assert torch.equal(ours, ref)
 
 
+@pytest.mark.slow  # ~4 s: three compiles
 def test_torch_compile_fullgraph_traces_clip_tensors():
     """Under ``torch.compile(fullgraph=True)`` a clip tensor (one clip or a stacked batch, CHW or HWC) is one
     registered op with ``video_grid_thw`` from static shapes; same results as eager."""
