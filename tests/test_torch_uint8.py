@@ -112,6 +112,7 @@ def test_auto_picks_the_kernel_of_the_mode():
     assert backends.select("auto", cpu, resize_mode="float").NAME == "reference"
 
 
+@pytest.mark.slow  # a subprocess with another CPU capability
 def test_torch_generic_loop_agrees_on_channels_last_input():
     """torch's generic (non-AVX2) build of the kernel gives the same bits on channels-last input, what the
     aten backend passes; it differs only on contiguous NCHW input resized to one pixel wide (where the AVX2

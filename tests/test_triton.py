@@ -964,7 +964,7 @@ def _video_cfg(mode="torch-uint8", preset="qwen2-vl", **kw):
 
 
 @pytest.mark.parametrize("mode, pipeline", [
-    ("torch-uint8", "rows"),
+    pytest.param("torch-uint8", "rows", marks=SLOW),
     pytest.param("torch-uint8", "tiles", marks=SLOW),
     pytest.param("pil", "rows", marks=SLOW),
     pytest.param("float", "rows", marks=SLOW),
