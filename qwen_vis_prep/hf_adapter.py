@@ -286,9 +286,7 @@ class HFQwenVideoProcessor(VideoProcessorMixin):
         metadata = make_batched_metadata(clips, video_metadata=video_metadata)
         out = []
         for clip, meta in zip(clips, metadata):
-            clip = _videos_to(clip, device) if device is not None else clip
-            if isinstance(clip, np.ndarray):
-                clip = _videos_to(clip, None)
+            clip = _videos_to(clip, device)  # arrays become [T, C, H, W] tensors; device None keeps the device
             if sample:
                 indices = self.video_config.sample_indices(
                     meta.total_num_frames, meta.fps, fps=fps if num_frames is None else None, num_frames=num_frames,
