@@ -17,11 +17,12 @@ Cases, each a benchmark group comparing the providers:
 * ``8x1080p``: a list of 8 such images (four photos, twice);
 * ``16-mixed``: 16 images from 300x400 up to 1200x1600 (linearly spaced).
 
-Providers: ``ours`` (``qvp.preprocess(images, cfg)``, CPU, Pillow backend, ``resize_mode="pil"``),
-``ours-torch-uint8`` (the same with ``resize_mode="torch-uint8"``: the aten backend), ``hf-pil``
+Providers: ``ours`` (``qvp.preprocess(images, cfg)``, CPU, ``resize_mode="pil"``: the native backend, the
+compiled resampler), ``ours-torch-uint8`` (the same with ``resize_mode="torch-uint8"``), ``ours-pillow``
+(pil mode on the Pillow backend, the fallback where the compiled resampler is not built), ``hf-pil``
 (``Qwen2VLImageProcessorPil``) and ``hf-torchvision`` (``Qwen2VLImageProcessor`` on the CPU). Before timing,
-each case checks once that ``ours`` gives HF PIL's ``grid_thw`` and pixel values (1e-5) and
-``ours-torch-uint8`` HF torchvision's, so a fast wrong answer cannot win. The timings record the thread
+each case checks once that ``ours`` and ``ours-pillow`` give HF PIL's ``grid_thw`` and pixel values (1e-5)
+and ``ours-torch-uint8`` HF torchvision's, so a fast wrong answer cannot win. The timings record the thread
 count and library versions in ``extra_info``; medians are the number to read (the CPU may be shared).
 
 Videos (``test_cpu_video_clip``), two clips of ``[T, 3, H, W]`` uint8 frames panning 8 pixels per frame
@@ -121,12 +122,14 @@ def provider_fn(provider: str, case: str):
     if provider == "ours-torch-uint8":
         config = case_config(case).replace(resize_mode="torch-uint8")
         return lambda: qvp.preprocess(images, config)
+    if provider == "ours-pillow":
+        return lambda: qvp.preprocess(images, case_config(case), backend="pillow")
     proc = hf_processor(provider, case)
     return lambda: proc(images, return_tensors="pt")
 
 
 # each of our modes against the transformers backend whose resize it reproduces
-COUNTERPART = {"ours": "hf-pil", "ours-torch-uint8": "hf-torchvision"}
+COUNTERPART = {"ours": "hf-pil", "ours-pillow": "hf-pil", "ours-torch-uint8": "hf-torchvision"}
 
 
 @functools.lru_cache(maxsize=None)
@@ -141,7 +144,7 @@ def check_case(case: str, provider: str) -> None:
 ROUNDS = {"1x1080p": 10, "1x1080p-serving": 10, "8x1080p": 5, "16-mixed": 5}
 
 
-@pytest.mark.parametrize("provider", ["ours", "ours-torch-uint8", "hf-pil", "hf-torchvision"])
+@pytest.mark.parametrize("provider", ["ours", "ours-torch-uint8", "ours-pillow", "hf-pil", "hf-torchvision"])
 @pytest.mark.parametrize("case", ["1x1080p", "1x1080p-serving", "8x1080p", "16-mixed"])
 def test_cpu_preprocess(benchmark, case, provider):
     if provider in COUNTERPART:

@@ -20,7 +20,7 @@ from .contract import ImageBatch, Plan, VideoBatch
 from .outputs import VisionBatch
 from .presets import default_video_config, get_preset
 
-Backend = Literal["auto", "torch", "reference", "pillow", "triton"]
+Backend = Literal["auto", "torch", "reference", "native", "pillow", "aten", "triton"]
 
 
 def resolve_config(config: VisionPreprocessConfig | str | None = None, **overrides: Any) -> VisionPreprocessConfig:
@@ -130,9 +130,10 @@ def preprocess(images: Any, config: VisionPreprocessConfig | str | None = None, 
             ``config.input_range``), a HWC numpy array, a PIL image, or a list of those (ragged sizes).
             1-channel images are expanded, 4-channel ones composited onto white. Never modified.
         config: a :class:`VisionPreprocessConfig` or a preset name (default ``"qwen2-vl"``).
-        backend: ``"auto"`` (Triton for CUDA tensors, Pillow for CPU tensors in pil mode, else the
-            reference), a registered name (``"reference"``, ``"pillow"``, ``"triton"``), or ``"torch"``
-            (``"auto"`` without Triton).
+        backend: ``"auto"`` (Triton for CUDA tensors; for CPU tensors the compiled resampler in the
+            fixed-point modes, Pillow / torch's kernel where it was not built; else the reference), a
+            registered name (``"reference"``, ``"native"``, ``"pillow"``, ``"aten"``, ``"triton"``), or
+            ``"torch"`` (``"auto"`` without Triton).
         layout: ``"auto"`` (tensors CHW, numpy arrays HWC), ``"chw"`` or ``"hwc"``.
         check_values: NaN/Inf/range check of float inputs; default on for CPU, off for CUDA (it syncs).
 

@@ -3,7 +3,7 @@
 One separable pass maps ``in_size`` samples to ``out_size`` samples; output ``o`` reads inputs
 ``index[o, k]`` with weights ``weight[o, k]`` for ``k < taps``. Unused taps carry weight 0 and a clamped,
 in-bounds index, so kernels can loop over all ``taps`` without masks. The window form
-(:func:`pil_window_taps`) gives each output one start and ``taps`` consecutive inputs, all in bounds, for
+(:func:`window_taps`) gives each output one start and ``taps`` consecutive inputs, all in bounds, for
 kernels that address a row's taps from one pointer.
 
 The weights are computed in float64 as the kernel each mode reproduces computes them (bicubic ``a = -0.5``,
@@ -138,12 +138,14 @@ def window_taps(in_size: int, out_size: int, taps: int, mode: str = "pil") -> tu
     Output ``o`` reads ``in[start[o] + k]`` for ``k < taps`` with no clamping: ``start`` is the filter's first
     tap, moved left where the window would run past the end, and each real tap's weight sits at its place in
     the window (the rest are 0). The int32 sum therefore has the same terms as :func:`fixed_taps`' plus exact
-    zeros, so the level is the same. Needs ``in_size >= taps >=`` the filter's tap count.
+    zeros, so the level is the same. Needs ``in_size >= taps >=`` the most real taps of any output (the
+    filter's tap count, or fewer where the input is shorter than the filter: :func:`tight_taps`).
     """
     start, count, _ = filter_weights(in_size, out_size, "pillow" if mode == "pil" else "aten")
     _, fixed = fixed_taps(in_size, out_size, mode)
-    if not fixed.shape[1] <= taps <= in_size:
-        raise ValueError(f"a window of {taps} taps needs {fixed.shape[1]} <= taps <= in_size={in_size} "
+    needed = int(count.max())
+    if not needed <= taps <= in_size:
+        raise ValueError(f"a window of {taps} taps needs {needed} <= taps <= in_size={in_size} "
                          f"(resampling {in_size} -> {out_size})")
     window = np.minimum(start, in_size - taps)
     shift = start - window                                      # >= 0: where tap 0 sits in the window
@@ -153,6 +155,11 @@ def window_taps(in_size: int, out_size: int, taps: int, mode: str = "pil") -> tu
     weight = np.zeros((out_size, taps), dtype=np.int32)
     weight[rows[used], (shift[:, None] + k)[used]] = fixed[used]
     return window.astype(np.int32), weight
+
+
+def tight_taps(in_size: int, out_size: int, mode: str = "pil") -> int:
+    """The shortest window :func:`window_taps` accepts: the filter's tap count, capped by ``in_size``."""
+    return min(fixed_taps(in_size, out_size, mode)[1].shape[1], in_size)
 
 
 def _indices(start: np.ndarray, in_size: int, taps: int) -> np.ndarray:

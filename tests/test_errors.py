@@ -36,8 +36,8 @@ def triton_runs(device: str) -> bool:
 def device_backends() -> list:
     """``(device, backend)`` pairs: every backend on every device where it can run (the others skip)."""
     no_triton = pytest.mark.skipif(not triton_runs("cuda"), reason="the Triton backend cannot run here")
-    params = [pytest.param("cpu", "reference", id="cpu-reference"), pytest.param("cpu", "pillow", id="cpu-pillow"),
-              pytest.param("cpu", "auto", id="cpu-auto")]
+    params = [pytest.param("cpu", "reference", id="cpu-reference"), pytest.param("cpu", "native", id="cpu-native"),
+              pytest.param("cpu", "pillow", id="cpu-pillow"), pytest.param("cpu", "auto", id="cpu-auto")]
     if triton_runs("cpu"):
         params.append(pytest.param("cpu", "triton", id="cpu-triton"))
     return params + [pytest.param("cuda", "reference", marks=NEEDS_CUDA, id="cuda-reference"),
@@ -308,7 +308,7 @@ def test_bad_config_arguments():
 
 # ---------------------------------------------------------------------------------------------- backends
 def test_unknown_backend_raises():
-    _raises(ValueError, ["backend must be one of", "'reference', 'pillow', 'aten', 'triton'", "got 'cuda'"],
+    _raises(ValueError, ["backend must be one of", "'reference', 'native', 'pillow', 'aten', 'triton'", "got 'cuda'"],
             lambda: qvp.preprocess(_u8(3, 8, 8), backend="cuda"))
     _raises(ValueError, ["backend must be one of", "got 'numba'"],
             lambda: qvp.QwenVisionPreprocessor(backend="numba"))
@@ -476,15 +476,16 @@ def test_backend_invariants(make, kwargs, device, backend):
     check_backend(backend, make(device), config, **kwargs)
 
 
+@pytest.mark.parametrize("backend", ["aten", "native"])
 @pytest.mark.parametrize("make,kwargs", [pytest.param(*k[1:], id=k[0]) for k in INPUT_KINDS])
-def test_aten_backend_invariants(make, kwargs):
-    """The aten backend (CPU, torch-uint8 mode) keeps the same invariants on every kind of input: each case's
-    config in torch-uint8 mode (float-mode cases stay in float mode, which aten hands to the reference)."""
+def test_torch_uint8_backend_invariants(make, kwargs, backend):
+    """The CPU backends of torch-uint8 mode keep the same invariants on every kind of input: each case's
+    config in torch-uint8 mode (float-mode cases stay in float mode, which they hand to the reference)."""
     kwargs = dict(kwargs)
     config = kwargs.pop("config", None) or qvp.VisionPreprocessConfig()
     if config.resize_mode == "pil":
         config = config.replace(resize_mode="torch-uint8")
-    check_backend("aten", make("cpu"), config, **kwargs)
+    check_backend(backend, make("cpu"), config, **kwargs)
 
 
 def test_numpy_and_pil_inputs_never_modified():

@@ -91,6 +91,7 @@ def _pil_mode_outputs(device, backend, case):
 
 @pytest.mark.parametrize("device,backend", [
     pytest.param("cpu", "reference", id="cpu-reference"),  # the pure-torch port of Pillow's resampler
+    pytest.param("cpu", "native", id="cpu-native"),  # the compiled resampler (the CPU default)
     pytest.param("cpu", "triton", id="cpu-triton", marks=pytest.mark.skipif(
         not triton_runs("cpu"), reason="Triton does not run on the CPU here (TRITON_INTERPRET=1 to try)")),
     pytest.param("cuda", "reference", id="cuda-reference", marks=NEEDS_CUDA),
@@ -98,9 +99,8 @@ def _pil_mode_outputs(device, backend, case):
         not triton_runs("cuda"), reason="the Triton backend cannot run here")]),
 ])
 def test_backends_agree_bit_for_bit_in_pil_mode(device, backend):
-    """Every backend equals the CPU default (the Pillow backend: Pillow's own resampler) exactly."""
+    """Every backend equals the Pillow backend (Pillow's own resampler) exactly."""
     case = _case("cpu", backend)
-    assert qvp.select_backend("auto", torch.device("cpu"), False) == "pillow"
     expected = _pil_mode_outputs("cpu", "pillow", case)
     assert torch.equal(_pil_mode_outputs(device, backend, case), expected)
 

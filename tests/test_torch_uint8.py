@@ -24,7 +24,7 @@ from qwen_vis_prep.backends import triton as triton_backend
 CUDA = torch.cuda.is_available()
 TRITON_DEVICE = torch.device("cuda" if CUDA else "cpu")
 HAS_TRITON = triton_backend.can_run(TRITON_DEVICE)[0]
-CPU_BACKENDS = ["reference", "aten"]
+CPU_BACKENDS = ["reference", "native", "aten"]
 
 
 def torch_kernel(img: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -105,10 +105,17 @@ def test_modes_differ_where_the_kernels_do(rgb_chw):
     assert (a - b).abs().max() >= 3
 
 
-def test_auto_picks_the_kernel_of_the_mode():
+def test_auto_picks_the_compiled_resampler_else_the_kernel_of_the_mode(monkeypatch):
+    from qwen_vis_prep.backends import native
+
     cpu = torch.device("cpu")
+    assert backends.select("auto", cpu, resize_mode="torch-uint8").NAME == "native"
+    monkeypatch.setattr(native, "resample_rows", None)
+    monkeypatch.setattr(native, "_MISSING", "not built here", raising=False)
+    monkeypatch.setattr(backends, "_WARNED_NO_NATIVE", [])
+    with pytest.warns(RuntimeWarning, match="not built here"):
+        assert backends.select("auto", cpu, resize_mode="torch-uint8").NAME == "aten"
     assert backends.select("auto", cpu, resize_mode="pil").NAME == "pillow"
-    assert backends.select("auto", cpu, resize_mode="torch-uint8").NAME == "aten"
     assert backends.select("auto", cpu, resize_mode="float").NAME == "reference"
 
 
