@@ -25,6 +25,13 @@ each case checks once that ``ours`` and ``ours-pillow`` give HF PIL's ``grid_thw
 and ``ours-torch-uint8`` HF torchvision's, so a fast wrong answer cannot win. The timings record the thread
 count and library versions in ``extra_info``; medians are the number to read (the CPU may be shared).
 
+The other families (``test_cpu_family``, group ``family-<preset>``): one 1080p photo with each new
+preset's own config (its sizing rule and budget) against that family's transformers image processor, both
+backends (``hf-pil``: ``<Class>Pil``; ``hf-torchvision``: ``<Class>``): Qwen3.5, Qwen2.5-Omni, Qwen3-Omni and
+dots3-note use ``Qwen2VLImageProcessor``, GLM-4.1V/4.6V ``Glm4vImageProcessor`` / ``Glm46VImageProcessor``,
+PaddleOCR-VL and ERNIE-4.5-VL their own. Checked once before timing against ``hf-pil`` (grid equal, pixels
+within 1e-5).
+
 Videos (``test_cpu_video_clip``), two clips of ``[T, 3, H, W]`` uint8 frames panning 8 pixels per frame
 across a photo (``astronaut`` resp. ``coffee``, resized as above), built once and cached:
 
@@ -378,3 +385,52 @@ def test_cpu_video_file(benchmark, clip_file, provider, clip):
     out = benchmark.pedantic(file_provider_fn(provider, clip, path), rounds=VIDEO_ROUNDS[clip], warmup_rounds=1,
                              iterations=1)
     assert torch.equal(video_outputs(provider, out)[1], hf_video_grid("hf-qwen2vl", clip))
+
+
+# ------------------------------------------------------------------------------------- the other families
+FAMILY_CLASS = {"qwen3.5": "Qwen2VLImageProcessor", "qwen2.5-omni": "Qwen2VLImageProcessor",
+                "qwen3-omni": "Qwen2VLImageProcessor", "dots3-note": "Qwen2VLImageProcessor",
+                "glm-4.1v": "Glm4vImageProcessor", "glm-4.6v": "Glm46VImageProcessor",
+                "paddleocr-vl": "PaddleOCRVLImageProcessor", "ernie-4.5-vl": "Ernie4_5_VLMoeImageProcessor"}
+
+
+@functools.lru_cache(maxsize=None)
+def family_processor(preset: str, provider: str):
+    """The family's transformers image processor with the preset's values."""
+    from qwen_vis_prep.pretrained import to_hf_dict
+
+    keys = to_hf_dict(qvp.PRESETS[preset])
+    keys.pop("image_processor_type")
+    suffix = "Pil" if provider == "hf-pil" else ""
+    return getattr(transformers, FAMILY_CLASS[preset] + suffix)(**keys)
+
+
+def family_fn(preset: str, provider: str):
+    images = case_images("1x1080p")
+    if provider == "ours":
+        return lambda: qvp.preprocess(images, preset)
+    proc = family_processor(preset, provider)
+    return lambda: proc(images, return_tensors="pt")
+
+
+@functools.lru_cache(maxsize=None)
+def check_family(preset: str) -> None:
+    ours = family_fn(preset, "ours")()
+    ref = family_fn(preset, "hf-pil")()
+    assert torch.equal(ours.grid_thw, ref["image_grid_thw"])
+    pv = ref["pixel_values"].reshape(ours.pixel_values.shape)
+    assert (ours.pixel_values - pv).abs().max().item() <= 1e-5
+
+
+@pytest.mark.parametrize("provider", ["ours", "hf-pil", "hf-torchvision"])
+@pytest.mark.parametrize("preset", list(FAMILY_CLASS))
+def test_cpu_family(benchmark, preset, provider):
+    check_family(preset)
+    benchmark.group = f"family-{preset}"
+    benchmark.extra_info.update(
+        provider=provider, preset=preset, torch_threads=torch.get_num_threads(), torch=torch.__version__,
+        pillow=PIL.__version__, transformers=transformers.__version__, qwen_vis_prep=qvp.__version__,
+        input="one 1080x1920 HWC uint8 numpy array (skimage astronaut resized with Pillow BICUBIC)")
+    out = benchmark.pedantic(family_fn(preset, provider), rounds=5, warmup_rounds=1, iterations=1)
+    grid = out.grid_thw if provider == "ours" else out["image_grid_thw"]
+    assert grid.shape == (1, 3)

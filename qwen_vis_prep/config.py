@@ -22,6 +22,9 @@ RESIZE_MODES: tuple[str, ...] = ("pil", "torch-uint8", "float")
 PillowOrder = Literal["installed", "pillow12", "pillow13"]
 InputRange = Literal["0-255", "0-1"]
 VideoSizing = Literal["qwen2-vl", "qwen3-vl"]
+ImageSizing = Literal["qwen2-vl", "glm4v", "paddleocr-vl"]
+IMAGE_SIZINGS: tuple[str, ...] = ("qwen2-vl", "glm4v", "paddleocr-vl")
+RowOrder = Literal["windows", "raster"]
 
 _OUTPUT_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 # Configs by their op key; weak, so the registry never outlives the configs themselves.
@@ -55,6 +58,13 @@ class VisionPreprocessConfig:
       always on the 0..255 scale.
     * ``compact_images``: write still images once instead of ``temporal_patch_size`` times
       (``[N, C * P * P]``, half the bytes); fold the patch-embedding weight to match (see ``tower``).
+    * ``sizing``: the image sizing rule (:mod:`qwen_vis_prep.sizing`): ``"qwen2-vl"`` (``smart_resize``,
+      the Qwen and ERNIE processors), ``"glm4v"`` (:func:`~qwen_vis_prep.sizing.glm4v_smart_resize`, the
+      GLM-4.1V/4.5V/4.6V processors) or ``"paddleocr-vl"``
+      (:func:`~qwen_vis_prep.sizing.paddleocr_smart_resize`).
+    * ``row_order``: ``"windows"`` (default) puts every ``merge_size**2`` consecutive rows in one merge
+      window; ``"raster"`` lists patches row by row (PaddleOCR-VL, whose projector gathers the windows
+      itself). ``temporal_patch_size = 1`` writes each image once (rows of ``3 * P * P``).
     """
 
     patch_size: int = 14
@@ -74,6 +84,8 @@ class VisionPreprocessConfig:
     input_range: InputRange = "0-255"
     output_dtype: torch.dtype = field(default=torch.float32)
     compact_images: bool = False
+    sizing: ImageSizing = "qwen2-vl"
+    row_order: RowOrder = "windows"
 
     def __post_init__(self) -> None:
         for name in ("patch_size", "temporal_patch_size", "merge_size"):
@@ -96,6 +108,8 @@ class VisionPreprocessConfig:
         check_choice("resize_mode", self.resize_mode, RESIZE_MODES)
         check_choice("pillow_order", self.pillow_order, ("installed", "pillow12", "pillow13"))
         check_choice("input_range", self.input_range, ("0-255", "0-1"))
+        check_choice("sizing", self.sizing, IMAGE_SIZINGS)
+        check_choice("row_order", self.row_order, ("windows", "raster"))
         dtype = _parse_dtype(self.output_dtype)
         object.__setattr__(self, "output_dtype", dtype)
         # A plain-string name for the torch.library op (custom ops take no dataclasses; see functional.py).
@@ -107,6 +121,12 @@ class VisionPreprocessConfig:
     def factor(self) -> int:
         """Side multiple of every resized image: ``patch_size * merge_size``."""
         return self.patch_size * self.merge_size
+
+    @property
+    def row_merge_size(self) -> int:
+        """Side, in patches, of the windows the output rows go by: ``merge_size``, or 1 with
+        ``row_order="raster"``."""
+        return 1 if self.row_order == "raster" else self.merge_size
 
     @property
     def image_frames(self) -> int:

@@ -4,8 +4,10 @@
 device=``, per-call ``size``/``min_pixels``/... overrides) and returns a ``BatchFeature`` with HF's keys
 (``pixel_values``, ``image_grid_thw``, ``pixel_values_videos``, ``video_grid_thw``). It is an
 ``ImageProcessingMixin``, so it can be the ``image_processor`` of ``Qwen2VLProcessor``,
-``Qwen2_5_VLProcessor`` and ``Qwen3VLProcessor``; the text side counts its placeholder tokens from
-``image_grid_thw`` and ``merge_size`` exactly as with the stock processor.
+``Qwen2_5_VLProcessor``, ``Qwen3VLProcessor`` and of the other families' processors (``Glm4vProcessor``,
+``PaddleOCRVLProcessor``, ``Ernie4_5_VLMoeProcessor``, the Omni and dots3-note processors: see
+``docs/model_family.md``); the text side counts its placeholder tokens from ``image_grid_thw`` and
+``merge_size`` exactly as with the stock processor.
 
 Needs ``transformers`` (imported by this module only).
 """
@@ -28,7 +30,7 @@ from transformers.video_utils import make_batched_metadata, make_batched_videos
 from .config import VideoConfig, VisionPreprocessConfig
 from .functional import Backend, preprocess, preprocess_videos, resolve_config, resolve_video_config
 from .pretrained import config_from_hf, to_hf_dict
-from .sizing import smart_resize
+from .sizing import target_size
 
 # Config fields with no counterpart in preprocessor_config.json: kept from the adapter's config on every call.
 _OWN_FIELDS = ("resize_mode", "pillow_order", "input_range", "output_dtype", "compact_images")
@@ -116,14 +118,14 @@ class HFQwenImageProcessor(ImageProcessingMixin):
     def get_number_of_image_patches(self, height: int, width: int, images_kwargs: dict | None = None) -> int:
         """Patches (``grid_h * grid_w``) of an image of this size, without the image (vLLM asks this)."""
         config = self._call_config(dict(images_kwargs or {}))
-        h, w = smart_resize(height, width, config.factor, config.min_pixels, config.max_pixels) \
-            if config.do_resize else (height, width)
+        h, w = target_size(height, width, config) if config.do_resize else (height, width)
         return (h // config.patch_size) * (w // config.patch_size)
 
     def to_dict(self) -> dict[str, Any]:
-        """HF's ``preprocessor_config.json`` form; saved files load in stock transformers as
-        ``Qwen2VLImageProcessor`` (this package's own fields such as ``output_dtype`` are not saved)."""
-        return {**to_hf_dict(self.config), "image_processor_type": "Qwen2VLImageProcessor"}
+        """HF's ``preprocessor_config.json`` form; saved files load in stock transformers as the image
+        processor class of this config's family (``Qwen2VLImageProcessor``, ``Glm4vImageProcessor``,
+        ``PaddleOCRVLImageProcessor``; this package's own fields such as ``output_dtype`` are not saved)."""
+        return to_hf_dict(self.config)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(config={self.config!r}, backend={self.backend!r})"
@@ -148,7 +150,9 @@ class HFQwenImageProcessor(ImageProcessingMixin):
         if images is not None:
             items = _prepare_images(images, device, input_data_format)
             out = preprocess(items, config, backend=self.backend)
-            data["pixel_values"] = out.pixel_values
+            # raster rows are PaddleOCR-VL's, whose processor hands them over as [N, 3 * T, P, P]
+            data["pixel_values"] = out.pixel_values if config.row_order == "windows" else \
+                out.pixel_values.view(-1, 3 * config.image_frames, config.patch_size, config.patch_size)
             data["image_grid_thw"] = out.grid_thw
         if videos is not None:
             data.update(_preprocess_videos(videos, config, self.video_config, device))

@@ -352,7 +352,7 @@ def unpatchify(pixel_values: torch.Tensor, grid_thw: torch.Tensor, config: Visio
         raise ValueError(f"pixel_values has {pixel_values.shape[1]} columns; with patch_size={p} expected "
                          f"{3 * p * p} (compact) or {3 * config.temporal_patch_size * p * p}")
     rows = pixel_values[start:start + counts[index]].to(torch.float64)
-    x = layout.unpatchify(rows, (t, gh, gw), p, config.merge_size)
+    x = layout.unpatchify(rows, (t, gh, gw), p, config.row_merge_size)
     if config.do_normalize:
         std = torch.tensor(config.image_std, dtype=torch.float64, device=x.device).view(1, 3, 1, 1)
         mean = torch.tensor(config.image_mean, dtype=torch.float64, device=x.device).view(1, 3, 1, 1)

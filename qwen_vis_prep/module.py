@@ -88,10 +88,10 @@ class QwenVisionPreprocessor(nn.Module):
             ws = self.window_size if window_size is None else window_size
             c = self.config
             if images is not None:
-                batch.extras.update(vision_tower_inputs(batch.grid_thw, c.merge_size, window_size=ws,
+                batch.extras.update(vision_tower_inputs(batch.grid_thw, c.row_merge_size, window_size=ws,
                                                         patch_size=c.patch_size, device=batch.pixel_values.device))
             if video_out is not None:
-                extra = vision_tower_inputs(video_out[1], c.merge_size, window_size=ws, patch_size=c.patch_size,
+                extra = vision_tower_inputs(video_out[1], c.row_merge_size, window_size=ws, patch_size=c.patch_size,
                                             device=video_out[0].device)
                 batch.extras.update({"video_" + k: v for k, v in extra.items()})
         return batch

@@ -1,9 +1,13 @@
 """Configs from Hugging Face checkpoints: ``preprocessor_config.json`` <-> :class:`VisionPreprocessConfig`.
 
-Reads the files the Qwen2-VL, Qwen2.5-VL and Qwen3-VL checkpoints were released with, in both spellings of
-the pixel budget (top-level ``min_pixels``/``max_pixels``, or ``size = {"shortest_edge", "longest_edge"}``),
-from a local model directory, a JSON file or the dict itself. Nothing is downloaded: a hub id resolves only
-when the file is already in the local Hugging Face cache.
+Reads the files the checkpoints of the Qwen-style family were released with: ``image_processor_type``
+names transformers' class (``Qwen2VLImageProcessor``, ``Glm4vImageProcessor``, ``Glm46VImageProcessor``,
+``PaddleOCRVLImageProcessor``, ``Ernie4_5_VLMoeImageProcessor``; a ``Fast`` or ``Pil`` suffix is the same
+class), whose class defaults fill the keys the file leaves out and whose sizing rule and row order the config
+takes (:data:`HF_IMAGE_PROCESSORS`). The pixel budget comes in both spellings (top-level
+``min_pixels``/``max_pixels``, or ``size = {"shortest_edge", "longest_edge"}``). Sources: a local model
+directory, a JSON file or the dict itself. Nothing is downloaded: a hub id resolves only when the file is
+already in the local Hugging Face cache.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -37,6 +42,59 @@ _NEUTRAL_VALUES = {
     "pad_size": (None,),
 }
 _BICUBIC_NAMES = ("bicubic", "BICUBIC")
+
+
+@dataclass(frozen=True)
+class HFImageProcessorClass:
+    """What one of transformers' image processor classes does with a ``preprocessor_config.json``:
+    ``defaults`` is the config of its class defaults (what the file leaves out; also the sizing rule and row
+    order of every config read for it), ``pixel_keys`` whether it reads top-level ``min_pixels`` /
+    ``max_pixels`` (the GLM and ERNIE classes honour only ``size``)."""
+
+    defaults: VisionPreprocessConfig
+    pixel_keys: bool = True
+
+
+_GLM = HFImageProcessorClass(VisionPreprocessConfig(min_pixels=112 * 112, max_pixels=28 * 28 * 15000, sizing="glm4v"),
+                             pixel_keys=False)
+_ERNIE = HFImageProcessorClass(VisionPreprocessConfig(temporal_patch_size=1, max_pixels=28 * 28 * 6177),
+                               pixel_keys=False)
+#: transformers' image processor classes (``image_processor_type`` without ``Fast``/``Pil``) this package
+#: reproduces; a file that names none of them is read as ``Qwen2VLImageProcessor``'s.
+HF_IMAGE_PROCESSORS: dict[str, HFImageProcessorClass] = {
+    "Qwen2VLImageProcessor": HFImageProcessorClass(VisionPreprocessConfig()),
+    "Glm4vImageProcessor": _GLM,
+    "Glm46VImageProcessor": _GLM,
+    "PaddleOCRVLImageProcessor": HFImageProcessorClass(VisionPreprocessConfig(
+        temporal_patch_size=1, min_pixels=384 * 384, max_pixels=1536 * 1536, sizing="paddleocr-vl",
+        row_order="raster")),
+    "Ernie4_5_VLMoeImageProcessor": _ERNIE,
+    "Ernie4_5_VL_MoeImageProcessor": _ERNIE,  # transformers' deprecated spelling of the same class
+}
+
+
+def processor_class(data: Mapping[str, Any], origin: str = "the given dict") -> HFImageProcessorClass:
+    """The :class:`HFImageProcessorClass` a ``preprocessor_config.json`` dict names (``image_processor_type``;
+    Qwen2-VL's when it names none). Raises :class:`PretrainedConfigError` for a class of another family."""
+    name = data.get("image_processor_type")
+    if name is None:
+        return HF_IMAGE_PROCESSORS["Qwen2VLImageProcessor"]
+    base = str(name).removesuffix("Fast").removesuffix("Pil")
+    if base not in HF_IMAGE_PROCESSORS:
+        raise PretrainedConfigError(f"{origin}: image_processor_type={name!r} is not one this package reproduces; "
+                                    f"expected one of {sorted(HF_IMAGE_PROCESSORS)} (a 'Fast' or 'Pil' suffix "
+                                    f"is the same class)")
+    return HF_IMAGE_PROCESSORS[base]
+
+
+def hf_class_name(config: VisionPreprocessConfig) -> str:
+    """The transformers image processor class that sizes and lays out rows as ``config`` does (the first in
+    :data:`HF_IMAGE_PROCESSORS` with its sizing rule and row order); ``ValueError`` where none does."""
+    for name, cls in HF_IMAGE_PROCESSORS.items():
+        if (cls.defaults.sizing, cls.defaults.row_order) == (config.sizing, config.row_order):
+            return name
+    raise ValueError(f"no transformers image processor sizes with sizing={config.sizing!r} and lays rows out in "
+                     f"row_order={config.row_order!r}")
 
 
 class PretrainedConfigError(ValueError):
@@ -71,12 +129,15 @@ def config_from_hf(source: str | os.PathLike | Mapping[str, Any], *, strict: boo
                    **overrides: Any) -> VisionPreprocessConfig:
     """A :class:`VisionPreprocessConfig` from a Hugging Face image-processor config.
 
-    Rules (each one mirrors what transformers' ``Qwen2VLImageProcessor`` does with the same file):
+    Rules (each one mirrors what the transformers class the file names does with it, see
+    :func:`processor_class`):
 
+    * the sizing rule and row order are the class's; missing keys take its class defaults;
     * the pixel budget comes from ``size = {"shortest_edge": min, "longest_edge": max}`` (or
-      ``{"min_pixels", "max_pixels"}``) and from top-level ``min_pixels``/``max_pixels``; when both are
-      present and disagree, the top-level key wins (as in transformers) and a ``UserWarning`` says so;
-    * missing keys take transformers' class defaults, which are this package's config defaults;
+      ``{"min_pixels", "max_pixels"}``) and, for the classes that read them, from top-level
+      ``min_pixels``/``max_pixels``; when both are present and disagree, the top-level key wins (as in
+      transformers) and a ``UserWarning`` says so; the GLM and ERNIE classes ignore the top-level keys
+      (a ``UserWarning`` says so);
     * keys that only name the processor or steer HF's work layout (``image_processor_type``,
       ``data_format``, ``device`` ...) are ignored; ``resample`` must be 3 (bicubic) and crop/pad must be off;
     * any other key raises :class:`PretrainedConfigError` (``strict=False``: a ``UserWarning`` instead and
@@ -85,6 +146,7 @@ def config_from_hf(source: str | os.PathLike | Mapping[str, Any], *, strict: boo
     ``overrides`` are config fields set on top (``resize_mode="float"``, ``output_dtype=torch.bfloat16`` ...).
     """
     data, origin = load_preprocessor_dict(source)
+    cls = processor_class(data, origin)
     fields: dict[str, Any] = {}
     unknown = []
     for key, value in data.items():
@@ -101,10 +163,17 @@ def config_from_hf(source: str | os.PathLike | Mapping[str, Any], *, strict: boo
         if strict:
             raise PretrainedConfigError(message + ". Pass strict=False to ignore them with a warning")
         warnings.warn(message + "; ignored (strict=False)", UserWarning, stacklevel=2)
+    if not cls.pixel_keys:
+        ignored = [k for k in ("min_pixels", "max_pixels") if data.get(k) is not None]
+        if ignored:
+            warnings.warn(f"{origin}: {data.get('image_processor_type')} reads its pixel budget from 'size' only; "
+                          f"{ignored} have no effect there and are ignored, as in transformers", UserWarning,
+                          stacklevel=2)
+        data = {k: v for k, v in data.items() if k not in ("min_pixels", "max_pixels")}
     fields.update(_pixel_budget(data, origin))
     fields.update(overrides)
     try:
-        return VisionPreprocessConfig(**fields)
+        return cls.defaults.replace(**fields)
     except (TypeError, ValueError) as e:
         raise PretrainedConfigError(f"{origin}: {e}") from None
 
@@ -113,9 +182,12 @@ def to_hf_dict(config: VisionPreprocessConfig) -> dict[str, Any]:
     """The ``preprocessor_config.json`` dict (``size`` form, as transformers 5 writes it) of ``config``.
 
     ``Qwen2VLImageProcessor(**to_hf_dict(c))`` is HF's processor with the same output as ``c`` in
-    ``resize_mode="pil"`` (this package's extra fields such as ``output_dtype`` have no HF counterpart).
+    ``resize_mode="pil"`` (this package's extra fields such as ``output_dtype`` have no HF counterpart);
+    for a config of another family's sizing or row order, that family's class (``image_processor_type``,
+    :func:`hf_class_name`).
     """
     return {
+        "image_processor_type": hf_class_name(config),
         "do_convert_rgb": config.do_convert_rgb,
         "do_normalize": config.do_normalize,
         "do_rescale": config.do_rescale,

@@ -56,16 +56,48 @@ def fit_pixel_budget(height: int, width: int, factor: int, min_pixels: int, max_
     return h_bar, w_bar
 
 
+def glm4v_smart_resize(height: int, width: int, factor: int = 28, min_pixels: int = 112 * 112,
+                       max_pixels: int = 28 * 28 * 15000, temporal_factor: int = 2) -> tuple[int, int]:
+    """Target ``(h, w)`` of an image as transformers' ``Glm4vImageProcessor`` / ``Glm46VImageProcessor``
+    size it: the whole-clip rule of :func:`smart_resize_video` for ``temporal_factor`` frames, so the bounds
+    count the image ``temporal_factor`` times, and sides shorter than ``factor`` are first scaled up
+    (truncating) until the shorter one reaches ``factor``."""
+    return smart_resize_video(temporal_factor, height, width, temporal_factor, factor, min_pixels, max_pixels)
+
+
+def paddleocr_smart_resize(height: int, width: int, factor: int = 28, min_pixels: int = 384 * 384,
+                           max_pixels: int = 1536 * 1536) -> tuple[int, int]:
+    """Target ``(h, w)`` of an image as transformers' ``PaddleOCRVLImageProcessor`` sizes it: a height below
+    ``factor`` becomes ``factor`` with the width scaled to match (``round``), then the same for the width,
+    then :func:`smart_resize`."""
+    for name, v in (("height", height), ("width", width), ("factor", factor)):
+        check_positive_int(name, v)
+    if height < factor:
+        width, height = round(width * factor / height), factor
+    if width < factor:
+        height, width = round(height * factor / width), factor
+    return smart_resize(height, width, factor, min_pixels, max_pixels)
+
+
+_IMAGE_SIZING = {"qwen2-vl": smart_resize, "glm4v": glm4v_smart_resize, "paddleocr-vl": paddleocr_smart_resize}
+
+
 # Sizing runs on every call; the same few image sizes come back again and again. Keyed on plain ints only
 # (target_size converts), so a bool can never hit an int's entry and skip smart_resize's checks.
-_smart_resize_cached = functools.lru_cache(maxsize=4096)(smart_resize)
+@functools.lru_cache(maxsize=4096)
+def _image_size_cached(rule: str, height: int, width: int, factor: int, min_pixels: int, max_pixels: int,
+                       temporal_factor: int) -> tuple[int, int]:
+    if rule == "glm4v":
+        return glm4v_smart_resize(height, width, factor, min_pixels, max_pixels, temporal_factor)
+    return _IMAGE_SIZING[rule](height, width, factor, min_pixels, max_pixels)
 
 
 def target_size(height: int, width: int, config: VisionPreprocessConfig) -> tuple[int, int]:
-    """The resized ``(h, w)`` of one image under ``config`` (``smart_resize``, or the input size when
+    """The resized ``(h, w)`` of one image under ``config`` (its ``sizing`` rule, or the input size when
     ``do_resize`` is off, which must then already be a multiple of ``patch_size * merge_size``)."""
     if config.do_resize:
-        return _smart_resize_cached(int(height), int(width), config.factor, config.min_pixels, config.max_pixels)
+        return _image_size_cached(config.sizing, int(height), int(width), config.factor, config.min_pixels,
+                                  config.max_pixels, config.temporal_patch_size)
     if height % config.factor or width % config.factor:
         raise ValueError(f"with do_resize=False both sides must be multiples of patch_size*merge_size="
                          f"{config.factor}, got height={height}, width={width}")

@@ -128,32 +128,56 @@ def rng() -> np.random.Generator:
 # --------------------------------------------------------------------------------------------------------
 
 def hf_kwargs(config: qvp.VisionPreprocessConfig) -> dict:
-    """The transformers constructor arguments that mean the same as ``config``."""
-    return dict(min_pixels=config.min_pixels, max_pixels=config.max_pixels, patch_size=config.patch_size,
-                temporal_patch_size=config.temporal_patch_size, merge_size=config.merge_size,
-                image_mean=list(config.image_mean), image_std=list(config.image_std),
+    """The transformers constructor arguments that mean the same as ``config`` (the pixel budget as
+    ``size``, which every family's class reads)."""
+    return dict(size={"shortest_edge": config.min_pixels, "longest_edge": config.max_pixels},
+                patch_size=config.patch_size, temporal_patch_size=config.temporal_patch_size,
+                merge_size=config.merge_size, image_mean=list(config.image_mean), image_std=list(config.image_std),
                 rescale_factor=config.rescale_factor, do_resize=config.do_resize, do_rescale=config.do_rescale,
                 do_normalize=config.do_normalize, do_convert_rgb=config.do_convert_rgb)
 
 
+def hf_image_processor_class(config: qvp.VisionPreprocessConfig, pil: bool):
+    """The transformers image processor class of ``config``'s family (``Qwen2VLImageProcessor``,
+    ``Glm4vImageProcessor``, ``PaddleOCRVLImageProcessor``), its PIL backend (``...Pil``) or torchvision."""
+    transformers = pytest.importorskip("transformers")
+    from qwen_vis_prep.pretrained import hf_class_name
+
+    return getattr(transformers, hf_class_name(config) + ("Pil" if pil else ""))
+
+
+def hf_target_size(height: int, width: int, config: qvp.VisionPreprocessConfig) -> tuple[int, int]:
+    """The resized size transformers' own sizing function of ``config``'s family gives."""
+    f, lo, hi = config.factor, config.min_pixels, config.max_pixels
+    if config.sizing == "glm4v":
+        from transformers.models.glm4v.image_processing_glm4v import smart_resize
+
+        t = config.temporal_patch_size
+        return tuple(smart_resize(t, height, width, temporal_factor=t, factor=f, min_pixels=lo, max_pixels=hi))
+    if config.sizing == "paddleocr-vl":
+        from transformers.models.paddleocr_vl.image_processing_paddleocr_vl import smart_resize
+
+        return tuple(smart_resize(height, width, factor=f, min_pixels=lo, max_pixels=hi))
+    from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
+
+    return tuple(smart_resize(height, width, factor=f, min_pixels=lo, max_pixels=hi))
+
+
 @pytest.fixture(scope="session")
 def hf_pil():
-    """Factory ``hf_pil(config) -> Qwen2VLImageProcessorPil`` (transformers' PIL/NumPy backend)."""
-    mod = pytest.importorskip("transformers.models.qwen2_vl.image_processing_pil_qwen2_vl")
-
+    """Factory ``hf_pil(config)``: transformers' PIL/NumPy-backend image processor of ``config``'s family
+    (``Qwen2VLImageProcessorPil`` for the Qwen presets)."""
     def make(config: qvp.VisionPreprocessConfig):
-        return mod.Qwen2VLImageProcessorPil(**hf_kwargs(config))
+        return hf_image_processor_class(config, pil=True)(**hf_kwargs(config))
 
     return make
 
 
 @pytest.fixture(scope="session")
 def hf_tv():
-    """Factory ``hf_tv(config) -> Qwen2VLImageProcessor`` (transformers' torchvision backend)."""
-    mod = pytest.importorskip("transformers.models.qwen2_vl.image_processing_qwen2_vl")
-
+    """Factory ``hf_tv(config)``: transformers' torchvision-backend image processor of ``config``'s family."""
     def make(config: qvp.VisionPreprocessConfig):
-        return mod.Qwen2VLImageProcessor(**hf_kwargs(config))
+        return hf_image_processor_class(config, pil=False)(**hf_kwargs(config))
 
     return make
 

@@ -32,6 +32,7 @@ from PIL import Image
 
 import qwen_vis_prep as qvp
 
+from conftest import hf_target_size
 from test_errors import HAS_CUDA, triton_runs
 
 try:  # reuse conftest's profiles; register the same ones where there are none
@@ -96,8 +97,7 @@ def oracle(chw: torch.Tensor, cfg: qvp.VisionPreprocessConfig) -> tuple[torch.Te
         rgb = alpha * x[:3].double() + (1 - alpha) * white
         x = rgb.round().to(torch.uint8) if x.dtype == torch.uint8 else rgb.to(x.dtype)
     if cfg.do_resize:
-        size = hf_sizing.smart_resize(in_h, in_w, factor=cfg.factor, min_pixels=cfg.min_pixels,
-                                      max_pixels=cfg.max_pixels)
+        size = hf_target_size(in_h, in_w, cfg)
     else:
         size = (in_h, in_w)
     resizing = size != (in_h, in_w)
@@ -123,7 +123,7 @@ def oracle(chw: torch.Tensor, cfg: qvp.VisionPreprocessConfig) -> tuple[torch.Te
         y = (y - torch.tensor(cfg.image_mean, dtype=torch.float32).to(y.dtype).view(3, 1, 1)) \
             / torch.tensor(cfg.image_std, dtype=torch.float32).to(y.dtype).view(3, 1, 1)
     # transformers: (grid_t, T, C, gh/m, m, P, gw/m, m, P) -> (grid_t, gh/m, gw/m, m, m, C, T, P, P)
-    p, m, t = cfg.patch_size, cfg.merge_size, cfg.image_frames
+    p, m, t = cfg.patch_size, cfg.row_merge_size, cfg.image_frames  # raster rows: windows of one patch
     h, w = size
     frames = y[None].expand(t, 3, h, w)
     patches = frames.reshape(1, t, 3, h // p // m, m, p, w // p // m, m, p).permute(0, 3, 6, 4, 7, 2, 1, 5, 8)
@@ -245,8 +245,7 @@ def test_random_images_and_configs_match_the_oracle(data):
     if isinstance(x, torch.Tensor):  # called again (on the Triton backend: a warm call, from the cached plan)
         again = _run(x, cfg, layout, target)
         assert torch.equal(again.pixel_values, out.pixel_values) and torch.equal(again.grid_thw, out.grid_thw)
-    th, tw = (hf_sizing.smart_resize(chw.shape[1], chw.shape[2], factor=cfg.factor, min_pixels=cfg.min_pixels,
-                                     max_pixels=cfg.max_pixels) if cfg.do_resize else chw.shape[1:])
+    th, tw = hf_target_size(chw.shape[1], chw.shape[2], cfg) if cfg.do_resize else chw.shape[1:]
     assert out.grid_thw.tolist() == [[1, th // cfg.patch_size, tw // cfg.patch_size]]
 
 

@@ -54,7 +54,7 @@ def test_presets_are_the_released_configs():
     from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 
     names = sorted(qvp.PRESETS)
-    assert names == ["qwen2-vl", "qwen2.5-vl", "qwen3-vl"]
+    assert {"qwen2-vl", "qwen2.5-vl", "qwen3-vl"} <= set(names)  # the other families: test_model_family.py
     for name in ("qwen2-vl", "qwen2.5-vl"):
         c = qvp.PRESETS[name]
         assert (c.patch_size, c.temporal_patch_size, c.merge_size) == (14, 2, 2)

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 import qwen_vis_prep as qvp
+from conftest import hf_target_size
 from qwen_vis_prep import sizing
 from qwen_vis_prep import layout
 from qwen_vis_prep.backends import reference
@@ -96,10 +97,11 @@ def test_preprocess_pil_mode_is_hf_pil(hf_pil, in_h, in_w, preset, lo, hi, seed,
     config = _small_config(preset, lo, hi)
     hwc = noise(seed, in_h, in_w, channels)
     ours = qvp.preprocess(hwc, config)
-    ref = hf_pil(config)(hwc, return_tensors="pt")
+    ref = hf_pil(config)(hwc, return_tensors="pt", input_data_format="channels_last")
     assert torch.equal(ours.grid_thw, ref["image_grid_thw"])
-    assert ours.pixel_values.shape == ref["pixel_values"].shape
-    assert (ours.pixel_values - ref["pixel_values"]).abs().max().item() <= 1e-5
+    ref_pv = ref["pixel_values"].flatten(1)  # PaddleOCR-VL's rows come as [N, 3, P, P]
+    assert ours.pixel_values.shape == ref_pv.shape
+    assert (ours.pixel_values - ref_pv).abs().max().item() <= 1e-5
 
 
 @given(in_h=pp_side, in_w=pp_side, preset=st.sampled_from(PRESET_NAMES), lo=pixels, hi=pixels,
@@ -112,7 +114,7 @@ def test_preprocess_pillow_fast_path_is_torch_path(in_h, in_w, preset, lo, hi, s
     size = sizing.target_size(in_h, in_w, config)
     x = reference.resize_fixed(img[None], size, sizing.pillow_vertical_first(in_h, in_w, *size, order))
     y = reference.normalize(x, config.rescale_factor, torch.tensor(config.image_mean), torch.tensor(config.image_std))
-    ref = layout.patchify(y, config.patch_size, config.merge_size, config.temporal_patch_size, torch.float32)
+    ref = layout.patchify(y, config.patch_size, config.row_merge_size, config.temporal_patch_size, torch.float32)
     assert torch.equal(ours, ref)
 
 
@@ -124,14 +126,14 @@ def test_preprocess_float_mode_float_input_is_interpolate(in_h, in_w, preset, lo
     config = _small_config(preset, lo, hi, resize_mode="float")
     x = torch.from_numpy(noise(seed, in_h, in_w)).permute(2, 0, 1).to(torch.float32)
     ours = qvp.preprocess(x, config)
-    h, w = qvp.smart_resize(in_h, in_w, config.factor, config.min_pixels, config.max_pixels)
+    h, w = hf_target_size(in_h, in_w, config)
     y = x[None].double()
     if (h, w) != (in_h, in_w):
         y = F.interpolate(y, size=(h, w), mode="bicubic", antialias=True, align_corners=False)
     mean = torch.tensor(config.image_mean, dtype=torch.float64).view(1, 3, 1, 1)
     std = torch.tensor(config.image_std, dtype=torch.float64).view(1, 3, 1, 1)
     y = (y / 255.0 - mean) / std
-    p, m, t = config.patch_size, config.merge_size, config.temporal_patch_size
+    p, m, t = config.patch_size, config.row_merge_size, config.temporal_patch_size
     gh, gw = h // p, w // p
     y = y.reshape(3, gh // m, m, p, gw // m, m, p).permute(1, 4, 2, 5, 0, 3, 6)
     ref = y.unsqueeze(5).expand(-1, -1, -1, -1, -1, t, -1, -1).reshape(gh * gw, 3 * t * p * p)

@@ -86,10 +86,14 @@ def test_missing_keys_take_transformers_class_defaults():
 
 
 def test_transformers_saved_form_roundtrips():
-    """What ``Qwen2VLImageProcessor.save_pretrained`` writes (resample as 3, rescale_factor, do_* flags...)."""
-    mod = pytest.importorskip("transformers.models.qwen2_vl.image_processing_qwen2_vl")
+    """What each preset's transformers class (``Qwen2VLImageProcessor``, ``Glm4vImageProcessor``,
+    ``PaddleOCRVLImageProcessor`` ...) writes with ``save_pretrained`` (resample as 3, rescale_factor, do_*
+    flags, its own type name) reads back as the preset."""
+    transformers = pytest.importorskip("transformers")
     for preset, config in PRESETS.items():
-        saved = json.loads(mod.Qwen2VLImageProcessor(**to_hf_dict(config)).to_json_string())
+        keys = to_hf_dict(config)
+        cls = getattr(transformers, keys.pop("image_processor_type"))
+        saved = json.loads(cls(**keys).to_json_string())
         assert config_from_hf(saved) == config, preset
 
 

@@ -50,7 +50,7 @@ def _levels_into(levels: torch.Tensor, size: tuple[int, int], config: VisionPrep
     on ``pool`` when given)."""
     region = resize_hwc(levels, size)
     norm = cpu_fusion.cpu_normalizer(config)
-    p, m = config.patch_size, config.merge_size
+    p, m = config.patch_size, config.row_merge_size
     block = p * m
     out_blocks = out.view(size[0] // block, size[1] // block, m * m, -1)
     if pool is None or parts <= 1:

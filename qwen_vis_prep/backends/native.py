@@ -119,7 +119,7 @@ def _patch_sink(out: torch.Tensor, config: VisionPreprocessConfig, frames: int,
     table = _value_table(config, out.dtype)
     lo, hi = (0, frames) if slots is None else slots
     return ("patches", out.data_ptr(), out.shape[1], out.element_size(), table.data_ptr(), config.patch_size,
-            config.merge_size, frames, lo, hi), table
+            config.row_merge_size, frames, lo, hi), table
 
 
 def _levels_into(levels: torch.Tensor, size: tuple[int, int], config: VisionPreprocessConfig, out: torch.Tensor,

@@ -61,7 +61,7 @@ def resize_chw(x: torch.Tensor, size: tuple[int, int], order: str) -> torch.Tens
 def _levels_into(levels: torch.Tensor, size: tuple[int, int], config: VisionPreprocessConfig, out: torch.Tensor,
                  frames: int, pool, parts: int, slots: tuple[int, int] | None) -> None:
     image_into(levels, size, config.pillow_order, out, cpu_fusion.cpu_normalizer(config), config.patch_size,
-               config.merge_size, frames, pool, parts, slots)
+               config.row_merge_size, frames, pool, parts, slots)
 
 
 def preprocess_into(batch: ImageBatch, plan: Plan, out: torch.Tensor) -> None:

@@ -231,7 +231,7 @@ def differentiable(images: list[torch.Tensor], plan: Plan) -> torch.Tensor:
     if config.resize_mode != "float":
         raise ValueError(f"gradients flow only through resize_mode='float'; resize_mode={config.resize_mode!r} "
                          "rounds to uint8 levels. Pass resize_mode='float' or detach the input")
-    parts = [patchify(normalized_pixels(img[None], size, config), config.patch_size, config.merge_size,
+    parts = [patchify(normalized_pixels(img[None], size, config), config.patch_size, config.row_merge_size,
                       config.image_frames, config.output_dtype)
              for img, size in zip(images, plan.sizes)]
     return torch.cat(parts, 0)
@@ -240,7 +240,7 @@ def differentiable(images: list[torch.Tensor], plan: Plan) -> torch.Tensor:
 def image_group_into(img: torch.Tensor, size: tuple[int, int], config: VisionPreprocessConfig,
                      out: torch.Tensor) -> None:
     """Resize + normalise + patchify same-size images ``img [B, 3, H, W]`` into ``out [B * rows, patch_dim]``."""
-    patchify_into(out, normalized_pixels(img, size, config), config.patch_size, config.merge_size,
+    patchify_into(out, normalized_pixels(img, size, config), config.patch_size, config.row_merge_size,
                   config.image_frames)
 
 
@@ -270,7 +270,7 @@ def videos_into(batch: VideoBatch, plan: Plan, out: torch.Tensor, frames=None) -
     consecutive frames). ``frames(clip, size, config)`` makes a clip's normalised frames (default
     :func:`video_frames`, which resizes a stacked batch in one call). Works through autograd."""
     config = plan.config
-    p, m, tp = config.patch_size, config.merge_size, config.temporal_patch_size
+    p, m, tp = config.patch_size, config.row_merge_size, config.temporal_patch_size
     if frames is None and batch.stacked is not None:
         all_frames = normalized_pixels(batch.stacked, plan.sizes[0], config)
         normalized = iter(all_frames.unflatten(0, (len(batch.clips), -1)).unbind(0))

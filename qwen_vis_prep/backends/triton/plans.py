@@ -221,7 +221,7 @@ class GroupPlan:
         check_int32_extent(shape, strides)
         vertical_first = kind == SRC_U8_FIXED and vertical_pass_first(in_h, in_w, h, w, config)
         passes = separable_passes(in_h, in_w, h, w, vertical_first)
-        p, m = config.patch_size, config.merge_size
+        p, m = config.patch_size, config.row_merge_size
         t = config.temporal_patch_size if clip_frames else config.image_frames
         # where each image's rows start: a table for a gathered group, else first_row + b * rows_per_image
         rows = dict(rows_ptr=_row_table(row_offsets, device) if row_offsets is not None else None,
