@@ -150,7 +150,7 @@ def test_torch_uint8_mode_matches_the_family_torchvision_processor(rng, preset):
     assert (ours.pixel_values - pv).abs().max().item() <= PV_ATOL
 
 
-@pytest.mark.parametrize("preset", ["glm-4.1v", "paddleocr-vl", "ernie-4.5-vl", "dots3-note"])
+@pytest.mark.parametrize("preset", NEW_PRESETS)
 def test_backends_agree_bit_for_bit(rng, preset):
     """Every CPU backend (and Triton in its interpreter) equals the reference for the new sizing rules,
     one-copy rows (temporal_patch_size 1) and raster rows; small images, as the interpreter is slow."""
