@@ -10,14 +10,16 @@
  * ImagingResample{Horizontal,Vertical}_8bpc and of torch's uint8 antialiased kernel bit for bit.
  *
  * Layouts: a source is read through its strides (channel, row, column) in elements, planar (column stride 1)
- * or interleaved (channel stride 1, column stride 3); intermediates are planar [3][H][W]. Each pass produces one planar row of levels at a time (row[c * width + x]) and hands it to a
- * sink: a planar uint8 image, or the patch rows of the output (levels looked up in a per-channel table of
- * normalised values in the output dtype, written to the temporal slots [lo, hi)).
+ * or interleaved (channel stride 1, column stride 3); intermediates are planar [3][H][W]. Each pass produces
+ * one planar row of levels at a time (row[c * width + x]) and hands it to a sink: a planar uint8 image, or
+ * the patch rows of the output (levels looked up in a per-channel table of normalised values in the output
+ * dtype, written a band of patch rows at a time to the temporal slots [lo, hi)).
  *
- * Vectorisation: a vertical pass combines whole rows, contiguous along x (and c when interleaved). A
- * horizontal pass gathers a strip of STRIP rows into a column-major buffer [x][STRIP * 3] so that it, too,
- * combines contiguous vectors of STRIP * 3 lanes. Hot loops are built for AVX2 and for the baseline, picked
- * at load time, where the compiler supports that (GCC/Clang on x86-64 Linux).
+ * Vectorisation: a vertical pass combines whole rows, contiguous along x (and c when interleaved); its loop
+ * is compiled for AVX2 and for the baseline, picked at load time (target clones, GCC/Clang on x86-64
+ * Linux). A horizontal pass transposes a strip of STRIP rows into columns cols[x][c * STRIP + r] (SSE2 byte
+ * transposes), combines those columns as vectors of LANES int32 lanes (AVX2 where the CPU has it, else a
+ * portable loop) and transposes the results back.
  *
  * Every entry point releases the GIL; callers run row ranges of one pass on several threads.
  */
@@ -431,8 +433,47 @@ bad_sink:
     return NULL;
 }
 
+static int cpu_has_avx2(void) {
+#ifdef HAVE_AVX2
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2");
+#else
+    return 0;
+#endif
+}
+
+static const char strip_kernel_doc[] =
+    "strip_kernel(name=None) -> str\n\n"
+    "The horizontal strip kernel in use, 'avx2' or 'portable' (chosen at import from the CPU); with a name,\n"
+    "switch to it first (tests run both; 'avx2' only where the CPU has it).";
+
+static PyObject *strip_kernel_select(PyObject *self, PyObject *args) {
+    const char *name = NULL;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "|z", &name)) return NULL;
+    if (name && strcmp(name, "portable") == 0) {
+        horizontal_strip = horizontal_strip_portable;
+    } else if (name && strcmp(name, "avx2") == 0) {
+#ifdef HAVE_AVX2
+        if (!cpu_has_avx2()) {
+            PyErr_SetString(PyExc_ValueError, "strip_kernel: this CPU has no AVX2");
+            return NULL;
+        }
+        horizontal_strip = horizontal_strip_avx2;
+#else
+        PyErr_SetString(PyExc_ValueError, "strip_kernel: built without AVX2 code");
+        return NULL;
+#endif
+    } else if (name) {
+        PyErr_Format(PyExc_ValueError, "strip_kernel: expected 'avx2' or 'portable', got '%s'", name);
+        return NULL;
+    }
+    return PyUnicode_FromString(horizontal_strip == horizontal_strip_portable ? "portable" : "avx2");
+}
+
 static PyMethodDef methods[] = {
     {"resample_rows", resample_rows, METH_VARARGS, resample_rows_doc},
+    {"strip_kernel", strip_kernel_select, METH_VARARGS, strip_kernel_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -444,8 +485,7 @@ static struct PyModuleDef module = {
 
 PyMODINIT_FUNC PyInit__resample(void) {
 #ifdef HAVE_AVX2
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx2")) horizontal_strip = horizontal_strip_avx2;
+    if (cpu_has_avx2()) horizontal_strip = horizontal_strip_avx2;
 #endif
     PyObject *m = PyModule_Create(&module);
     if (m && PyModule_AddIntConstant(m, "STRIP", STRIP)) {

@@ -85,7 +85,8 @@ MODEL_PRESETS: dict[str, ModelPreset] = {p.name: p for p in (
     # dots3_note: Qwen2VLImageProcessor and Qwen3VLVideoProcessor in front of a tower whose patch embedding
     # is a 2-D convolution over (3, 14, 14), so rows are 3*14*14 = 588 wide (temporal_patch_size 1). No
     # checkpoint constants ship with transformers: the processors' class defaults (3136 .. 1003520 pixels,
-    # OpenAI CLIP; video 131072 .. 786432 over the whole clip, fps 2).
+    # OpenAI CLIP; video 131072 .. 786432 over the whole clip, fps 2; clips share the image mean/std, where
+    # Qwen3VLVideoProcessor's own class default would be 0.5).
     ModelPreset("dots3-note",
                 VisionPreprocessConfig(patch_size=14, temporal_patch_size=1, min_pixels=3136, max_pixels=1003520),
                 VideoConfig(min_pixels=131072, max_pixels=786432, sizing="qwen3-vl", max_video_tokens=768, fps=2.0),

@@ -70,6 +70,23 @@ def test_pil_mode_equals_installed_pillow_on_random_sizes(rng, layout):
         assert torch.equal(got, pillow_resize(img, (h, w))), (in_h, in_w, h, w)
 
 
+def test_portable_strip_kernel_equals_pillow(rng):
+    """The horizontal pass's portable kernel (CPUs without AVX2) gives Pillow's and torch's bits too."""
+    from qwen_vis_prep._resample import strip_kernel
+
+    before = strip_kernel()
+    try:
+        assert strip_kernel("portable") == "portable"
+        for in_h, in_w, h, w in size_cases(rng, 25, 150):
+            img = torch.from_numpy(rng.integers(0, 256, (3, in_h, in_w), dtype=np.uint8))
+            assert torch.equal(native.resize([img], [(h, w)], PIL_CONFIG)[0], pillow_resize(img, (h, w)))
+            assert torch.equal(native.resize([img], [(h, w)], TORCH_CONFIG)[0], torch_resize(img, (h, w)))
+    finally:
+        strip_kernel(before)
+    with pytest.raises(ValueError, match="expected 'avx2' or 'portable'"):
+        strip_kernel("sse9")
+
+
 @pytest.mark.parametrize("order", ["pillow12", "pillow13"])
 def test_both_pillow_generations_pass_orders(rng, order):
     """``pillow_order``: each generation's order of the two passes, against Pillow's own single-axis passes

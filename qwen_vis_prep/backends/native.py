@@ -88,7 +88,7 @@ def _run(levels: torch.Tensor, size: tuple[int, int], config: VisionPreprocessCo
         args = (kind, src.data_ptr(), sc, sy, sx, src.shape[1], src.shape[2], start.ctypes.data, weight.ctypes.data,
                 taps, out_size)
         # ranges of patch rows start and end on a patch boundary; a horizontal pass runs STRIP rows at a time
-        align = target[5] if target[0] == "patches" else (STRIP if kind == _HORIZONTAL else 1)
+        align = config.patch_size if target[0] == "patches" else (STRIP if kind == _HORIZONTAL else 1)
         ranges = _row_ranges(rows, parts, align)
         if len(ranges) == 1:
             resample_rows(*args, 0, rows, target)
