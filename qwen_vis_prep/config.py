@@ -11,7 +11,7 @@ from typing import Any, Callable, Literal
 
 import torch
 
-from .sizing import sample_frame_indices
+from .sizing import SAMPLING_RULES, SamplingRule, sample_frame_indices
 from .validation import check_choice, check_pixel_bounds, check_positive_int, replace_fields, three_floats
 
 OPENAI_CLIP_MEAN: tuple[float, float, float] = (0.48145466, 0.4578275, 0.40821073)
@@ -161,7 +161,9 @@ class VideoConfig:
     * ``cap_pixels_per_frame`` bounds each frame the way qwen-vl-utils does (transformers' option of the same
       name, off by default in transformers 5.24): ``max_video_tokens`` sets the budget (total context tokens
       for ``"qwen2-vl"``, tokens per frame for ``"qwen3-vl"``).
-    * ``fps``, ``min_frames``, ``max_frames`` are the defaults of :meth:`sample_indices`.
+    * ``fps``, ``min_frames``, ``max_frames`` are the defaults of :meth:`sample_indices`, whose rule is
+      ``sampling`` (:func:`~qwen_vis_prep.sizing.sample_frame_indices`; ``None``: the rule named by
+      ``sizing``; the GLM presets sample with ``"glm4v"`` / ``"glm46v"``).
     * ``resize_mode`` replaces the image config's for clips (see :class:`VisionPreprocessConfig`). The
       default ``"torch-uint8"`` is what the released models saw for video: qwen-vl-utils resizes clips as
       uint8 tensors with torchvision, and transformers' video processors do the same on CPU tensors.
@@ -176,9 +178,12 @@ class VideoConfig:
     min_frames: int = 4
     max_frames: int = 768
     resize_mode: ResizeMode = "torch-uint8"
+    sampling: SamplingRule | None = None
 
     def __post_init__(self) -> None:
         check_choice("resize_mode", self.resize_mode, RESIZE_MODES)
+        if self.sampling is not None:
+            check_choice("sampling", self.sampling, SAMPLING_RULES)
         for name in ("max_video_tokens", "min_frames", "max_frames"):
             check_positive_int(name, getattr(self, name))
         check_pixel_bounds(self.min_pixels, self.max_pixels)
@@ -200,14 +205,21 @@ class VideoConfig:
         config = _registered(name)[1]
         return config.replace(**overrides) if overrides else config
 
+    @property
+    def sampling_rule(self) -> str:
+        """The rule of :meth:`sample_indices`: ``sampling``, or the one ``sizing`` names."""
+        return self.sampling or self.sizing
+
     def sample_indices(self, total_frames: int, video_fps: float | None = None, *, fps: float | None = None,
-                       num_frames: int | None = None, temporal_patch_size: int = 2) -> list[int]:
+                       num_frames: int | None = None, temporal_patch_size: int = 2,
+                       duration: float | None = None) -> list[int]:
         """:func:`sample_frame_indices` with this config's rule and frame defaults."""
         if fps is None and num_frames is None:
             fps = self.fps
         return sample_frame_indices(total_frames, video_fps, fps=fps, num_frames=num_frames,
                                     min_frames=self.min_frames, max_frames=self.max_frames,
-                                    temporal_patch_size=temporal_patch_size, rule=self.sizing)
+                                    temporal_patch_size=temporal_patch_size, rule=self.sampling_rule,
+                                    duration=duration)
 
 
 def _parse_dtype(value: Any) -> torch.dtype:

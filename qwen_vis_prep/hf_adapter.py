@@ -29,7 +29,7 @@ from transformers.video_utils import make_batched_metadata, make_batched_videos
 
 from .config import VideoConfig, VisionPreprocessConfig
 from .functional import Backend, preprocess, preprocess_videos, resolve_config, resolve_video_config
-from .pretrained import config_from_hf, to_hf_dict
+from .pretrained import PretrainedConfigError, config_from_hf, load_preprocessor_dict, to_hf_dict
 from .sizing import target_size
 
 # Config fields with no counterpart in preprocessor_config.json: kept from the adapter's config on every call.
@@ -38,6 +38,12 @@ _OWN_FIELDS = ("resize_mode", "pillow_order", "input_range", "output_dtype", "co
 _CONFIG_KWARGS = frozenset({"size", "min_pixels", "max_pixels", "patch_size", "temporal_patch_size", "merge_size",
                             "do_resize", "do_rescale", "rescale_factor", "do_normalize", "image_mean", "image_std",
                             "do_convert_rgb", "resample", "do_center_crop", "crop_size", "do_pad", "pad_size"})
+# transformers' video processor classes (name prefix) -> the frame sampling rule they run
+_VIDEO_CLASS_RULES = (("Qwen3VL", "qwen3-vl"), ("Glm46V", "glm46v"), ("Glm4v", "glm4v"), ("Qwen2VL", "qwen2-vl"))
+# keys of a saved processor file that name things rather than set them
+_NAMING_KEYS = frozenset({"processor_class", "auto_map", "_processor_class", "transformers_version"})
+# the rules whose transformers classes sample frames unless told not to (Qwen2VLVideoProcessor keeps all)
+_SAMPLES_BY_DEFAULT = ("qwen3-vl", "glm4v", "glm46v")
 # Per-call keys HF accepts that do not change this output (grouping, batching and layout hints).
 _INERT_KWARGS = frozenset({"disable_grouping", "default_to_square", "image_seq_length", "return_metadata"})
 
@@ -203,8 +209,28 @@ class HFQwenVideoProcessor(VideoProcessorMixin):
         self.backend = backend
         self.decoder = decoder
         # transformers' defaults: Qwen3VLVideoProcessor samples (2 fps), Qwen2VLVideoProcessor keeps every frame
-        self.do_sample_frames = (self.video_config.sizing == "qwen3-vl") if do_sample_frames is None \
-            else do_sample_frames
+        if do_sample_frames is None:
+            do_sample_frames = self.video_config.sampling_rule in _SAMPLES_BY_DEFAULT
+        self.do_sample_frames = do_sample_frames
+
+    @classmethod
+    def from_pretrained(cls, source: str | os.PathLike | Mapping[str, Any], *, backend: Backend = "auto",
+                        decoder: str = "auto", **overrides: Any) -> "HFQwenVideoProcessor":
+        """From a local model directory (its ``video_preprocessor_config.json``, else the
+        ``"video_processor"`` entry of ``processor_config.json``, else ``preprocessor_config.json``), a JSON
+        path or its dict; never downloads. The transformers class its ``video_processor_type`` names
+        (``Qwen2VLVideoProcessor`` when none) is built from it, offline, and read as :meth:`from_hf` reads
+        it. ``overrides`` are :class:`VideoConfig` fields."""
+        import transformers
+
+        data, origin = load_preprocessor_dict(source, kind="video")
+        name = str(data.get("video_processor_type") or "Qwen2VLVideoProcessor").removesuffix("Fast")
+        if not any(name.startswith(prefix) for prefix, _ in _VIDEO_CLASS_RULES):
+            raise PretrainedConfigError(
+                f"{origin}: video_processor_type={name!r} is not one this package reproduces; expected one of "
+                f"{[f'{prefix}VideoProcessor' for prefix, _ in _VIDEO_CLASS_RULES]}")
+        keys = {k: v for k, v in data.items() if not k.endswith("_type") and k not in _NAMING_KEYS}
+        return cls.from_hf(getattr(transformers, name)(**keys), backend=backend, decoder=decoder, **overrides)
 
     @classmethod
     def from_hf(cls, video_processor: Any, *, backend: Backend = "auto", decoder: str = "auto",
@@ -219,16 +245,21 @@ class HFQwenVideoProcessor(VideoProcessorMixin):
                                         merge_size=d["merge_size"], image_mean=tuple(d["image_mean"]),
                                         image_std=tuple(d["image_std"]),
                                         min_pixels=min(lo, (d["patch_size"] * d["merge_size"]) ** 2), max_pixels=hi)
-        sizing = "qwen3-vl" if "Qwen3VL" in type(video_processor).__name__ else "qwen2-vl"
+        name = type(video_processor).__name__
+        sampling = next((rule for prefix, rule in _VIDEO_CLASS_RULES if name.startswith(prefix)), "qwen2-vl")
+        sizing = "qwen2-vl" if sampling == "qwen2-vl" else "qwen3-vl"  # the GLM classes size like Qwen3-VL
         fields = dict(min_pixels=lo, max_pixels=hi, sizing=sizing, fps=d.get("fps"),
-                      min_frames=d.get("min_frames") or 4, max_frames=d.get("max_frames") or 768)
+                      min_frames=d.get("min_frames") or 4, max_frames=d.get("max_frames") or 768,
+                      sampling=None if sampling == sizing else sampling)
+        if sampling == "glm46v":
+            fields["fps"] = None  # its rule picks its own rate
         if d.get("max_video_tokens"):
             fields["max_video_tokens"] = d["max_video_tokens"]
         if d.get("cap_pixels_per_frame"):
             fields["cap_pixels_per_frame"] = True
         fields.update(overrides)
         return cls(config, VideoConfig(**fields), backend=backend, decoder=decoder,
-                   do_sample_frames=bool(d.get("do_sample_frames", sizing == "qwen3-vl")))
+                   do_sample_frames=bool(d.get("do_sample_frames", sampling in _SAMPLES_BY_DEFAULT)))
 
     patch_size = property(lambda self: self.config.patch_size)
     temporal_patch_size = property(lambda self: self.config.temporal_patch_size)
@@ -277,7 +308,7 @@ class HFQwenVideoProcessor(VideoProcessorMixin):
         if items is not None or _is_source(videos):
             sources = items if items is not None else [videos]
             vc = self.video_config
-            kw = dict(rule=vc.sizing, min_frames=vc.min_frames, max_frames=vc.max_frames,
+            kw = dict(rule=vc.sampling_rule, min_frames=vc.min_frames, max_frames=vc.max_frames,
                       temporal_patch_size=self.config.temporal_patch_size, decoder=self.decoder,
                       device=device or "cpu")
             if sample and num_frames is None:
@@ -294,7 +325,7 @@ class HFQwenVideoProcessor(VideoProcessorMixin):
             if sample:
                 indices = self.video_config.sample_indices(
                     meta.total_num_frames, meta.fps, fps=fps if num_frames is None else None, num_frames=num_frames,
-                    temporal_patch_size=self.config.temporal_patch_size)
+                    temporal_patch_size=self.config.temporal_patch_size, duration=meta.duration)
                 meta.frames_indices = indices
                 clip = clip[torch.as_tensor(indices, device=clip.device)]
             out.append(clip)

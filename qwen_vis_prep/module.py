@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from typing import Any
 
 import torch
@@ -52,10 +54,19 @@ class QwenVisionPreprocessor(nn.Module):
                         **overrides: Any) -> "QwenVisionPreprocessor":
         """The preprocessor of a Hugging Face checkpoint: ``source`` is a local model directory, a
         ``preprocessor_config.json`` path or its dict (never downloaded); see
-        :func:`qwen_vis_prep.pretrained.config_from_hf` for the rules. ``overrides`` are config fields."""
-        from .pretrained import config_from_hf
+        :func:`qwen_vis_prep.pretrained.config_from_hf` for the rules. A directory that holds a
+        ``video_preprocessor_config.json`` gives the video config too (read through transformers' class,
+        :meth:`qwen_vis_prep.hf_adapter.HFQwenVideoProcessor.from_pretrained`). ``overrides`` are config
+        fields."""
+        from .pretrained import VIDEO_PREPROCESSOR_FILE, config_from_hf
 
-        return cls(config=config_from_hf(source, strict=strict, **overrides), backend=backend)
+        video_config = None
+        if isinstance(source, (str, os.PathLike)) and os.path.isfile(os.path.join(source, VIDEO_PREPROCESSOR_FILE)):
+            from .hf_adapter import HFQwenVideoProcessor
+
+            video_config = HFQwenVideoProcessor.from_pretrained(source).video_config
+        return cls(config=config_from_hf(source, strict=strict, **overrides), backend=backend,
+                   video_config=video_config)
 
     def forward(self, images: Any = None, *, videos: Any = None, layout: str = "auto",
                 check_values: bool | None = None, tower_inputs: bool = False,

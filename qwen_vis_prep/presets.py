@@ -94,13 +94,16 @@ MODEL_PRESETS: dict[str, ModelPreset] = {p.name: p for p in (
     # zai-org/GLM-4.1V-Thinking, GLM-4.5V (glm4v_moe) and GLM-4.6V (glm46v): Glm4vImageProcessor /
     # Glm46VImageProcessor with size {"shortest_edge": 12544, "longest_edge": 9633792} (at most 6144 tokens)
     # and their own sizing (glm4v_smart_resize); the video processors size the whole clip (12544 ..
-    # 47040000 pixels, the class default) at fps 2. One tower family (learned 2-D position embedding).
+    # 47040000 pixels, the class default) and sample by time: Glm4vVideoProcessor at 2 fps, Glm46V at a rate
+    # of its own. One tower family (learned 2-D position embedding).
     *(ModelPreset(name,
                   VisionPreprocessConfig(patch_size=14, min_pixels=12544, max_pixels=9633792, sizing="glm4v"),
-                  VideoConfig(min_pixels=12544, max_pixels=47040000, sizing="qwen3-vl", fps=2.0),
+                  VideoConfig(min_pixels=12544, max_pixels=47040000, sizing="qwen3-vl", sampling=rule,
+                              fps=2.0 if rule == "glm4v" else None),
                   tower_types=types)
-      for name, types in (("glm-4.1v", ("glm4v_vision", "glm4v")), ("glm-4.5v", ("glm4v_moe_vision", "glm4v_moe")),
-                          ("glm-4.6v", ("glm46v",)))),
+      for name, types, rule in (("glm-4.1v", ("glm4v_vision", "glm4v"), "glm4v"),
+                                ("glm-4.5v", ("glm4v_moe_vision", "glm4v_moe"), "glm4v"),
+                                ("glm-4.6v", ("glm46v",), "glm46v"))),
     # PaddlePaddle/PaddleOCR-VL: PaddleOCRVLImageProcessor, its own sizing (paddleocr_smart_resize), one
     # copy per image (temporal_patch_size 1) and rows in raster order (the projector gathers the 2x2 windows);
     # the released preprocessor_config.json sets mean/std 0.5 and 147384 .. 2822400 pixels (as published with

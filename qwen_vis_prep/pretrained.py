@@ -23,6 +23,10 @@ from .config import VisionPreprocessConfig
 
 PREPROCESSOR_FILE = "preprocessor_config.json"
 PROCESSOR_FILE = "processor_config.json"
+VIDEO_PREPROCESSOR_FILE = "video_preprocessor_config.json"
+# the files a model directory (or the Hugging Face cache) is searched for, in order, per kind of processor
+_FILES = {"image": (PREPROCESSOR_FILE, PROCESSOR_FILE),
+          "video": (VIDEO_PREPROCESSOR_FILE, PROCESSOR_FILE, PREPROCESSOR_FILE)}
 
 # Keys copied one to one onto config fields.
 _DIRECT_KEYS = ("patch_size", "temporal_patch_size", "merge_size", "image_mean", "image_std", "rescale_factor",
@@ -101,27 +105,34 @@ class PretrainedConfigError(ValueError):
     """A ``preprocessor_config.json`` that cannot be turned into a :class:`VisionPreprocessConfig`."""
 
 
-def load_preprocessor_dict(source: str | os.PathLike | Mapping[str, Any]) -> tuple[dict[str, Any], str]:
-    """The image-processor dict of ``source`` and a short name of where it came from (for messages).
+def load_preprocessor_dict(source: str | os.PathLike | Mapping[str, Any], kind: str = "image"
+                           ) -> tuple[dict[str, Any], str]:
+    """The image- (or, with ``kind="video"``, video-) processor dict of ``source`` and a short name of where
+    it came from (for messages).
 
-    ``source`` is a dict, a ``preprocessor_config.json`` (or ``processor_config.json``) path, a local model
-    directory holding one, or a hub id already in the local Hugging Face cache. A ``processor_config.json``
-    (one file for all sub-processors) contributes its ``"image_processor"`` entry.
+    ``source`` is a dict, a JSON path, a local model directory, or a hub id already in the local Hugging
+    Face cache. In a directory, images read ``preprocessor_config.json``, else ``processor_config.json``;
+    videos read ``video_preprocessor_config.json``, else ``processor_config.json``, else
+    ``preprocessor_config.json`` (as transformers falls back for checkpoints that ship no video file). A
+    ``processor_config.json`` (one file for all sub-processors) contributes its ``"image_processor"`` /
+    ``"video_processor"`` entry.
     """
+    files = _FILES[kind]
     if isinstance(source, Mapping):
         data, origin = dict(source), "the given dict"
     elif isinstance(source, (str, os.PathLike)):
         path = Path(source).expanduser()
         if path.is_dir():
-            path = _file_in_dir(path)
+            path = _file_in_dir(path, files)
         elif not path.exists():
-            path = _from_hf_cache(str(source))
+            path = _from_hf_cache(str(source), files)
         data, origin = _read_json(path), str(path)
     else:
-        raise TypeError(f"from_pretrained expects a model directory, a preprocessor_config.json path or a dict, "
+        raise TypeError(f"from_pretrained expects a model directory, a {files[0]} path or a dict, "
                         f"got {type(source).__name__}")
-    if isinstance(data.get("image_processor"), Mapping):  # processor_config.json layout
-        data = dict(data["image_processor"])
+    entry = f"{kind}_processor"
+    if isinstance(data.get(entry), Mapping):  # processor_config.json layout
+        data = dict(data[entry])
     return data, origin
 
 
@@ -250,14 +261,14 @@ def _pixel_budget(data: Mapping[str, Any], origin: str) -> dict[str, int]:
     return out
 
 
-def _file_in_dir(directory: Path) -> Path:
-    for name in (PREPROCESSOR_FILE, PROCESSOR_FILE):
+def _file_in_dir(directory: Path, files: tuple[str, ...] = _FILES["image"]) -> Path:
+    for name in files:
         if (directory / name).is_file():
             return directory / name
-    raise FileNotFoundError(f"{directory}: no {PREPROCESSOR_FILE} (or {PROCESSOR_FILE}) in this directory")
+    raise FileNotFoundError(f"{directory}: no {files[0]} (or {', '.join(files[1:])}) in this directory")
 
 
-def _from_hf_cache(source: str) -> Path:
+def _from_hf_cache(source: str, files: tuple[str, ...] = _FILES["image"]) -> Path:
     """A hub id's ``preprocessor_config.json`` from the local Hugging Face cache, never from the network.
 
     ``source`` names nothing on disk. It is looked up in the cache only when it has the shape of a hub id,
@@ -280,7 +291,7 @@ def _from_hf_cache(source: str) -> Path:
     except ImportError:  # pragma: no cover - huggingface_hub comes with transformers
         try_to_load_from_cache = None
     if try_to_load_from_cache is not None:
-        for name in (PREPROCESSOR_FILE, PROCESSOR_FILE):
+        for name in files:
             try:
                 found = try_to_load_from_cache(source, name)
             except ValueError:  # huggingface_hub's own id check, should it be stricter than the one above

@@ -17,7 +17,9 @@ if TYPE_CHECKING:  # annotations only: config.py imports this module
     from .config import VideoConfig, VisionPreprocessConfig
 
 MAX_ASPECT_RATIO = 200
-SamplingRule = Literal["qwen2-vl", "qwen3-vl", "qwen-vl-utils"]
+SamplingRule = Literal["qwen2-vl", "qwen3-vl", "qwen-vl-utils", "glm4v", "glm46v"]
+SAMPLING_RULES: tuple[str, ...] = ("qwen2-vl", "qwen3-vl", "qwen-vl-utils", "glm4v", "glm46v")
+GLM4V_MAX_SECONDS = 300  # Glm4vVideoProcessor.max_duration: longer videos are sampled over this many seconds
 
 
 def smart_resize(height: int, width: int, factor: int = 28, min_pixels: int = 56 * 56,
@@ -209,7 +211,8 @@ def video_grid_thw(num_frames: int, size: tuple[int, int], config: VisionPreproc
 
 def sample_frame_indices(total_frames: int, video_fps: float | None = None, *, fps: float | None = None,
                          num_frames: int | None = None, min_frames: int = 4, max_frames: int = 768,
-                         temporal_patch_size: int = 2, rule: SamplingRule = "qwen3-vl") -> list[int]:
+                         temporal_patch_size: int = 2, rule: SamplingRule = "qwen3-vl",
+                         duration: float | None = None) -> list[int]:
     """Which frames of a ``total_frames``-frame video (recorded at ``video_fps``) to keep, in order.
 
     Give ``fps`` (frames per second to keep) or ``num_frames``, not both. ``rule`` picks whose sampling to
@@ -224,6 +227,14 @@ def sample_frame_indices(total_frames: int, video_fps: float | None = None, *, f
       ``[min_frames, min(max_frames, total)]``, spread evenly from the first to the last frame.
     * ``"qwen-vl-utils"``: qwen-vl-utils' ``smart_nframes`` + even spread (``fps`` defaults to 2, counts are
       multiples of ``temporal_patch_size``, at least ``temporal_patch_size`` and at most ``total``).
+    * ``"glm4v"``: ``Glm4vVideoProcessor.sample_frames`` (GLM-4.1V, GLM-4.5V). By time: needs ``video_fps``;
+      ``fps`` defaults to 2; ``duration`` (seconds; default ``round((total - 1) / video_fps) + 1``, as
+      transformers) of at most 300 s gives ``floor(duration * fps)`` frames at ``ceil(i * video_fps / fps)``,
+      longer videos ``300 * fps`` frames spread over the duration; repeats are dropped and an odd count
+      repeats its last frame. ``num_frames`` is not one of its inputs.
+    * ``"glm46v"``: ``Glm46VVideoProcessor.sample_frames`` (GLM-4.6V): picks its own rate from the duration
+      (3 fps up to 30 s, 1 up to 300 s, else 0.5; at most 2400 s and 640 frames, counting
+      ``temporal_patch_size`` frames per step); ``fps`` and ``num_frames`` are not among its inputs.
 
     Returns host ints (indices may repeat when more frames are asked for than exist, as in transformers).
     """
@@ -282,4 +293,57 @@ def sample_frame_indices(total_frames: int, video_fps: float | None = None, *, f
                              f"{tp}..{total_frames}")
         # qwen-vl-utils spreads with a float32 linspace and rounds half to even; reproduce it bit for bit.
         return torch.linspace(0, total_frames - 1, n).round().long().tolist()
-    raise ValueError(f"rule must be 'qwen2-vl', 'qwen3-vl' or 'qwen-vl-utils', got {rule!r}")
+    if rule in ("glm4v", "glm46v"):
+        if video_fps is None:
+            raise ValueError(f"the {rule!r} rule samples by time: pass video_fps, the video's own frame rate")
+        if num_frames is not None or (rule == "glm46v" and fps is not None):
+            given = "num_frames" if num_frames is not None else "fps"
+            raise ValueError(f"the {rule!r} rule takes no {given}: it samples by "
+                             f"{'its own rate' if rule == 'glm46v' else 'fps'} over the video's duration")
+        if duration is not None and not (duration >= 0 and math.isfinite(duration)):
+            raise ValueError(f"duration must be a non-negative number of seconds, got {duration!r}")
+        # transformers: metadata.duration, else a duration counted from the frames (0 counts as missing)
+        seconds = duration or round((total_frames - 1) / video_fps) + 1
+        indices = (_glm4v_indices(total_frames, video_fps, 2.0 if fps is None else fps, seconds) if rule == "glm4v"
+                   else _glm46v_indices(total_frames, video_fps, seconds, tp))
+        unique = list(dict.fromkeys(indices))
+        if not unique:
+            raise ValueError(f"the {rule!r} rule samples no frames from {total_frames} frames of {seconds} s")
+        return unique + unique[-1:] if len(unique) % 2 else unique
+    raise ValueError(f"rule must be one of {SAMPLING_RULES}, got {rule!r}")
+
+
+def _glm4v_indices(total: int, video_fps: float, fps: float, seconds: float) -> list[int]:
+    """``Glm4vVideoProcessor``'s frames before de-duplication (the same float expressions)."""
+    last = total - 1
+    if seconds <= GLM4V_MAX_SECONDS:
+        n = max(int(math.floor(seconds * fps)), 1)
+        return [min(last, int(math.ceil(i * video_fps / fps))) for i in range(n)]
+    n = int(GLM4V_MAX_SECONDS * fps)
+    if n >= total:
+        return list(range(total))
+    return [min(last, int(math.ceil(t * video_fps))) for t in np.linspace(0, seconds, n, endpoint=True)]
+
+
+def _glm46v_indices(total: int, video_fps: float, seconds: float, temporal_patch_size: int) -> list[int]:
+    """``Glm46VVideoProcessor``'s frames before de-duplication: a rate chosen from the duration, frames
+    walked by their timestamps, respread where too few or too many (the same float expressions)."""
+    effective = min(seconds, 2400)
+    rate = 3 if effective <= 30 else (1 if effective <= 300 else 0.5)
+    wanted = min(int(effective * rate * temporal_patch_size), 640)
+    if total < wanted:
+        return np.linspace(0, total - 1, wanted, dtype=int).tolist()
+    step, per_frame, stop = 1 / (temporal_patch_size * rate), 1 / video_fps, int(seconds)
+    indices, next_second = [], 0
+    for i in range(total):
+        if i * per_frame >= next_second:
+            next_second += step
+            indices.append(i)
+            if next_second >= stop:
+                break
+    if len(indices) < wanted:
+        start, end = (indices[0], indices[-1]) if indices else (0, max(total - 1, 0))
+        return np.linspace(start, end, wanted, dtype=int).tolist()
+    if len(indices) > wanted:
+        return np.linspace(0, total - 1, wanted, dtype=int).tolist()
+    return indices

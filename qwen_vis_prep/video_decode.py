@@ -38,14 +38,14 @@ from typing import Any, Iterator, Literal, Sequence, Union, overload
 import torch
 
 from .io import ImageLoadError, check_pixel_count
-from .sizing import SamplingRule, sample_frame_indices
+from .sizing import SAMPLING_RULES, SamplingRule, sample_frame_indices
 
 __all__ = ["DecodedVideo", "VideoLoadError", "VideoMetadata", "VideoSource", "load_video"]
 
 VideoSource = Union[str, os.PathLike, bytes, bytearray, memoryview]
 VideoDecoderName = Literal["auto", "pyav", "torchcodec"]
 
-_RULES = ("qwen2-vl", "qwen3-vl", "qwen-vl-utils")
+_RULES = SAMPLING_RULES
 _DECODERS = ("auto", "pyav", "torchcodec")
 _INSTALL_HINT = 'pip install "qwen_vis_prep[video]"'
 # Demuxer names under which FFmpeg opens single still images; such files are not videos.
@@ -250,10 +250,11 @@ def _reason(e: BaseException) -> str:
 
 def _sample(name: str, total: int, video_fps: float, opts: _Options) -> list[int]:
     try:
+        # the rules that sample by time take the duration transformers' decoders report: frames / fps
         return sample_frame_indices(total, video_fps, fps=opts.fps, num_frames=opts.num_frames,
                                     min_frames=opts.min_frames, max_frames=opts.max_frames,
                                     temporal_patch_size=opts.temporal_patch_size,
-                                    rule=opts.rule)  # type: ignore[arg-type]
+                                    rule=opts.rule, duration=total / video_fps)  # type: ignore[arg-type]
     except ValueError as e:
         raise VideoLoadError(name, f"cannot sample frames from {total} frames at {video_fps:g} fps: "
                                    f"{e}") from None

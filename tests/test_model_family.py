@@ -326,3 +326,96 @@ def test_tower_inputs_equal_what_the_family_tower_derives(preset):
     if preset == "qwen2.5-omni":
         win, cu_win = vu.get_vision_window_index(grid, 2, 112, 14)
         assert torch.equal(kw["window_index"], win) and torch.equal(kw["cu_window_seqlens"], cu_win)
+
+
+# ------------------------------------------------------------------------------------------ GLM frame sampling
+
+@pytest.mark.parametrize("rule", ["glm4v", "glm46v"])
+def test_glm_frame_sampling_equals_transformers(rng, rule):
+    """``sample_frame_indices(rule="glm4v" | "glm46v")`` against ``Glm4vVideoProcessor`` /
+    ``Glm46VVideoProcessor.sample_frames`` on random lengths, frame rates and durations (given or not;
+    short, long, past GLM-4.1V's 300 s cap and GLM-4.6V's 2400 s), and requested rates for GLM-4.1V."""
+    from transformers.video_utils import VideoMetadata
+
+    processor = (transformers.Glm4vVideoProcessor if rule == "glm4v" else transformers.Glm46VVideoProcessor)()
+    cases = [(int(rng.integers(1, 4000)), float(rng.choice([8, 23.976, 24, 25, 29.97, 30, 60])),
+              None if rng.random() < 0.3 else float(rng.uniform(0.05, 3000))) for _ in range(150)]
+    cases += [(1, 24.0, None), (2, 30.0, 0.05), (20000, 5.0, None), (9000, 30.0, 300.0), (9001, 30.0, 300.04),
+              (100, 1.0, 2500.0), (50, 25.0, 0.0)]
+    for total, video_fps, duration in cases:
+        meta = VideoMetadata(total_num_frames=total, fps=video_fps, duration=duration)
+        for fps in ((None, 1.0, 2.0, 0.5) if rule == "glm4v" else (None,)):
+            want = processor.sample_frames(meta, fps=fps).tolist()
+            if not want:
+                with pytest.raises(ValueError, match="samples no frames"):
+                    sizing.sample_frame_indices(total, video_fps, fps=fps, rule=rule, duration=duration)
+                continue
+            got = sizing.sample_frame_indices(total, video_fps, fps=fps, rule=rule, duration=duration)
+            assert got == want, (total, video_fps, duration, fps)
+    with pytest.raises(ValueError, match="video_fps"):
+        sizing.sample_frame_indices(100, rule=rule)
+    with pytest.raises(ValueError, match="takes no num_frames"):
+        sizing.sample_frame_indices(100, 24.0, num_frames=8, rule=rule)
+
+
+@pytest.mark.parametrize("preset,cls_name", [("glm-4.1v", "Glm4vProcessor"), ("glm-4.6v", "Glm46VProcessor")])
+def test_glm_video_through_the_family_processor(rng, preset, cls_name):
+    """A clip with its metadata through each GLM processor, the stock video processor against the adapter's
+    (``HFQwenVideoProcessor.from_hf``): the same frames sampled, ``input_ids`` (with GLM's per-frame
+    timestamps) and grids equal, pixels within 1e-5."""
+    from transformers.video_utils import VideoMetadata
+
+    from qwen_vis_prep.hf_adapter import HFQwenVideoProcessor
+
+    clip = torch.from_numpy(rng.integers(0, 256, (61, 3, 48, 80), dtype=np.uint8))
+    meta = VideoMetadata(total_num_frames=61, fps=24.0, duration=61 / 24)
+    stock_video = hf_video_processor(preset)
+    ours_video = HFQwenVideoProcessor.from_hf(stock_video)
+    assert ours_video.video_config.sampling_rule == qvp.VIDEO_PRESETS[preset].sampling_rule
+    images = hf_image_processor(preset, "pil")
+    cls = getattr(transformers, cls_name)
+    text = ["<|begin_of_video|><|video|><|end_of_video|> describe the picture"]
+    out = []
+    for video in (stock_video, ours_video):
+        processor = cls(image_processor=images, tokenizer=tiny_tokenizer(), video_processor=video)
+        out.append(processor(text=text, videos=[clip], video_metadata=[meta], return_tensors="pt"))
+    a, b = out
+    assert sorted(a.keys()) == sorted(b.keys())
+    for key in a:
+        if key == "pixel_values_videos":
+            assert (a[key] - b[key]).abs().max().item() <= PV_ATOL
+        else:
+            assert torch.equal(a[key], b[key]), key
+
+
+@pytest.mark.parametrize("preset", list(HF_VIDEO_CLASS))
+def test_video_processor_files_read_back(tmp_path, preset):
+    """``video_preprocessor_config.json`` as each family's video processor class saves it (in a model
+    directory, or its dict) gives the adapter the stock processor's video config: the preset's."""
+    from qwen_vis_prep.hf_adapter import HFQwenVideoProcessor
+
+    stock = hf_video_processor(preset)
+    stock.save_pretrained(tmp_path)
+    assert (tmp_path / "video_preprocessor_config.json").is_file()
+    from_dir = HFQwenVideoProcessor.from_pretrained(tmp_path)
+    from_dict = HFQwenVideoProcessor.from_pretrained(json.loads(stock.to_json_string()))
+    want = HFQwenVideoProcessor.from_hf(stock)
+    for ours in (from_dir, from_dict):
+        assert ours.video_config == want.video_config and ours.config == want.config
+        assert ours.do_sample_frames == stock.do_sample_frames
+    preset_video = qvp.VIDEO_PRESETS[preset]
+    for field in ("min_pixels", "max_pixels", "sizing", "sampling_rule"):
+        assert getattr(from_dir.video_config, field) == getattr(preset_video, field), field
+    with pytest.raises(PretrainedConfigError, match="Ernie4_5_VLMoeVideoProcessor"):
+        HFQwenVideoProcessor.from_pretrained({"video_processor_type": "Ernie4_5_VLMoeVideoProcessor"})
+
+
+def test_model_directory_gives_image_and_video_configs(tmp_path):
+    """A checkpoint directory with both files (as GLM-4.6V's stock processors save them) gives the module
+    the image config of one and the video config (sizing, GLM-4.6V's sampling) of the other."""
+    hf_image_processor("glm-4.6v", "torchvision").save_pretrained(tmp_path)
+    hf_video_processor("glm-4.6v").save_pretrained(tmp_path)
+    prep = qvp.QwenVisionPreprocessor.from_pretrained(tmp_path)
+    assert prep.config == qvp.PRESETS["glm-4.6v"]
+    assert prep.video_config.sampling_rule == "glm46v" and prep.video_config.sizing == "qwen3-vl"
+    assert (prep.video_config.min_pixels, prep.video_config.max_pixels) == (12544, 47040000)
