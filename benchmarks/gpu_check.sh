@@ -52,7 +52,7 @@ NEW="lean or direct_launch or launcher or rows or ragged or launch_shapes or war
 run_for 300 $PY tests/test_cuda.py tests/test_triton.py tests/test_torch_uint8.py -m "slow or not slow" -k "$NEW or torch_uint8 or cuda_gives" > "$OUT_DIR/tests_new_paths.txt" 2>&1 &
 run_for 300 $PY tests/test_cuda.py tests/test_triton.py -m "slow or not slow" -k "not ($NEW)" > "$OUT_DIR/tests_gpu.txt" 2>&1 &
 run_for 120 python3 benchmarks/memory_bounds.py --cuda-only > "$OUT_DIR/memory.txt" 2>&1 &
-run_for 300 $PY tests/test_reliability.py tests/test_errors.py -m cuda -k "not thousand" > "$OUT_DIR/tests_reliability.txt" 2>&1 &
+run_for 300 $PY tests/test_reliability.py tests/test_errors.py tests/test_model_family.py -m cuda -k "not thousand" > "$OUT_DIR/tests_reliability.txt" 2>&1 &
 run_for 300 $PY tests/test_fuzz.py > "$OUT_DIR/tests_fuzz.txt" 2>&1 &
 run_for 300 $PY tests/test_reliability.py -m cuda -k thousand > "$OUT_DIR/tests_thousand_sizes.txt" 2>&1 &
 wait

@@ -419,3 +419,17 @@ def test_model_directory_gives_image_and_video_configs(tmp_path):
     assert prep.config == qvp.PRESETS["glm-4.6v"]
     assert prep.video_config.sampling_rule == "glm46v" and prep.video_config.sizing == "qwen3-vl"
     assert (prep.video_config.min_pixels, prep.video_config.max_pixels) == (12544, 47040000)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("preset", NEW_PRESETS)
+def test_cuda_equals_the_cpu_reference(rng, preset):
+    """On CUDA (Triton), each family's images and a clip give the CPU reference's bits."""
+    config = qvp.PRESETS[preset]
+    images = [torch.from_numpy(np.ascontiguousarray(im)).permute(2, 0, 1) for im in family_images(rng)]
+    want = qvp.preprocess(images, config, backend="reference").pixel_values
+    got = qvp.preprocess([im.cuda() for im in images], config).pixel_values
+    assert torch.equal(got.cpu(), want)
+    clip = torch.from_numpy(rng.integers(0, 256, (5, 3, 90, 130), dtype=np.uint8))
+    want_clip = qvp.preprocess_videos(clip, preset, backend="reference")[0]
+    assert torch.equal(qvp.preprocess_videos(clip.cuda(), preset)[0].cpu(), want_clip)
