@@ -78,6 +78,13 @@ def _core_reason(e: Exception) -> str:
     return re.sub(r"^(images|videos)(\[\d+\])?: ", "", str(e))
 
 
+def _show_error(path: str, e: ValueError) -> int:
+    """Print why ``show`` could not read or preprocess ``path``; returns the exit status, 1."""
+    message = str(e) if isinstance(e, ImageLoadError) else f"{path}: {_core_reason(e)}"
+    print(f"error: {message}", file=sys.stderr)
+    return 1
+
+
 def is_video_path(path: str | os.PathLike) -> bool:
     """Whether the CLI reads ``path`` as a video: its extension is one of :data:`VIDEO_EXTENSIONS`."""
     return Path(path).suffix.lower() in VIDEO_EXTENSIONS
@@ -713,12 +720,8 @@ def cmd_show(args: argparse.Namespace) -> int:
     try:
         img = load_image(path, device, decoder=args.decoder)
         batch = preprocess(img, config)
-    except ImageLoadError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    except ValueError as e:
-        print(f"error: {path}: {_core_reason(e)}", file=sys.stderr)
-        return 1
+    except ValueError as e:  # ImageLoadError too: it names the file itself
+        return _show_error(path, e)
     recon = unpatchify(batch.pixel_values.float(), batch.grid_thw, config)
     _, gh, gw = batch.grid_thw[0].tolist()
     h, w = recon.shape[-2:]
@@ -778,12 +781,8 @@ def _show_video(args: argparse.Namespace, path: str, output: str, device: torch.
     kwargs = _video_kwargs(args, config, video_config)
     try:
         video, _, grid_thw = _load_video_batch(path, device, kwargs, config, video_config)
-    except ImageLoadError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    except ValueError as e:
-        print(f"error: {path}: {_core_reason(e)}", file=sys.stderr)
-        return 1
+    except ValueError as e:  # ImageLoadError too: it names the file itself
+        return _show_error(path, e)
     m = video.metadata
     t, gh, gw = grid_thw[0].tolist()
     h, w = gh * config.patch_size, gw * config.patch_size
