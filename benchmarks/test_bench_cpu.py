@@ -56,8 +56,7 @@ else MPEG-4 part 2; yuv420p, 24 fps), and every frame of it is decoded and prepr
 (``qvp.load_video(path, num_frames=T)`` then ``preprocess_videos`` as ``ours``; PyAV with frame threading
 unless TorchCodec is installed) against ``hf-file`` (``transformers.video_utils.load_video(path,
 backend="pyav", num_frames=T)`` then ``Qwen2VLVideoProcessor``). Checked once: both give the same grid, and
-where ours decodes with PyAV too, the same frames and pixels (1e-5). For the 64-frame file our decoders'
-pixel limit is raised for the module's tests (64 x 1080p declares more than Pillow's default 89.5 M pixels).
+where ours decodes with PyAV too, the same frames and pixels (1e-5).
 ``-k "not 64x1080p"`` leaves out the large clip (more than half of a ``--benchmark-disable`` run on 2 cores).
 """
 
@@ -309,11 +308,7 @@ def encode_clip(frames: torch.Tensor, path, fps: int = 24) -> str:
 
 @pytest.fixture(scope="module")
 def clip_file(tmp_path_factory):
-    """``clip_file(clip)``: the path of the clip encoded to mp4, written once per module and clip. While the
-    module's tests run, our decoders' pixel limit (``frames * height * width`` a file may declare; by default
-    Pillow's 89.5 M, which 64 1080p frames exceed) is raised to the largest clip's."""
-    from qwen_vis_prep import io as qvp_io
-
+    """``clip_file(clip)``: the path of the clip encoded to mp4, written once per module and clip."""
     paths: dict[str, str] = {}
 
     def get(clip: str) -> str:
@@ -321,14 +316,7 @@ def clip_file(tmp_path_factory):
             paths[clip] = encode_clip(video_clip(clip), tmp_path_factory.mktemp("clips") / f"{clip}.mp4")
         return paths[clip]
 
-    needed = max(t * h * w for t, h, w, _ in CLIPS.values())
-    limit = qvp_io.max_image_pixels()
-    previous = qvp_io.set_max_image_pixels(needed) if limit is not None and limit < needed else None
-    try:
-        yield get
-    finally:
-        if previous is not None:
-            qvp_io.set_max_image_pixels(previous)
+    return get
 
 
 def file_provider_fn(provider: str, clip: str, path: str):

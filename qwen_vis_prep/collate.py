@@ -317,8 +317,12 @@ class QwenVLCollator:
         if not isinstance(example, dict):
             raise TypeError(f"{where}: expected a dict, got {type(example).__name__}")
         if ("messages" in example) == ("text" in example):
+            hint = ""
+            if not ({"messages", "text", "images", "videos"} & set(example)):
+                hint = ("; transformers.Trainer drops the dataset columns that the model's forward does not name "
+                        "unless TrainingArguments(remove_unused_columns=False)")
             raise ValueError(f"{where}: expected exactly one of 'messages' (a conversation) or 'text' (a string), "
-                             f"got keys {sorted(example)}")
+                             f"got keys {sorted(example)}{hint}")
         if "text" in example:
             text = example["text"]
             if not isinstance(text, str):

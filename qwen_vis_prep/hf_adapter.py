@@ -315,7 +315,7 @@ class HFQwenVideoProcessor(VideoProcessorMixin):
                 kw["fps"] = fps if fps is not None else vc.fps
             elif sample:
                 kw["num_frames"] = num_frames
-            decoded = [load_video(s, **kw) for s in sources]
+            decoded = load_video(list(sources), **kw)  # one call: bytes are named by their position
             return [d.frames for d in decoded], [_hf_metadata(d.metadata) for d in decoded]
         clips = make_batched_videos(videos)
         metadata = make_batched_metadata(clips, video_metadata=video_metadata)
@@ -367,9 +367,15 @@ def _is_source(x: Any) -> bool:
 
 
 def _hf_metadata(meta: Any) -> HFVideoMetadata:
-    """transformers' ``VideoMetadata`` of a decoded file (``qwen_vis_prep.video_decode.VideoMetadata``)."""
+    """transformers' ``VideoMetadata`` of a decoded file (``qwen_vis_prep.video_decode.VideoMetadata``).
+
+    transformers takes a frame's time to be ``frames_indices[i] / fps`` (Qwen3-VL writes it into the prompt).
+    For a variable-frame-rate stream that is not the frame's index, so ``frames_indices`` are then its time
+    on the average-rate grid, ``round(timestamp * fps)``.
+    """
+    indices = [round(t * meta.fps) for t in meta.timestamps] if meta.variable_frame_rate else list(meta.indices)
     return HFVideoMetadata(total_num_frames=meta.total_frames, fps=meta.fps, width=meta.width, height=meta.height,
-                           duration=meta.duration, video_backend=meta.decoder, frames_indices=list(meta.indices))
+                           duration=meta.duration, video_backend=meta.decoder, frames_indices=indices)
 
 
 def stock_resize_mode(image_processor: Any) -> str:

@@ -65,7 +65,9 @@ class QwenVLWithPreprocessor(nn.Module):
 
     The wrapper's parameters, buffers and ``state_dict`` keys are the model's own (``wrapper.model`` and
     ``wrapper.lm_head`` are the model's submodules; the model itself is :attr:`hf_model`), and other
-    attributes fall through to the model.
+    attributes fall through to the model. ``torch.compile(wrapper)`` compiles the model; :meth:`forward` runs
+    :meth:`model_inputs` eagerly in front of it (a graph break), since image sizes decide its shapes.
+    ``model_inputs`` itself traces with ``fullgraph=True`` for fixed sizes.
     """
 
     def __init__(self, model: nn.Module, preprocessor: QwenVisionPreprocessor | VisionPreprocessConfig | str | None
@@ -148,8 +150,9 @@ class QwenVLWithPreprocessor(nn.Module):
         ``mm_token_type_ids`` derived from ``input_ids`` when the batch has pixels but no such key.
 
         A CPU ``image_grid_thw`` / ``video_grid_thw`` in ``batch`` (what the collator planned) must equal the
-        preprocessor's (host ints, no device sync; not checked while ``torch.compile`` traces); one already on
-        a device is passed on as it is. Batches without pixels pass through unchanged (empty grids dropped).
+        preprocessor's (host ints, no device sync; not checked while ``torch.compile`` traces), else
+        ``ValueError`` names the first item that differs; one already on a device is passed on as it is (not
+        read back). Batches without pixels pass through unchanged (empty grids dropped).
         """
         out = {k: v for k, v in batch.items() if k not in PIXEL_KEYS}
         has_images = batch.get("pixel_images") is not None and len(batch.get("image_sizes") or ()) > 0
@@ -171,7 +174,7 @@ class QwenVLWithPreprocessor(nn.Module):
             flat = batch[flat_key].to(device, non_blocking=True)
             items = unpack_pixels(flat, batch[sizes_key])
             out[pv_key], grid = self._preprocess(prep, items, flat_key == "pixel_videos")
-            out[grid_key] = self._grid(out.get(grid_key), grid, device, grid_key)
+            out[grid_key] = self._grid(out.get(grid_key), grid, device, grid_key, batch[sizes_key])
         if out.get("mm_token_type_ids") is None and isinstance(out.get("input_ids"), torch.Tensor):
             out["mm_token_type_ids"] = self.mm_token_type_ids(out["input_ids"])
         return out
@@ -204,16 +207,25 @@ class QwenVLWithPreprocessor(nn.Module):
         return batch.pixel_values, batch.grid_thw
 
     @staticmethod
-    def _grid(given: Any, ours: torch.Tensor, device: torch.device, key: str) -> torch.Tensor:
-        """The grid handed to the model: ``given`` when the batch put it on a device, else ours there."""
+    def _grid(given: Any, ours: torch.Tensor, device: torch.device, key: str, sizes: Any) -> torch.Tensor:
+        """The grid handed to the model: ``given`` when the batch put it on a device (not read back: that would
+        sync, and a host upload could not be captured in a CUDA graph), else the preprocessor's on ``device``,
+        after checking that a host ``given`` grid (what the collator planned the tokens with) equals it."""
         if isinstance(given, torch.Tensor) and given.device.type != "cpu":
             return given
         if given is not None and not torch.compiler.is_compiling():
-            given_t = torch.as_tensor(given)
-            if given_t.shape != ours.shape or not torch.equal(given_t.to(torch.int64), ours):
-                raise ValueError(f"the batch's {key} {given_t.tolist()} differs from the preprocessor's "
-                                 f"{ours.tolist()}: the collator planned the placeholder tokens with other "
-                                 "sizing settings (min_pixels / max_pixels / patch sizes) than the model's")
+            given_t = torch.as_tensor(given).to(torch.int64)
+            if given_t.shape != ours.shape or not torch.equal(given_t, ours):
+                what = key.removesuffix("_grid_thw") + "s"
+                if given_t.shape != ours.shape:
+                    detail = f"{tuple(given_t.shape)[0] if given_t.dim() else 0} rows for {ours.shape[0]} {what}"
+                else:
+                    i = int((given_t != ours).any(-1).nonzero()[0])
+                    detail = (f"{what[:-1]} {i} (sizes {tuple(sizes[i])}) has grid {ours[i].tolist()}, the batch "
+                              f"says {given_t[i].tolist()}")
+                raise ValueError(f"the batch's {key} does not match its pixels: {detail}; the collator planned "
+                                 "the placeholder tokens with other sizing settings (min_pixels / max_pixels / "
+                                 "patch sizes) than the model's, or the pixels are not the ones it planned")
         return to_device(ours, device)
 
     def mm_token_type_ids(self, input_ids: torch.Tensor) -> torch.Tensor:
@@ -238,17 +250,25 @@ class QwenVLWithPreprocessor(nn.Module):
         batch = dict(kwargs, input_ids=input_ids, attention_mask=attention_mask, labels=labels,
                      pixel_images=pixel_images, image_sizes=image_sizes, pixel_videos=pixel_videos,
                      video_sizes=video_sizes)
-        inputs = self.model_inputs({k: v for k, v in batch.items() if v is not None})
+        inputs = _eager_model_inputs(self, {k: v for k, v in batch.items() if v is not None})
         return self.hf_model(**inputs)
 
     @torch.no_grad()
     def generate(self, **batch_and_generation_kwargs: Any) -> Any:
         """``hf_model.generate`` on a collated batch (pixel keys preprocessed first); other keywords are
         generation arguments."""
-        return self.hf_model.generate(**self.model_inputs(batch_and_generation_kwargs))
+        return self.hf_model.generate(**_eager_model_inputs(self, batch_and_generation_kwargs))
 
     def extra_repr(self) -> str:
         return f"preprocessor={self.preprocessor!r}, follow_tower_dtype={self.follow_tower_dtype}"
+
+
+@torch.compiler.disable
+def _eager_model_inputs(wrapper: QwenVLWithPreprocessor, batch: Mapping[str, Any]) -> dict[str, Any]:
+    """:meth:`QwenVLWithPreprocessor.model_inputs`, never traced by ``torch.compile`` (a graph break): the
+    image sizes decide its shapes, so a compiled ``forward`` that traced it would compile again for every new
+    set of sizes and, past dynamo's recompile limit, run the whole model eagerly."""
+    return wrapper.model_inputs(batch)
 
 
 __all__ = ["PIXEL_KEYS", "QwenVLWithPreprocessor"]

@@ -16,7 +16,7 @@ path (nvJPEG, libjpeg-turbo, Pillow). A file declaring more than the limit fails
 * environment variable ``QWEN_VIS_PREP_MAX_IMAGE_PIXELS`` (read at import): a whole number of pixels, or
   ``0`` / ``none`` for no limit;
 * at run time: :func:`set_max_image_pixels` (``None`` or ``0`` for no limit), read with
-  :func:`max_image_pixels`; :func:`check_pixel_count` applies it to other decoders (video frames).
+  :func:`max_image_pixels`; :func:`check_pixel_count` applies it to other decoders (each video frame).
 
 While Pillow decodes for this module, Pillow's own check (``PIL.Image.MAX_IMAGE_PIXELS``, which raises only
 above twice its value and warns above it) is set to the same limit, so a limit raised above Pillow's default
@@ -123,23 +123,23 @@ def set_max_image_pixels(limit: int | None) -> int | None:
     return previous
 
 
-def check_pixel_count(name: str, height: int, width: int, frames: int = 1) -> None:
-    """Raise :class:`ImageLoadError` for ``name`` if ``frames * height * width`` exceeds
+def check_pixel_count(name: str, height: int, width: int) -> None:
+    """Raise :class:`ImageLoadError` for ``name`` if one ``height x width`` image or video frame exceeds
     :func:`max_image_pixels`.
 
-    Call it with the *declared* size, before decoding allocates anything. Video decoders call it with the
-    number of frames they are about to decode, so a clip is bounded like one image of that many pixels.
+    Call it with the *declared* size, before decoding allocates anything. Video decoders check each frame
+    size like one image, as Pillow bounds one image; how many frames a clip holds is the sampling's bound
+    (``max_frames``).
     """
-    _check_pixels(name, height, width, frames, _max_pixels)
+    _check_pixels(name, height, width, _max_pixels)
 
 
-def _check_pixels(name: str, height: int, width: int, frames: int, limit: int | None) -> None:
+def _check_pixels(name: str, height: int, width: int, limit: int | None) -> None:
     if limit is None:
         return
-    count = frames * height * width
+    count = height * width
     if count > limit:
-        what = f"{width}x{height}" if frames == 1 else f"{frames} frames of {width}x{height}"
-        raise ImageLoadError(name, f"declares {what} = {count} pixels, more than the limit of {limit} "
+        raise ImageLoadError(name, f"declares {width}x{height} = {count} pixels, more than the limit of {limit} "
                                    f"({_LIMIT_HINT})")
 
 
@@ -564,7 +564,7 @@ def _decode_pillow(data: bytes, name: str, exif: bool) -> torch.Tensor:
         try:
             with PIL.Image.open(_io.BytesIO(data)) as img:  # reads the header only
                 width, height = img.size
-                _check_pixels(name, height, width, 1, limit)
+                _check_pixels(name, height, width, limit)
                 img.load()
                 if exif:
                     img = PIL.ImageOps.exif_transpose(img)

@@ -1,5 +1,8 @@
 """Pixels as one flat uint8 buffer per kind: what a training collator hands the model, so the DataLoader pins
-one buffer and the model moves it to the device with one copy (the shapes stay on the host as a list)."""
+one buffer and the model moves it to the device with one copy (the shapes stay on the host as a list).
+
+In a DataLoader worker the buffer is allocated in shared memory, as torch's ``default_collate`` does for the
+tensors it stacks, so handing the batch to the main process copies no pixels."""
 
 from __future__ import annotations
 
@@ -7,21 +10,29 @@ import math
 from typing import Sequence
 
 import torch
+from torch.utils.data import get_worker_info
 
 __all__ = ["pack_pixels", "unpack_pixels"]
 
 
 def pack_pixels(items: Sequence[torch.Tensor]) -> tuple[torch.Tensor, list[tuple[int, ...]]]:
     """uint8 tensors (``[3, H, W]`` images or ``[T, 3, H, W]`` clips) -> one flat contiguous uint8 CPU tensor
-    of all their bytes, in order, and the list of their shapes (written with one copy per item)."""
+    of all their bytes, in order (in shared memory inside a DataLoader worker), and the list of their shapes
+    (written with one copy per item)."""
     sizes = [tuple(int(d) for d in x.shape) for x in items]
-    flat = torch.empty(sum(x.numel() for x in items), dtype=torch.uint8)
+    flat = _buffer(sum(x.numel() for x in items))
     start = 0
     for x, size in zip(items, sizes):
         n = x.numel()
         flat[start:start + n].view(size).copy_(x)
         start += n
     return flat, sizes
+
+
+def _buffer(nbytes: int) -> torch.Tensor:
+    if get_worker_info() is None:
+        return torch.empty(nbytes, dtype=torch.uint8)
+    return torch.empty(0, dtype=torch.uint8).set_(torch.UntypedStorage._new_shared(nbytes))
 
 
 def unpack_pixels(flat: torch.Tensor, sizes: Sequence[Sequence[int]]) -> list[torch.Tensor]:

@@ -4,20 +4,23 @@ Which frames to keep is decided by :func:`qwen_vis_prep.sizing.sample_frame_indi
 count and average frame rate, so the frames match what the chosen Qwen-VL ``rule`` would sample. Only those
 frames are decoded into memory:
 
-* PyAV (``decoder="pyav"``): frames are decoded in order and every frame that is not wanted is dropped at
-  once. When the sampling leaves long gaps, the packets are first demuxed (no decoding) to learn the frame
-  count, the keyframes and whether the presentation times step by a constant amount; for such a
-  constant-frame-rate stream the decoder seeks to the keyframe before each far-away wanted frame and tells
-  frames apart by ``round((pts - first_pts) / pts_step)``. A variable-frame-rate stream is always decoded
-  from the start, counting frames. Either way a frame's index is its position in presentation order, and
-  its timestamp is its own ``pts * time_base`` relative to the stream start.
+* PyAV (``decoder="pyav"``): the packets are first demuxed (no decoding) to learn the frame count, every
+  frame's presentation time, the keyframes and whether those times step by a constant amount. Frames are
+  then decoded in order and every frame that is not wanted is dropped at once; for a constant-frame-rate
+  stream whose sampling leaves long gaps, the decoder seeks to the keyframe before each far-away wanted frame
+  and tells frames apart by ``round((pts - first_pts) / pts_step)``. A frame's index is its position in
+  presentation order, and its timestamp is its own ``pts * time_base`` relative to the stream start.
+* Variable frame rate (PyAV): the rule samples positions on the average-rate grid, ``j / fps`` seconds, and
+  each becomes the frame shown closest to that time, so frames spread evenly over time, not over frame
+  counts (for a constant-rate stream the two are the same frames). Such a stream is decoded from the start.
 * TorchCodec (``decoder="torchcodec"``, also ``device="cuda"`` with NVDEC): the wanted frames are fetched
   with ``VideoDecoder.get_frames_at``.
 * ``decoder="auto"`` uses TorchCodec when it imports and can open the file, PyAV otherwise.
 
 Frames come out upright: the stream's display-matrix rotation (a multiple of 90 degrees) is applied; mirror
-flips in the matrix are not. The declared ``frames * height * width`` is checked against
-:func:`qwen_vis_prep.io.max_image_pixels` before anything is decoded. Every failure to read a file raises
+flips in the matrix are not. The declared frame size is checked against
+:func:`qwen_vis_prep.io.max_image_pixels` before anything is decoded, each frame bounded like one image;
+a clip holds at most ``max_frames`` frames. Every failure to read a file raises
 :class:`VideoLoadError`, a :class:`qwen_vis_prep.io.ImageLoadError` whose message starts with the file name.
 
 PyAV is an optional dependency: ``pip install "qwen_vis_prep[video]"``.
@@ -50,7 +53,9 @@ _DECODERS = ("auto", "pyav", "torchcodec")
 _INSTALL_HINT = 'pip install "qwen_vis_prep[video]"'
 # Demuxer names under which FFmpeg opens single still images; such files are not videos.
 _IMAGE_DEMUXERS = ("image2", "image2pipe")
-# The packet scan that enables seeking is only worth it when some gap between wanted frames is this long.
+# Demuxers that render text files as ANSI / binary-text art (FFmpeg opens e.g. any .txt of a few KB with "tty").
+_TEXT_DEMUXERS = ("tty", "bin", "adf", "idf", "xbin")
+# Seeking is only worth it when some gap between wanted frames is this long.
 _SCAN_GAP = 32
 # Seek when the keyframe before the next wanted frame lies more than this many frames ahead.
 _SEEK_MARGIN = 8
@@ -70,7 +75,8 @@ class VideoMetadata:
     presentation time in seconds of each, relative to the stream start. ``height`` and ``width`` are those of
     the returned frames (after rotation); ``rotation`` is the counter-clockwise angle (0, 90, 180 or 270)
     that was applied to the stored frames to make them upright. ``decoder`` is ``"pyav"`` or
-    ``"torchcodec"``.
+    ``"torchcodec"``. ``variable_frame_rate`` says that the frames were picked by time (PyAV decoder, a
+    stream whose presentation times do not step by a constant amount; see the module docstring).
     """
 
     source: str
@@ -83,6 +89,7 @@ class VideoMetadata:
     width: int
     rotation: int
     decoder: str = "pyav"
+    variable_frame_rate: bool = False
 
 
 @dataclass(frozen=True)
@@ -179,6 +186,8 @@ def _check_options(fps: Any, num_frames: Any, rule: Any, min_frames: Any, max_fr
     except (RuntimeError, ValueError) as e:
         raise ValueError(f"device must name a torch device such as 'cpu' or 'cuda:0', got {device!r} "
                          f"({e})") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} asks for CUDA, but torch finds no CUDA device; use device='cpu'")
     return _Options(fps, num_frames, rule, min_frames, max_frames, temporal_patch_size, decoder, dev)
 
 
@@ -260,9 +269,9 @@ def _sample(name: str, total: int, video_fps: float, opts: _Options) -> list[int
                                    f"{e}") from None
 
 
-def _check_pixels(name: str, height: int, width: int, frames: int) -> None:
+def _check_pixels(name: str, height: int, width: int) -> None:
     try:
-        check_pixel_count(name, height, width, frames=frames)
+        check_pixel_count(name, height, width)
     except VideoLoadError:
         raise
     except ImageLoadError as e:
@@ -311,10 +320,12 @@ def _import_av() -> Any:
 
 @dataclass
 class _Scan:
-    """What demuxing the whole stream (without decoding) told: packet count, and for a stream whose
-    presentation times step by a constant amount, the first pts, the step and the keyframes' indices."""
+    """What demuxing the whole stream (without decoding) told: packet count, the sorted presentation times
+    (``pts``, when every packet has one), and for a stream whose times step by a constant amount, the first
+    pts, the step and the keyframes' indices."""
 
     count: int
+    pts: list[int] | None = None
     first_pts: int | None = None
     step: float | None = None
     keyframes: list[int] | None = None
@@ -336,6 +347,8 @@ def _video_stream(av: Any, container: Any, name: str) -> Any:
     fmt = container.format.name
     if fmt in _IMAGE_DEMUXERS or fmt.endswith("_pipe"):
         raise VideoLoadError(name, f"is a still image ({fmt.removesuffix('_pipe')}), not a video")
+    if fmt in _TEXT_DEMUXERS:
+        raise VideoLoadError(name, f"is text (FFmpeg's {fmt!r} demuxer would draw it as text art), not a video")
     attached = getattr(getattr(av.stream, "Disposition", None), "attached_pic", 0)
     for stream in container.streams.video:
         if attached and stream.disposition & attached:
@@ -372,9 +385,12 @@ def _scan(av: Any, container: Any, stream: Any) -> _Scan:
     except av.FFmpegError:
         pass  # a damaged tail: count what could be demuxed; decoding reports what is missing
     scan = _Scan(count)
-    if missing_pts or count < 2:
+    if missing_pts or count < 1:
         return scan
     pts.sort()
+    scan.pts = pts
+    if count < 2:
+        return scan
     first, step = pts[0], (pts[-1] - pts[0]) / (count - 1)
     # Constant frame rate: every pts within one tick of the grid, and the grid coarse enough for round().
     if step < 4 or any(abs(p - first - k * step) > 1.0 for k, p in enumerate(pts)):
@@ -433,7 +449,7 @@ class _Collector:
         img = _upright(img, self.turns)
         if self.out is None:
             if self.check_size:
-                _check_pixels(self.name, img.shape[1], img.shape[2], self.count)
+                _check_pixels(self.name, img.shape[1], img.shape[2])
             self.out = torch.empty((self.count, *img.shape), dtype=torch.uint8)
         elif img.shape != self.out.shape[1:]:
             got, first = img.shape, self.out.shape
@@ -457,35 +473,31 @@ def _load_pyav(src: str | bytes, name: str, opts: _Options) -> DecodedVideo:
         stream = _video_stream(av, container, name)
         fps = _stream_fps(stream, name)
         time_base = stream.time_base or Fraction(1, 1)
-        total = int(stream.frames or 0)
-        scan: _Scan | None = None
-        if total <= 0:
-            scan = _scan(av, container, stream)
-            total = scan.count
-            if total == 0:
-                raise VideoLoadError(name, "the video stream has no frames")
-            container.close()
-            container = _open(av, src, name)
-            stream = _video_stream(av, container, name)
+        scan = _scan(av, container, stream)
+        container.close()
+        container = _open(av, src, name)
+        stream = _video_stream(av, container, name)
+        total = int(stream.frames or 0) or scan.count
+        if total == 0:
+            raise VideoLoadError(name, "the video stream has no frames")
+        start_pts = stream.start_time
+        if start_pts is None and scan.pts:
+            start_pts = scan.pts[0]
         indices = _sample(name, total, fps, opts)
+        by_time = scan.step is None and scan.pts is not None and scan.count == total
+        if by_time:
+            times = [float((p - (start_pts or 0)) * time_base) for p in scan.pts]  # type: ignore[union-attr]
+            indices = _nearest_frames(times, [j / fps for j in indices])
         wanted = sorted(set(indices))
         height, width = int(stream.codec_context.height or 0), int(stream.codec_context.width or 0)
         if height and width:
-            _check_pixels(name, height, width, len(indices))
+            _check_pixels(name, height, width)
         gaps = [b - a for a, b in zip([-1, *wanted], wanted)]
-        if scan is None and max(gaps) > _SCAN_GAP:
-            scan = _scan(av, container, stream)
-            container.close()
-            container = _open(av, src, name)
-            stream = _video_stream(av, container, name)
         duration = _duration(stream, container, total, fps, time_base)
-        start_pts = stream.start_time
-        if start_pts is None and scan is not None and scan.first_pts is not None:
-            start_pts = scan.first_pts
         got = _Collector(name, indices, fps, start_pts, time_base, check_size=not (height and width))
         errors: list[str] = []
         decoded = None
-        if scan is not None and scan.seekable and scan.count == total and max(gaps) > _SCAN_GAP:
+        if scan.seekable and scan.count == total and max(gaps) > _SCAN_GAP:
             stream.codec_context.thread_type = "AUTO"
             decoded = _decode_seeking(av, container, stream, scan, wanted, got, errors)
             if decoded is None:  # the frames were not on the constant pts grid after all
@@ -503,10 +515,24 @@ def _load_pyav(src: str | bytes, name: str, opts: _Options) -> DecodedVideo:
         raise VideoLoadError(name, _missing_reason(got, missing, len(wanted), total, errors))
     assert got.out is not None
     frames = got.out.to(opts.device) if opts.device.type != "cpu" else got.out
-    meta = VideoMetadata(source=name, fps=fps, duration=duration, total_frames=total, indices=list(indices),
-                         timestamps=[got.times[i] for i in indices], height=int(frames.shape[-2]),
-                         width=int(frames.shape[-1]), rotation=90 * got.turns, decoder="pyav")
+    timestamps = [got.times[i] for i in indices]
+    meta = VideoMetadata(source=name, fps=fps, duration=max(duration, *timestamps), total_frames=total,
+                         indices=list(indices), timestamps=timestamps, height=int(frames.shape[-2]),
+                         width=int(frames.shape[-1]), rotation=90 * got.turns, decoder="pyav",
+                         variable_frame_rate=by_time)
     return DecodedVideo(frames, meta)
+
+
+def _nearest_frames(times: list[float], targets: list[float]) -> list[int]:
+    """For each target time (seconds), the index of the frame whose time (sorted ``times``) is closest;
+    the earlier frame on a tie."""
+    out = []
+    for t in targets:
+        i = bisect.bisect_left(times, t)
+        if i == len(times) or (i > 0 and t - times[i - 1] <= times[i] - t):
+            i -= 1
+        out.append(i)
+    return out
 
 
 def _duration(stream: Any, container: Any, total: int, fps: float, time_base: Fraction) -> float:
@@ -628,7 +654,7 @@ def _load_torchcodec(decoder: Any, src: str | bytes, name: str, opts: _Options) 
     indices = _sample(name, total, fps, opts)
     declared_h, declared_w = getattr(md, "height", None), getattr(md, "width", None)
     if declared_h and declared_w:
-        _check_pixels(name, int(declared_h), int(declared_w), len(indices))
+        _check_pixels(name, int(declared_h), int(declared_w))
     wanted = sorted(set(indices))
     try:
         batch = decoder.get_frames_at(indices=wanted)
@@ -642,7 +668,7 @@ def _load_torchcodec(decoder: Any, src: str | bytes, name: str, opts: _Options) 
         turns = _probe_rotation(src, name)  # older TorchCodec returns frames as stored
         data = _upright(data, turns)
     if not (declared_h and declared_w):
-        _check_pixels(name, int(data.shape[-2]), int(data.shape[-1]), len(indices))
+        _check_pixels(name, int(data.shape[-2]), int(data.shape[-1]))
     row = {idx: r for r, idx in enumerate(wanted)}
     take = torch.tensor([row[i] for i in indices], device=data.device)
     frames = data.index_select(0, take).to(opts.device)

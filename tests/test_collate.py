@@ -207,6 +207,77 @@ def test_chat_conversations_match_stock(processor):
     _assert_same_as_stock(batch, _stock(processor, texts, [a, b, c], [CLIPS[0]]))
 
 
+# TEMPLATE with the assistant turns (content and <|im_end|>) in {% generation %} blocks: the same text, and the
+# tokenizer's own return_assistant_tokens_mask then marks the tokens an assistant-only loss trains on.
+TAGGED_TEMPLATE = (
+    "{% macro body(message) %}{% if message['content'] is string %}{{ message['content'] }}"
+    "{% else %}{% for item in message['content'] %}"
+    "{% if item['type'] == 'image' %}<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif item['type'] == 'video' %}<|vision_start|><|video_pad|><|vision_end|>"
+    "{% else %}{{ item['text'] }}{% endif %}{% endfor %}{% endif %}{% endmacro %}"
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
+    "{% if message['role'] == 'assistant' %}{% generation %}{{ body(message) }}<|im_end|>{% endgeneration %}"
+    "{% else %}{{ body(message) }}<|im_end|>{% endif %}{{ '\\n' }}{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def _reference_labels(processor, conversations, stock, ignore_index=-100):
+    """``[B, L]`` labels from transformers alone: the tokenizer's assistant mask of each conversation (rendered
+    with TAGGED_TEMPLATE, one ``<|image_pad|>`` per image) with every image's pad token repeated to the stock
+    processor's count, laid on the stock processor's right-padded ``input_ids``."""
+    tok = processor.tokenizer
+    pad_id = tok.convert_tokens_to_ids("<|image_pad|>")
+    counts = iter((stock["image_grid_thw"].prod(-1) // processor.image_processor.merge_size ** 2).tolist()
+                  if "image_grid_thw" in stock else [])
+    labels = torch.full_like(stock["input_ids"], ignore_index)
+    for row, conv in enumerate(conversations):
+        assert tok.apply_chat_template(conv, chat_template=TAGGED_TEMPLATE, tokenize=False) == \
+            processor.apply_chat_template(conv, tokenize=False)
+        out = tok.apply_chat_template(conv, chat_template=TAGGED_TEMPLATE, tokenize=True, return_dict=True,
+                                      return_assistant_tokens_mask=True)
+        ids, keep = [], []
+        for t, m in zip(out["input_ids"], out["assistant_masks"]):
+            n = next(counts) if t == pad_id else 1
+            ids += [t] * n
+            keep += [bool(m)] * n
+        assert stock["input_ids"][row, :len(ids)].tolist() == ids
+        assert stock["attention_mask"][row].sum() == len(ids)
+        ids_t, keep_t = torch.tensor(ids), torch.tensor(keep)
+        labels[row, :len(ids)] = torch.where(keep_t, ids_t, torch.full_like(ids_t, ignore_index))
+    assert next(counts, None) is None
+    return labels
+
+
+@pytest.mark.parametrize("mix", ["text-only", "with-images"])
+def test_conversations_without_images_match_stock(processor, mix):
+    """'messages' conversations with no image, alone in a batch or next to ones with images: the stock
+    processor's input_ids / attention_mask (and other text keys), and labels on exactly the assistant tokens
+    the tokenizer's own assistant mask marks."""
+    plain = [_chat(("user", ["what is in it"]), ("assistant", ["a cat"])),
+             _chat(("system", ["you are helpful"]), ("user", ["describe the video"]),
+                   ("assistant", ["a dog"]), ("user", ["and this one"]), ("assistant", ["it is a cat ."]))]
+    if mix == "text-only":
+        convs, images = plain, []
+    else:
+        convs = [plain[0], _chat(("user", ["image", "compare it with", "image"]), ("assistant", ["a dog"])),
+                 plain[1], _chat(("user", ["describe", "image"]), ("assistant", ["a cat"]))]
+        images = [_image(50, 70, 1), _image(100, 40, 2), _image(64, 64, 3)]
+    examples = [{"messages": c} for c in convs]
+    if images:
+        examples[1]["images"], examples[3]["images"] = images[:2], images[2:]
+    batch = QwenVLCollator(processor)(examples)
+    stock = _stock(processor, [processor.apply_chat_template(c, tokenize=False) for c in convs], images, [])
+    _assert_same_as_stock(batch, stock)
+    assert ("pixel_images" in batch) == bool(images) and "pixel_videos" not in batch
+    if not images:
+        assert not {"image_grid_thw", "image_sizes"} & set(batch)
+    assert (stock["attention_mask"] == 0).any()  # ragged rows: padding is covered
+    expected = _reference_labels(processor, convs, stock)
+    assert (expected != -100).sum(1).gt(0).all()
+    assert torch.equal(batch["labels"], expected)
+
+
 def _spans(labels_row, ignore_index, tokenizer):
     """The kept (not ignore_index) runs of a labels row, as token strings."""
     spans, run = [], []
@@ -276,6 +347,22 @@ def test_pixels_flat_uint8_and_unpacked_as_views(qwen2):
     assert pack_pixels([])[0].numel() == 0
 
 
+def _pack_in_worker(items):
+    flat, sizes = pack_pixels(items[0])
+    return flat, sizes, flat.is_shared()
+
+
+def test_packed_pixels_are_written_in_shared_memory_in_workers():
+    """In a DataLoader worker the buffer is allocated in shared memory (as ``default_collate`` does), so
+    sending it to the main process copies nothing; in the main process it is ordinary memory."""
+    images = [_image(40, 60, 0), _image(33, 120, 2)]
+    assert not pack_pixels(images)[0].is_shared()
+    loader = torch.utils.data.DataLoader([images], batch_size=1, num_workers=1, collate_fn=_pack_in_worker)
+    flat, sizes, shared_in_worker = next(iter(loader))
+    assert shared_in_worker
+    assert all(torch.equal(p, x) for p, x in zip(unpack_pixels(flat, sizes), images))
+
+
 def test_image_and_clip_input_forms(qwen2):
     chw = _image(45, 67, 7)
     hwc = chw.permute(1, 2, 0).numpy().copy()
@@ -329,6 +416,10 @@ def _bad_cases():
         pytest.param(["a cat"], TypeError, "example 0: expected a dict", id="not-a-dict"),
         pytest.param([{"text": "a"}, {"images": [img]}], ValueError, "example 1: expected exactly one of 'messages'",
                      id="no-text-or-messages"),
+        pytest.param([{"text": "a"}, {"input_ids": [1, 2]}], ValueError,
+                     r"example 1: expected exactly one of .* got keys \['input_ids'\]; transformers.Trainer drops the "
+                     r"dataset columns .* TrainingArguments\(remove_unused_columns=False\)",
+                     id="columns-dropped-by-trainer"),
         pytest.param([{"text": "a", "messages": []}], ValueError, "example 0: expected exactly one", id="both"),
         pytest.param([{"text": 3}], TypeError, "example 0: 'text' must be a string", id="text-not-str"),
         pytest.param([{"text": "a"}, {"text": f"{IMAGE} {IMAGE}", "images": [img]}], ValueError,

@@ -5,6 +5,7 @@ placeholder token counts agree). The tokenizer is built offline from a tiny word
 from __future__ import annotations
 
 import json
+import re
 import warnings
 from pathlib import Path
 
@@ -353,6 +354,20 @@ def test_in_memory_clip_with_metadata_samples_as_stock(clip_file):
     torch.testing.assert_close(b["pixel_values_videos"], a["pixel_values_videos"], atol=1e-5, rtol=0)
     assert list(a["video_metadata"][0].frames_indices) == list(b["video_metadata"][0].frames_indices)
     assert b["video_metadata"][0].fps == pytest.approx(24.0)
+
+
+def test_video_files_that_fail_are_named_by_position(clip_file, tmp_path):
+    """Encoded clips given as bytes are named ``<bytes #i>`` by their place in the list, paths by their path."""
+    from qwen_vis_prep.hf_adapter import HFQwenVideoProcessor
+    from qwen_vis_prep.video_decode import VideoLoadError
+
+    vp = HFQwenVideoProcessor.from_hf(_stock_video_processor("Qwen3VLVideoProcessor"), decoder="pyav")
+    good, bad = clip_file.read_bytes(), b"not a video at all" * 50
+    with pytest.raises(VideoLoadError, match=r"^<bytes #1>: "):
+        vp(videos=[good, bad])
+    missing = tmp_path / "missing.mp4"
+    with pytest.raises(VideoLoadError, match=rf"^{re.escape(str(missing))}: no such file"):
+        vp(videos=[str(clip_file), str(missing)])
 
 
 def test_patch_processor_swaps_the_video_processor_too(tokenizer):

@@ -1,12 +1,15 @@
 """``QwenVLWithPreprocessor`` against the stock pipeline: tiny randomly initialised transformers Qwen2-VL,
 Qwen2.5-VL and Qwen3-VL models fed ``pixel_values`` from transformers' own processors must give the loss and
 gradients the wrapper gives from the raw uint8 pixels; and the wrapper must behave as the model under
-``state_dict``, gradient checkpointing, autocast / bf16, ``torch.compile``, DDP and ``transformers.Trainer``."""
+``state_dict``, gradient checkpointing, autocast / bf16, ``torch.compile``, DDP and ``transformers.Trainer``.
+On CUDA, ``model_inputs`` must sync nothing once warm and be capturable in a CUDA graph."""
 
 from __future__ import annotations
 
 import logging
 import math
+import re
+import os
 
 import pytest
 import torch
@@ -225,6 +228,60 @@ def test_video_batch_equals_stock_video_processor(hf_pil, family):
     assert_same_step(loss_and_grads(model, lambda: wrapper(**batch).loss), ref)
 
 
+def test_qwen3_video_batch_equals_stock_processor(hf_pil):
+    """Qwen3-VL clips with their frame rates, through QwenVLCollator and the wrapper, against the stock
+    ``Qwen3VLProcessor`` (its video processor, whole-clip pixel budget): the same input_ids, frame timestamps
+    ("<0.5 seconds>" before each temporal patch) included, the same pixel values, loss and gradients."""
+    from transformers.video_utils import VideoMetadata
+
+    from qwen_vis_prep.collate import QwenVLCollator
+
+    tok = word_tokenizer()
+    model = tiny_model("qwen3-vl", vocab=len(tok), token_ids=vision_token_ids(tok))
+    wrapper = QwenVLWithPreprocessor(model, **OVERRIDES["qwen3-vl"])
+    cfg, video = wrapper.preprocessor.config, wrapper.preprocessor.video_config
+    assert video.sizing == "qwen3-vl" and not video.cap_pixels_per_frame
+    processor = transformers.Qwen3VLProcessor(
+        image_processor=hf_pil(cfg), tokenizer=tok, chat_template=CHAT_TEMPLATE,
+        video_processor=transformers.Qwen3VLVideoProcessor(
+            size={"shortest_edge": video.min_pixels, "longest_edge": video.max_pixels}, patch_size=cfg.patch_size,
+            temporal_patch_size=cfg.temporal_patch_size, merge_size=cfg.merge_size, image_mean=list(cfg.image_mean),
+            image_std=list(cfg.image_std), cap_pixels_per_frame=False))
+    g = torch.Generator().manual_seed(4)
+    # sizes the Qwen3-VL video sizing keeps, so the stock torchvision resize is the identity on any CPU
+    clips = [torch.randint(0, 256, (4, 3, 64, 96), generator=g, dtype=torch.uint8),
+             torch.randint(0, 256, (6, 3, 64, 64), generator=g, dtype=torch.uint8)]
+    meta = [dict(fps=10.0, total_num_frames=40, frames_indices=[0, 10, 20, 30]),
+            dict(fps=24.0, total_num_frames=150, frames_indices=[0, 25, 50, 75, 100, 125])]
+    images = random_images((70, 90))
+    image, vid, text = {"type": "image"}, {"type": "video"}, lambda t: {"type": "text", "text": t}
+    convs = [[{"role": "user", "content": [vid, image, text("describe the video")]},
+              {"role": "assistant", "content": "a cat"}],
+             [{"role": "user", "content": [text("compare"), vid]}, {"role": "assistant", "content": "a dog and a cat"}]]
+    batch = QwenVLCollator(processor)([
+        {"messages": convs[0], "images": images, "videos": clips[:1], "video_metadata": meta[:1]},
+        {"messages": convs[1], "videos": clips[1:], "video_metadata": [VideoMetadata(**meta[1])]}])
+    stock = processor(text=[processor.apply_chat_template(c, tokenize=False) for c in convs],
+                      images=[Image.fromarray(x.permute(1, 2, 0).numpy()) for x in images], videos=clips,
+                      video_metadata=[VideoMetadata(**m, height=c.shape[-2], width=c.shape[-1])
+                                      for m, c in zip(meta, clips)],
+                      do_sample_frames=False, padding=True, return_tensors="pt")
+    for key in ("input_ids", "attention_mask", "mm_token_type_ids", "image_grid_thw", "video_grid_thw"):
+        assert torch.equal(batch[key], stock[key]), key
+    # one "<t seconds>" per temporal patch of every clip, and every word known to the tokenizer
+    words = tok.convert_ids_to_tokens(stock["input_ids"].flatten().tolist())
+    assert words.count("seconds") == int(stock["video_grid_thw"][:, 0].sum()) == 5
+    assert "[UNK]" not in words
+
+    ours = wrapper.model_inputs(batch)
+    for key in ("pixel_values", "pixel_values_videos"):
+        assert ours[key].shape == stock[key].shape, key
+        torch.testing.assert_close(ours[key], stock[key], atol=PV_ATOL, rtol=0, msg=key)
+    ref = loss_and_grads(model, lambda: model(**stock, labels=batch["labels"]).loss)
+    assert_same_step(loss_and_grads(model, lambda: wrapper(**batch).loss), ref)
+    assert any(n.startswith("model.visual.") for n in ref[1])
+
+
 def test_text_only_batch_passes_through(qwen2):
     wrapper, _ = qwen2_batch(qwen2)
     model = wrapper.hf_model
@@ -241,9 +298,14 @@ def test_text_only_batch_passes_through(qwen2):
 def test_planned_grid_must_match(qwen2):
     wrapper, batch = qwen2_batch(qwen2)
     wrong = batch["image_grid_thw"].clone()
-    wrong[0, 1] += 2
-    with pytest.raises(ValueError, match="differs from the preprocessor's"):
+    wrong[1, 1] += 2
+    size = tuple(batch["image_sizes"][1])
+    right = batch["image_grid_thw"][1].tolist()
+    with pytest.raises(ValueError, match=re.escape(f"does not match its pixels: image 1 (sizes {size}) has grid "
+                                                   f"{right}, the batch says {wrong[1].tolist()}")):
         wrapper.model_inputs(dict(batch, image_grid_thw=wrong))
+    with pytest.raises(ValueError, match=f"does not match its pixels: 1 rows for {len(batch['image_sizes'])} images"):
+        wrapper.model_inputs(dict(batch, image_grid_thw=wrong[:1]))
     with pytest.raises(ValueError, match="does not hold"):
         wrapper.model_inputs(dict(batch, pixel_images=batch["pixel_images"][:-1]))
     with pytest.raises(ValueError, match="no images"):
@@ -255,29 +317,46 @@ def test_planned_grid_must_match(qwen2):
 
 
 SPECIAL = ["<|im_start|>", "<|im_end|>", "<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>"]
-WORDS = "user assistant describe the picture a cat dog and coffee cup compare".split()
+# digits one by one and "< . seconds >": the frame timestamps Qwen3-VL's processor writes ("<0.5 seconds>")
+WORDS = ("user assistant describe the picture video a cat dog and coffee cup compare seconds < > ."
+         .split() + [str(d) for d in range(10)])
 CHAT_TEMPLATE = (
     "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
     "{% if message['content'] is string %}{{ message['content'] }}"
     "{% else %}{% for item in message['content'] %}"
     "{% if item['type'] == 'image' %}<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif item['type'] == 'video' %}<|vision_start|><|video_pad|><|vision_end|>"
     "{% else %}{{ item['text'] }}{% endif %}{% endfor %}{% endif %}<|im_end|>\n{% endfor %}"
 )
 
 
-def tiny_processor(min_pixels: int, max_pixels: int):
-    """A stock ``Qwen2VLProcessor`` (PIL-backend image processor) over a word-level tokenizer built offline."""
+def word_tokenizer():
+    """A word-level fast tokenizer over SPECIAL + WORDS, built offline."""
     from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
     vocab = {"[UNK]": 0, "<|endoftext|>": 1, **{t: i + 2 for i, t in enumerate(SPECIAL + WORDS)}}
     tk = Tokenizer(models.WordLevel(vocab=vocab, unk_token="[UNK]"))
-    tk.pre_tokenizer = pre_tokenizers.Whitespace()
-    tokenizer = transformers.PreTrainedTokenizerFast(tokenizer_object=tk, unk_token="[UNK]",
-                                                     pad_token="<|endoftext|>", additional_special_tokens=SPECIAL)
+    tk.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Whitespace(),
+                                                pre_tokenizers.Digits(individual_digits=True)])
+    return transformers.PreTrainedTokenizerFast(tokenizer_object=tk, unk_token="[UNK]", pad_token="<|endoftext|>",
+                                                additional_special_tokens=SPECIAL)
+
+
+def vision_token_ids(tokenizer) -> dict[str, int]:
+    """The model config's vision token ids, as the tokenizer numbers them."""
+    return {k: tokenizer.convert_tokens_to_ids(t) for k, t in (
+        ("image_token_id", "<|image_pad|>"), ("video_token_id", "<|video_pad|>"),
+        ("vision_start_token_id", "<|vision_start|>"), ("vision_end_token_id", "<|vision_end|>"))}
+
+
+def tiny_processor(min_pixels: int, max_pixels: int):
+    """A stock ``Qwen2VLProcessor`` (PIL-backend image processor) over :func:`word_tokenizer`."""
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+
     return transformers.Qwen2VLProcessor(
-        image_processor=Qwen2VLImageProcessorPil(min_pixels=min_pixels, max_pixels=max_pixels), tokenizer=tokenizer,
-        video_processor=Qwen2VLVideoProcessor(min_pixels=min_pixels, max_pixels=max_pixels),
+        image_processor=Qwen2VLImageProcessorPil(min_pixels=min_pixels, max_pixels=max_pixels),
+        tokenizer=word_tokenizer(), video_processor=Qwen2VLVideoProcessor(min_pixels=min_pixels,
+                                                                           max_pixels=max_pixels),
         chat_template=CHAT_TEMPLATE)
 
 
@@ -287,10 +366,7 @@ def test_collator_batch_equals_stock_processor():
     budget = dict(min_pixels=28 * 28 * 4, max_pixels=28 * 28 * 12)
     processor = tiny_processor(**budget)
     tok = processor.tokenizer
-    ids = {k: tok.convert_tokens_to_ids(t) for k, t in (
-        ("image_token_id", "<|image_pad|>"), ("video_token_id", "<|video_pad|>"),
-        ("vision_start_token_id", "<|vision_start|>"), ("vision_end_token_id", "<|vision_end|>"))}
-    model = tiny_model("qwen2-vl", vocab=len(tok), token_ids=ids)
+    model = tiny_model("qwen2-vl", vocab=len(tok), token_ids=vision_token_ids(tok))
     wrapper = QwenVLWithPreprocessor(model, **budget)
     images = random_images((50, 90), (120, 64), (90, 90))
     image, text = {"type": "image"}, lambda t: {"type": "text", "text": t}
@@ -409,6 +485,24 @@ def test_torch_compile_same_loss(qwen2):
     assert_same_step(loss_and_grads(model, lambda: compiled(**batch).loss), ref)
 
 
+@pytest.mark.slow
+def test_compiled_wrapper_does_not_recompile_for_new_image_sizes():
+    """Image sizes change every training batch. The compiled wrapper runs the preprocessing eagerly in front of
+    the compiled model, so no frame reaches dynamo's recompile limit (past it, the whole forward would run
+    eagerly; here that raises) and every loss equals the eager wrapper's."""
+    torch._dynamo.reset()
+    model = tiny_model("qwen2-vl")
+    wrapper = QwenVLWithPreprocessor(model)
+    compiled = torch.compile(wrapper, backend="eager")
+    g = torch.Generator().manual_seed(0)
+    with torch._dynamo.config.patch(fail_on_recompile_limit_hit=True):
+        for i in range(torch._dynamo.config.recompile_limit + 2):
+            sizes = [tuple(int(v) for v in torch.randint(40, 120, (2,), generator=g)) for _ in range(2)]
+            images = random_images(*sizes, seed=i)
+            batch = image_batch(images, wrapper.preprocessor(images).grid_thw, [1, 1])
+            torch.testing.assert_close(compiled(**batch).loss, wrapper(**batch).loss, rtol=0, atol=1e-6)
+
+
 def test_ddp_world_size_one(qwen2, tmp_path):
     import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel
@@ -425,6 +519,53 @@ def test_ddp_world_size_one(qwen2, tmp_path):
         assert list(ddp.state_dict()) == ["module." + k for k in model.state_dict()]
     finally:
         dist.destroy_process_group()
+
+
+def _ddp_rank(rank: int, store: str, batches: list[dict], out_dir: str) -> None:
+    """One rank of :func:`test_ddp_two_processes_equals_stock`: the tiny model wrapped, then DDP, one step on
+    ``batches[rank]``; writes the loss and the synchronised gradients to ``out_dir/rank{rank}.pt``."""
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    logging.getLogger("transformers").setLevel(logging.ERROR)
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
+    try:
+        model = tiny_model("qwen2-vl")
+        ddp = DistributedDataParallel(QwenVLWithPreprocessor(model))
+        loss, grads = loss_and_grads(model, lambda: ddp(**batches[rank]).loss)
+        torch.save({"loss": loss, "grads": grads}, os.path.join(out_dir, f"rank{rank}.pt"))
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.slow  # ~11 s: two spawned processes import torch and transformers
+def test_ddp_two_processes_equals_stock(hf_pil, tmp_path):
+    """Two CPU processes (gloo), each with its own collated batch: each rank's loss is the stock pipeline's
+    (the stock image processor's pixel_values into the same model) on that rank's batch, and after backward
+    both ranks hold the same gradients, the mean of the two single-process stock gradients."""
+    model = tiny_model("qwen2-vl")
+    wrapper = QwenVLWithPreprocessor(model)
+    batches, refs = [], []
+    for seed, shapes, per_sample in ((0, [(50, 90), (70, 40)], [1, 1]), (1, [(56, 84), (40, 60), (90, 30)], [2, 1])):
+        images = random_images(*shapes, seed=seed)
+        stock = stock_image_inputs(hf_pil, wrapper, images)
+        batch = image_batch(images, stock["image_grid_thw"], per_sample)
+        refs.append(loss_and_grads(model, lambda: stock_loss(model, batch, pixel_values=stock["pixel_values"],
+                                                             image_grid_thw=stock["image_grid_thw"])))
+        batches.append(batch)
+    assert not torch.allclose(refs[0][1]["lm_head.weight"], refs[1][1]["lm_head.weight"])  # the ranks differ
+
+    torch.multiprocessing.spawn(_ddp_rank, args=(str(tmp_path / "store"), batches, str(tmp_path)), nprocs=2)
+    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
+    for (loss, grads), (ref_loss, _) in zip(((r["loss"], r["grads"]) for r in ranks), refs):
+        assert math.isfinite(loss.item())
+        torch.testing.assert_close(loss, ref_loss, **LOSS_TOL)
+        assert grads.keys() == refs[0][1].keys() == refs[1][1].keys()
+    for name, g in ranks[0]["grads"].items():
+        assert torch.equal(g, ranks[1]["grads"][name]), name  # allreduced: the same on every rank
+        mean = (refs[0][1][name] + refs[1][1][name]) / 2
+        torch.testing.assert_close(g, mean, **LOSS_TOL, msg=lambda m, name=name: f"{name}: {m}")
 
 
 @pytest.mark.filterwarnings("ignore:FSDP2-wrapped module")  # transformers returns a view; nothing here edits it
@@ -487,6 +628,76 @@ def test_trainer_steps(qwen2, tmp_path):
     assert out.shape[0] == 1 and out.shape[1] >= collate(examples[:1])["input_ids"].shape[1] + 1
 
 
+def assistant_labels(input_ids: torch.Tensor, attention_mask: torch.Tensor, tokenizer) -> torch.Tensor:
+    """Labels on the tokens of assistant turns (after ``<|im_start|> assistant`` up to and including
+    ``<|im_end|>``), -100 elsewhere: the training target, computed token by token on stock input_ids."""
+    start, end, role = tokenizer.convert_tokens_to_ids(["<|im_start|>", "<|im_end|>", "assistant"])
+    labels = torch.full_like(input_ids, -100)
+    for b, row in enumerate(input_ids.tolist()):
+        inside = False
+        for i, t in enumerate(row):
+            if inside and attention_mask[b, i]:
+                labels[b, i] = t
+            inside = (inside and t != end) or (i > 0 and row[i - 1] == start and t == role)
+    return labels
+
+
+def test_trainer_with_collator_equals_stock_trainer(tmp_path):
+    """transformers.Trainer with QwenVLCollator and the wrapper on 'messages' + 'images' examples trains the
+    model exactly as Trainer with the stock processor's pixel_values and the stock model does: the same loss
+    at every step (the first also the stock model's own loss on that batch) and the same weights after."""
+    pytest.importorskip("accelerate")  # transformers.Trainer needs it
+    from qwen_vis_prep.collate import QwenVLCollator
+
+    budget = dict(min_pixels=28 * 28 * 4, max_pixels=28 * 28 * 12)
+    processor = tiny_processor(**budget)
+    tok = processor.tokenizer
+    images = random_images((50, 90), (120, 64), (90, 90))
+    image, text = {"type": "image"}, lambda t: {"type": "text", "text": t}
+    examples = [
+        {"messages": [{"role": "user", "content": [image, image, text("compare")]},
+                      {"role": "assistant", "content": "a cat and a dog"}], "images": images[:2]},
+        {"messages": [{"role": "user", "content": [image, text("describe the picture")]},
+                      {"role": "assistant", "content": "a coffee cup"}], "images": images[2:]},
+    ]
+
+    def stock_collate(rows: list[dict]) -> dict:
+        out = processor(text=[processor.apply_chat_template(r["messages"], tokenize=False) for r in rows],
+                        images=[Image.fromarray(x.permute(1, 2, 0).numpy()) for r in rows for x in r["images"]],
+                        padding=True, return_tensors="pt")
+        return dict(out, labels=assistant_labels(out["input_ids"], out["attention_mask"], tok))
+
+    def train(model, collate, name):
+        # one batch of both examples per step (in the sampler's order: the loss does not depend on it); plain
+        # SGD, whose update is linear in the gradients (Adam's would magnify float noise in near-zero ones)
+        args = transformers.TrainingArguments(
+            output_dir=str(tmp_path / name), max_steps=2, per_device_train_batch_size=2, learning_rate=1e-1,
+            optim="sgd", remove_unused_columns=False, report_to=[], save_strategy="no", logging_steps=1, use_cpu=True,
+            dataloader_num_workers=0, disable_tqdm=True)
+        trainer = transformers.Trainer(model=model, args=args, train_dataset=examples, data_collator=collate)
+        result = trainer.train()
+        assert result.global_step == 2
+        return [h["loss"] for h in trainer.state.log_history if "loss" in h]
+
+    ids = vision_token_ids(tok)
+    model, stock_model = (tiny_model("qwen2-vl", vocab=len(tok), token_ids=ids) for _ in range(2))
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    with torch.no_grad():
+        first = stock_model(**stock_collate(examples)).loss.item()
+    collator = QwenVLCollator(processor)
+    assert torch.equal(collator(examples)["labels"], stock_collate(examples)["labels"])
+    losses = train(QwenVLWithPreprocessor(model, **budget), collator, "ours")
+    stock_losses = train(stock_model, stock_collate, "stock")
+    assert len(losses) == 2 and all(math.isfinite(v) for v in losses)
+    assert losses == pytest.approx(stock_losses, rel=1e-4, abs=1e-5)
+    assert losses[0] == pytest.approx(first, rel=1e-4, abs=1e-5)
+    after, stock_after = dict(model.named_parameters()), dict(stock_model.named_parameters())
+    for name in ("lm_head.weight", "model.visual.patch_embed.proj.weight"):
+        assert not torch.equal(before[name], after[name]), name  # the step reached the vision tower
+    for name, p in after.items():
+        torch.testing.assert_close(p, stock_after[name], rtol=1e-4, atol=1e-5, msg=lambda m, name=name: f"{name}: {m}")
+
+
 @pytest.mark.slow  # ~7 s: a subprocess with DataLoader workers
 def test_example_finetune_runs_and_learns():
     """``examples/finetune_tiny.py`` (README's training example) runs as written and its loss goes down."""
@@ -501,3 +712,71 @@ def test_example_finetune_runs_and_learns():
     assert run.returncode == 0, run.stderr[-2000:]
     losses = [float(v) for v in re.findall(r"loss ([0-9.]+)", run.stdout)]
     assert len(losses) >= 4 and losses[-1] < losses[0], run.stdout
+
+
+# --------------------------------------------------------------------------------------------- CUDA
+
+CUDA_SHAPES = ((50, 90), (70, 40), (240, 320), (56, 84))  # up-, down-scaled and kept sizes
+CUDA_BUDGET = dict(max_pixels=28 * 28 * 64)
+
+
+def _on_cuda(batch: dict, keys=("input_ids", "attention_mask", "labels")) -> dict:
+    return {k: v.cuda() if k in keys else v for k, v in batch.items()}
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("resize_mode", ["pil", "float"])
+def test_cuda_model_inputs_from_pinned_buffer_without_sync(resize_mode):
+    """The collator's pinned host buffer into a CUDA model: after a first call, ``model_inputs`` syncs nothing
+    (non-blocking copy, warm kernels, the grid uploaded from pinned memory) and gives the CPU wrapper's
+    pixel_values bit for bit in the same resize mode."""
+    images = random_images(*CUDA_SHAPES, seed=7)
+    cpu = QwenVLWithPreprocessor(tiny_model("qwen2-vl"), resize_mode=resize_mode, **CUDA_BUDGET)
+    batch = image_batch(images, cpu.preprocessor(images).grid_thw, [3, 1])
+    ref = cpu.model_inputs(batch)
+    gpu = QwenVLWithPreprocessor(tiny_model("qwen2-vl").cuda(), resize_mode=resize_mode, **CUDA_BUDGET)
+    pinned = dict(_on_cuda(batch), pixel_images=batch["pixel_images"].pin_memory())
+    assert pinned["pixel_images"].is_pinned() and pinned["image_grid_thw"].device.type == "cpu"
+    gpu.model_inputs(pinned)  # warm: kernels compiled, filter tables on the device
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        out = gpu.model_inputs(pinned)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert out["pixel_values"].is_cuda and out["image_grid_thw"].is_cuda
+    assert out["pixel_values"].dtype == ref["pixel_values"].dtype == torch.float32
+    assert torch.equal(out["pixel_values"].cpu(), ref["pixel_values"])
+    assert torch.equal(out["image_grid_thw"].cpu(), ref["image_grid_thw"])
+    assert torch.equal(out["mm_token_type_ids"].cpu(), ref["mm_token_type_ids"])
+
+
+@pytest.mark.cuda
+def test_cuda_graph_capture_of_model_inputs():
+    """``model_inputs`` on a batch already on the GPU (pixel buffer, planned grid, tokens), warmed on a side
+    stream, is captured in a CUDA graph; replaying it after new pixels are copied into the captured buffer
+    gives an eager call's pixel_values on those pixels."""
+    images = random_images(*CUDA_SHAPES, seed=8)
+    wrapper = QwenVLWithPreprocessor(tiny_model("qwen2-vl").cuda(), **CUDA_BUDGET)
+    grid = wrapper.preprocessor(images).grid_thw
+    batch = image_batch(images, grid, [2, 2])
+    static = _on_cuda(batch, keys=("input_ids", "attention_mask", "labels", "pixel_images", "image_grid_thw"))
+    s = torch.cuda.Stream()
+    s.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(s):
+        for _ in range(2):
+            wrapper.model_inputs(static)  # warm-up outside capture
+    torch.cuda.current_stream().wait_stream(s)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        captured = wrapper.model_inputs(static)
+    fresh = pack(random_images(*CUDA_SHAPES, seed=9))[0].cuda()
+    old = wrapper.model_inputs(static)["pixel_values"]
+    static["pixel_images"].copy_(fresh)
+    graph.replay()
+    torch.cuda.synchronize()
+    eager = wrapper.model_inputs(dict(static, pixel_images=fresh))
+    assert not torch.equal(old, eager["pixel_values"])  # the replay has new pixels to get right
+    assert torch.equal(captured["pixel_values"], eager["pixel_values"])
+    assert torch.equal(captured["image_grid_thw"].cpu(), grid)
+    assert torch.equal(captured["mm_token_type_ids"], eager["mm_token_type_ids"])

@@ -253,7 +253,13 @@ def test_container_without_frame_count_counts_packets(long_clips):
     assert load_video(long_clips["mkv"], num_frames=4, decoder="pyav").metadata.total_frames == 300
 
 
-def test_variable_frame_rate_timestamps_are_the_written_pts(tmp_path, monkeypatch):
+def nearest_written_frames(pts_ms: list[int], fps: float, positions: list[int]) -> list[int]:
+    """The frame shown closest to each time ``j / fps`` (the earlier one on a tie), from the written pts."""
+    written = np.asarray(pts_ms, dtype=np.float64) / 1000
+    return [int(np.argmin(np.abs(written - j / fps))) for j in positions]
+
+
+def test_variable_frame_rate_frames_are_picked_by_time(tmp_path, monkeypatch):
     rng = np.random.default_rng(0)
     pts_ms = np.cumsum(np.r_[0, rng.choice([20, 40, 55, 130], size=79)]).tolist()
     path = encode(tmp_path / "vfr.mp4", 80, pts_ms=pts_ms)
@@ -264,13 +270,32 @@ def test_variable_frame_rate_timestamps_are_the_written_pts(tmp_path, monkeypatc
     for kwargs in ({"num_frames": 4}, {"num_frames": 21}, {"fps": 3.0}):
         out = load_video(path, decoder="pyav", **kwargs)
         md = out.metadata
-        assert md.total_frames == 80
+        assert md.total_frames == 80 and md.variable_frame_rate
         assert md.fps == pytest.approx(float(av.open(str(path)).streams.video[0].average_rate))
-        assert md.indices == sample_frame_indices(80, md.fps, **kwargs)
+        positions = sample_frame_indices(80, md.fps, **kwargs)
+        assert md.indices == nearest_written_frames(pts_ms, md.fps, positions)
+        assert md.indices != positions  # by frame counts the picks would differ on this stream
         assert torch.equal(out.frames, ref[md.indices])
         assert_content(out.frames, md.indices)
         assert md.timestamps == pytest.approx([pts_ms[i] / 1000 for i in md.indices], abs=1e-9)
+        assert md.duration >= md.timestamps[-1]
     assert called == []  # pts steps are not constant: never seek
+
+
+def test_variable_frame_rate_burst_then_slow(tmp_path):
+    """60 frames 10 ms apart, then 20 frames 500 ms apart: sampled at 2 fps, the frames spread over the 10 s
+    (by frame counts, 13 of 18 would fall in the first 0.6 s), and transformers' metadata puts each frame's
+    time within half an average frame of its own pts."""
+    from qwen_vis_prep.hf_adapter import _hf_metadata
+
+    pts_ms = list(range(0, 600, 10)) + [600 + 500 * k for k in range(20)]
+    path = encode(tmp_path / "burst.mp4", 80, pts_ms=pts_ms)
+    md = load_video(path, fps=2.0, decoder="pyav").metadata
+    assert md.variable_frame_rate
+    assert md.indices == nearest_written_frames(pts_ms, md.fps, sample_frame_indices(80, md.fps, fps=2.0))
+    assert sum(t < 0.6 for t in md.timestamps) <= 2
+    hf = _hf_metadata(md)
+    assert [i / hf.fps for i in hf.frames_indices] == pytest.approx(md.timestamps, abs=0.5 / md.fps)
 
 
 # ----------------------------------------------------------------------------------------------- rotation
@@ -398,6 +423,19 @@ def test_not_a_video(tmp_path):
     name_error(e, "<bytes #1>")
 
 
+def test_text_file_is_not_a_video(tmp_path):
+    """FFmpeg opens a text file of a few KB as ANSI art (a 640x400 'video'); it is refused as text."""
+    notes = tmp_path / "notes.txt"
+    notes.write_text("frame rate and duration of the clips, one line each\n" * 100)
+    with pytest.raises(VideoLoadError) as e:
+        load_video(notes, decoder="pyav")
+    name_error(e, str(notes))
+    assert "is text" in str(e.value) and "not a video" in str(e.value)
+    with pytest.raises(VideoLoadError) as e:  # as bytes there is no extension to pick that demuxer
+        load_video(notes.read_bytes(), decoder="pyav")
+    name_error(e, "<bytes #0>")
+
+
 def test_audio_only(tmp_path):
     path = tmp_path / "audio.m4a"
     with av.open(str(path), "w") as c:
@@ -413,6 +451,42 @@ def test_audio_only(tmp_path):
         load_video(path, decoder="pyav")
     name_error(e, str(path))
     assert "no video stream" in str(e.value) and "audio" in str(e.value)
+
+
+def test_video_stream_with_no_frames(tmp_path):
+    """A Matroska file whose video stream got no packets (audio only in practice)."""
+    path = tmp_path / "empty_video.mkv"
+    with av.open(str(path), "w") as c:
+        v = c.add_stream("ffv1", rate=25)
+        v.width, v.height, v.pix_fmt = W, H, "yuv420p"
+        a = c.add_stream("aac", rate=16000)
+        for i in range(4):
+            frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+            frame.sample_rate, frame.pts = 16000, i * 1024
+            for packet in a.encode(frame):
+                c.mux(packet)
+        for packet in (*a.encode(), *v.encode()):
+            c.mux(packet)
+    with av.open(str(path)) as c:
+        assert [s.type for s in c.streams] == ["video", "audio"]
+    with pytest.raises(VideoLoadError) as e:
+        load_video(path, decoder="pyav")
+    name_error(e, str(path))
+    assert "the video stream has no frames" in str(e.value)
+
+
+@pytest.mark.parametrize("n", [1, 7, 33])
+def test_odd_frame_counts(tmp_path, n):
+    """Files with an odd number of frames: all of them when asked for all, and the rule's 2 fps sample."""
+    path = encode(tmp_path / f"odd{n}.mp4", n)
+    ref, times, _ = reference(path)
+    assert ref.shape[0] == n
+    for rule, kwargs in (("qwen3-vl", {"num_frames": n}), ("qwen3-vl", {"fps": 2.0}), ("qwen3-vl", {})):
+        out = load_video(path, rule=rule, decoder="pyav", **kwargs)
+        expected = sample_frame_indices(n, 25.0, rule=rule, **kwargs)
+        assert out.metadata.indices == expected and out.metadata.total_frames == n
+        assert torch.equal(out.frames, ref[expected])
+        assert out.metadata.timestamps == pytest.approx([times[i] for i in expected], abs=1e-9)
 
 
 def test_truncated_files(tmp_path, monkeypatch):
@@ -460,13 +534,14 @@ def test_truncated_files(tmp_path, monkeypatch):
 
 def test_pixel_limit(clip, monkeypatch):
     path, _, _ = clip
-    previous = set_max_image_pixels(4 * H * W)
+    previous = set_max_image_pixels(H * W)  # one frame's worth: the limit bounds each frame, like one image
     try:
-        assert load_video(path, num_frames=4, decoder="pyav").frames.shape[0] == 4
+        assert load_video(path, num_frames=8, decoder="pyav").frames.shape[0] == 8
+        set_max_image_pixels(H * W - 1)
         with pytest.raises(VideoLoadError) as e:
-            load_video(path, num_frames=5, decoder="pyav")
+            load_video(path, num_frames=2, decoder="pyav")
         name_error(e, str(path))
-        assert "5 frames of 64x48" in str(e.value)
+        assert f"declares {W}x{H} = {W * H} pixels" in str(e.value)
     finally:
         set_max_image_pixels(previous)
 
@@ -490,6 +565,14 @@ def test_bad_arguments(clip, kwargs, exc, words):
         load_video(path, **kwargs)
     assert words in str(e.value)
     assert not isinstance(e.value, ImageLoadError)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal where torch finds no CUDA device")
+def test_cuda_device_without_cuda_is_refused_before_decoding(clip, monkeypatch):
+    path, _, _ = clip
+    monkeypatch.setattr("qwen_vis_prep.video_decode._load_one", lambda *a: pytest.fail("decoded anyway"))
+    with pytest.raises(ValueError, match="'cuda' asks for CUDA, but torch finds no CUDA device"):
+        load_video(path, device="cuda")
 
 
 def test_bad_source_types(clip):
