@@ -5,6 +5,8 @@
 # parallel processes; the table again last. The timed steps run alone on the card, first; each step writes
 # its file under OUTDIR as it ends, so a call cut short still returns what ran.
 # Usage: [GPU_CHECK_BUDGET_S=540] bash benchmarks/gpu_check.sh [OUTDIR]
+#   The "reliability" step runs every test marked cuda outside test_cuda.py / test_triton.py (model wrapper,
+#   adapter, decoders, tower inputs, videos, families).
 #   Each step has its own timeout, cut to what is left of GPU_CHECK_BUDGET_S (a step with under 15 s left is
 #   skipped). Run one after another, the steps did not fit a budget of 470 s (H200, 2026-11-26, commit
 #   185d646): it cut the last two (the thousand-sizes test alone spends minutes in Triton's compiler); the
@@ -52,7 +54,7 @@ NEW="lean or direct_launch or launcher or rows or ragged or launch_shapes or war
 run_for 300 $PY tests/test_cuda.py tests/test_triton.py tests/test_torch_uint8.py -m "slow or not slow" -k "$NEW or torch_uint8 or cuda_gives" > "$OUT_DIR/tests_new_paths.txt" 2>&1 &
 run_for 300 $PY tests/test_cuda.py tests/test_triton.py -m "slow or not slow" -k "not ($NEW)" > "$OUT_DIR/tests_gpu.txt" 2>&1 &
 run_for 120 python3 benchmarks/memory_bounds.py --cuda-only > "$OUT_DIR/memory.txt" 2>&1 &
-run_for 300 $PY tests/test_reliability.py tests/test_errors.py tests/test_model_family.py -m cuda -k "not thousand" > "$OUT_DIR/tests_reliability.txt" 2>&1 &
+run_for 300 $PY tests/test_reliability.py tests/test_errors.py tests/test_model_family.py tests/test_hf_model.py tests/test_hf_adapter.py tests/test_hf_parity.py tests/test_io.py tests/test_module.py tests/test_tower.py tests/test_video.py tests/test_video_decode.py -m cuda -k "not thousand" > "$OUT_DIR/tests_reliability.txt" 2>&1 &
 run_for 300 $PY tests/test_fuzz.py > "$OUT_DIR/tests_fuzz.txt" 2>&1 &
 run_for 300 $PY tests/test_reliability.py -m cuda -k thousand > "$OUT_DIR/tests_thousand_sizes.txt" 2>&1 &
 wait

@@ -9,11 +9,18 @@ tokenizer, the ``qwen2-vl`` preset at the serving budget ``max_pixels = 28*28*12
 ``Qwen2VLImageProcessorPil``: the whole pixel pipeline in the worker) and ``ours-collator``. Each records in
 ``extra_info`` the bytes of pixels a batch carries to the device (float32 patches for the stock processor,
 uint8 images for ours); ``input_ids`` are checked equal before timing. Per 1,000 images: median / 8 * 1000.
+
+``test_worker_batches_from_jpeg_files`` times the whole worker job through a real ``DataLoader`` (one
+persistent worker, four batches of 8 per round): decode the JPEG files (the same photos, quality 90), then
+collate, and hand the batch to the main process. ``ours-collator`` decodes with ``qwen_vis_prep.io.load_images``
+and collates with ``QwenVLCollator``; ``stock-torchvision`` opens each file with Pillow and runs the stock
+processor. Per 1,000 images: median / 32 * 1000.
 """
 
 from __future__ import annotations
 
 import functools
+import os
 
 import numpy as np
 import pytest
@@ -73,8 +80,7 @@ def examples() -> list[dict]:
 
 def provider_fn(provider: str):
     if provider == "ours-collator":
-        collate = QwenVLCollator(processor("stock-torchvision"))
-        return lambda: collate(examples())
+        return lambda: collator()(examples())
     proc = processor(provider)
     texts = [proc.apply_chat_template(e["messages"], tokenize=False) for e in examples()]
     return lambda: proc(text=texts, images=list(batch_images()), return_tensors="pt", padding=True)
@@ -95,3 +101,70 @@ def test_collate_batch_of_8_1080p(benchmark, provider):
                                 torch_threads=torch.get_num_threads(), torch=torch.__version__,
                                 transformers=transformers.__version__)
     benchmark.pedantic(run, rounds=5, warmup_rounds=1, iterations=1)
+
+
+BATCHES_PER_ROUND = 4
+
+
+@pytest.fixture(scope="module")
+def jpeg_files(tmp_path_factory) -> list[str]:
+    folder = tmp_path_factory.mktemp("jpegs")
+    paths = []
+    for i, img in enumerate(batch_images()):
+        path = os.path.join(folder, f"photo{i}.jpg")
+        Image.fromarray(img.permute(1, 2, 0).numpy()).save(path, quality=90)
+        paths.append(path)
+    return paths
+
+
+class JpegBatches(torch.utils.data.Dataset):
+    """Item ``i``: batch ``i`` of 8 chat turns, each naming one JPEG file."""
+
+    def __init__(self, paths: list[str], batches: int) -> None:
+        self.paths, self.batches = paths, batches
+
+    def __len__(self) -> int:
+        return self.batches
+
+    def __getitem__(self, i: int) -> list[str]:
+        return self.paths
+
+
+@functools.lru_cache(maxsize=None)
+def collator() -> QwenVLCollator:
+    return QwenVLCollator(processor("stock-torchvision"))
+
+
+class DecodeAndCollate:
+    """The worker's job: decode the batch's files, then build the batch (picklable, for worker processes)."""
+
+    def __init__(self, provider: str) -> None:
+        self.provider = provider
+
+    def __call__(self, items: list[list[str]]) -> dict:
+        (paths,) = items
+        turn = examples()[0]["messages"]
+        if self.provider == "ours-collator":
+            from qwen_vis_prep.io import load_images
+
+            return collator()([{"messages": turn, "images": [img]} for img in load_images(paths)])
+        proc = processor(self.provider)
+        images = [Image.open(p).convert("RGB") for p in paths]
+        texts = [proc.apply_chat_template(turn, tokenize=False)] * len(images)
+        return dict(proc(text=texts, images=images, return_tensors="pt", padding=True))
+
+
+@pytest.mark.parametrize("provider", ["ours-collator", "stock-torchvision"])
+def test_worker_batches_from_jpeg_files(benchmark, provider, jpeg_files):
+    job = DecodeAndCollate(provider)
+    batch = job([jpeg_files])
+    assert torch.equal(batch["input_ids"], DecodeAndCollate("stock-torchvision")([jpeg_files])["input_ids"])
+    loader = torch.utils.data.DataLoader(JpegBatches(jpeg_files, BATCHES_PER_ROUND), batch_size=1, num_workers=1,
+                                         collate_fn=job, persistent_workers=True, prefetch_factor=2)
+    list(loader)  # start the worker and warm it
+    benchmark.group = "worker-8x1080p-jpeg"
+    benchmark.extra_info.update(provider=provider, images=8 * BATCHES_PER_ROUND,
+                                pixel_bytes_to_device_per_batch=pixel_bytes(provider, batch),
+                                torch_threads=torch.get_num_threads(), torch=torch.__version__,
+                                transformers=transformers.__version__)
+    benchmark.pedantic(lambda: list(loader), rounds=5, warmup_rounds=0, iterations=1)
