@@ -103,12 +103,17 @@ class _PlanVideoProcessor(VideoProcessorMixin):
 
 # ------------------------------------------------------------------------------------------- labels
 
-def assistant_token_mask(input_ids: torch.Tensor, header: Sequence[int], end_id: int) -> torch.Tensor:
+def assistant_token_mask(input_ids: torch.Tensor, header: Sequence[int], end_id: int,
+                         merged_ids: Sequence[int] = ()) -> torch.Tensor:
     """``[B, L]`` bool: True on the tokens of assistant turns.
 
     A turn starts right after each occurrence of the ``header`` token sequence (``<|im_start|>assistant\\n``
     tokenised) and runs up to and including the next ``end_id`` (``<|im_end|>``), or to the end of the row
     when there is none (a truncated or unfinished turn). The header itself is never included.
+
+    ``merged_ids``: tokens in which a byte-level BPE tokenizer merges the header's last token (its ``\\n``)
+    with the start of the reply (a reply starting with ``\\n``: ``\\n\\n`` is one token). ``header[:-1]``
+    followed by one of these also starts a turn, at that token (kept, as transformers' assistant mask does).
     """
     b, length = input_ids.shape
     k = len(header)
@@ -118,6 +123,13 @@ def assistant_token_mask(input_ids: torch.Tensor, header: Sequence[int], end_id:
         hits = (input_ids.unfold(1, k, 1) == torch.as_tensor(list(header), dtype=input_ids.dtype)).all(-1)
         rows, starts = hits[:, : length - k].nonzero(as_tuple=True)
         opened[rows, starts + k] = starts + k
+    if len(merged_ids) and 1 < k <= length:
+        p = k - 1
+        hits = (input_ids.unfold(1, p, 1) == torch.as_tensor(list(header[:-1]), dtype=input_ids.dtype)).all(-1)
+        hits = hits[:, : length - p] & torch.isin(input_ids[:, p:], torch.as_tensor(list(merged_ids),
+                                                                                    dtype=input_ids.dtype))
+        rows, starts = hits.nonzero(as_tuple=True)
+        opened[rows, starts + p] = starts + p
     last_open = opened.cummax(1).values
     closed = torch.where(input_ids == end_id, positions, torch.full_like(positions, -1)).cummax(1).values
     closed_before = torch.cat([torch.full((b, 1), -1, dtype=torch.long), closed[:, :-1]], 1)
@@ -272,6 +284,7 @@ class QwenVLCollator:
         self._pad_ids = [processor.image_token_id, processor.video_token_id]
         self._span_ids = [_token_id(tok, "<|vision_start|>"), _token_id(tok, "<|vision_end|>")]
         self._header = tok.encode("<|im_start|>assistant\n", add_special_tokens=False)
+        self._merged_ids = _merged_newline_ids(tok, self._header[-1]) if self._header else []
         self._end_id = _token_id(tok, "<|im_end|>")
         if label_mask == "assistant" and self._end_id is None:
             raise ValueError("label_mask='assistant' needs a tokenizer with the <|im_end|> token")
@@ -370,7 +383,7 @@ class QwenVLCollator:
     def _labels(self, batch: dict[str, Any]) -> torch.Tensor:
         ids = batch["input_ids"]
         if self.label_mask == "assistant":
-            keep = assistant_token_mask(ids, self._header, self._end_id)
+            keep = assistant_token_mask(ids, self._header, self._end_id, self._merged_ids)
         elif self.label_mask == "none":
             keep = torch.ones_like(ids, dtype=torch.bool)
         else:
@@ -394,6 +407,15 @@ class QwenVLCollator:
                 cut.append(i)
         return (f"max_length={self.max_length} would cut vision tokens of example(s) {cut}; raise max_length or "
                 f"shorten those examples")
+
+
+def _merged_newline_ids(tokenizer: Any, newline_id: int) -> list[int]:
+    """Ids of the tokens that start with the header's last token (``\\n``, ``Ċ`` in a byte-level vocabulary)
+    and go on: what a byte-level BPE tokenizer makes of that ``\\n`` and a reply that starts with a newline."""
+    newline = tokenizer.convert_ids_to_tokens(newline_id)
+    if not isinstance(newline, str) or not newline or tokenizer.decode([newline_id]) != "\n":
+        return []
+    return sorted(i for t, i in tokenizer.get_vocab().items() if t.startswith(newline) and t != newline)
 
 
 def _token_id(tokenizer: Any, token: str) -> int | None:

@@ -44,10 +44,11 @@ class VisionPreprocessConfig:
       - ``"pil"``: Pillow BICUBIC on uint8 levels (qwen-vl-utils for still images; transformers' PIL
         backend);
       - ``"torch-uint8"``: torch's CPU uint8 antialiased bicubic kernel, ``F.interpolate(uint8,
-        mode="bicubic", antialias=True)`` as x86-64 CPUs with AVX2 run it (qwen-vl-utils for video clips;
-        transformers' torchvision backend and its video processors on CPU tensors);
+        mode="bicubic", antialias=True)`` as x86-64 CPUs with AVX2 run it (transformers' torchvision
+        backend and its video processors on CPU tensors);
       - ``"float"``: float antialiased bicubic (``F.interpolate`` on float input, what transformers runs on
-        CUDA tensors), within float rounding rather than bit-exact; differentiable for float inputs.
+        CUDA tensors and what qwen-vl-utils' ``fetch_video`` runs on clips, through torchvision's v1
+        ``resize``), within float rounding rather than bit-exact; differentiable for float inputs.
     * ``pillow_order``: which Pillow generation's separable pass order ``"pil"`` mode reproduces:
       ``"installed"`` (default) follows the installed Pillow, ``"pillow12"`` always resizes horizontally
       first, ``"pillow13"`` resizes vertically first when the height shrinks by more than twice as many
@@ -165,8 +166,9 @@ class VideoConfig:
       ``sampling`` (:func:`~qwen_vis_prep.sizing.sample_frame_indices`; ``None``: the rule named by
       ``sizing``; the GLM presets sample with ``"glm4v"`` / ``"glm46v"``).
     * ``resize_mode`` replaces the image config's for clips (see :class:`VisionPreprocessConfig`). The
-      default ``"torch-uint8"`` is what the released models saw for video: qwen-vl-utils resizes clips as
-      uint8 tensors with torchvision, and transformers' video processors do the same on CPU tensors.
+      default ``"torch-uint8"`` is what transformers' video processors run on CPU clips. qwen-vl-utils'
+      ``fetch_video`` resizes clips in float32 instead (torchvision's v1 ``resize`` casts uint8 to float):
+      ``"float"`` is within one level of it (docs/resize_modes.md).
     """
 
     min_pixels: int

@@ -20,6 +20,7 @@ import torch
 
 av = pytest.importorskip("av")
 
+import qwen_vis_prep as qvp  # noqa: E402
 import qwen_vis_prep.video_decode as vd  # noqa: E402
 from qwen_vis_prep.io import ImageLoadError, set_max_image_pixels  # noqa: E402
 from qwen_vis_prep.sizing import sample_frame_indices  # noqa: E402
@@ -678,6 +679,57 @@ def test_torchcodec_path_matches_pyav(clip, tmp_path, monkeypatch, reports_rotat
     py = load_video(rotated, num_frames=4, decoder="pyav")
     assert tc.metadata.rotation == py.metadata.rotation == 270
     assert torch.equal(tc.frames, py.frames)
+
+
+def real_torchcodec():
+    """TorchCodec's decoder class where TorchCodec is installed and its FFmpeg libraries load, else a skip."""
+    found, why = vd._torchcodec_decoder()
+    if found is None:
+        pytest.skip(f"TorchCodec cannot be used here ({why})")
+    return found
+
+
+def test_real_torchcodec_matches_pyav(clip, long_clips, tmp_path):
+    """With TorchCodec installed: the same frames (both convert with FFmpeg), indices, times and rotation as
+    the PyAV path, for H.264 and FFV1, dense and sparse samples, bytes, and a rotated file."""
+    real_torchcodec()
+    rotated = encode(tmp_path / "rot.mp4", 12, rotation=-90)
+    cases = [(clip[0], {"num_frames": 60}), (clip[0], {"fps": 4.0, "rule": "qwen-vl-utils"}),
+             (long_clips["mp4"], {"num_frames": 7}), (long_clips["mkv"], {"fps": 2.0}), (rotated, {"num_frames": 4}),
+             (clip[0].read_bytes(), {"num_frames": 8})]
+    for source, kwargs in cases:
+        tc = load_video(source, decoder="torchcodec", **kwargs)
+        py = load_video(source, decoder="pyav", **kwargs)
+        assert tc.metadata.decoder == "torchcodec"
+        for field in ("indices", "fps", "total_frames", "height", "width", "rotation", "source"):
+            assert getattr(tc.metadata, field) == getattr(py.metadata, field), (source, field)
+        assert tc.metadata.timestamps == pytest.approx(py.metadata.timestamps, abs=1e-6)
+        assert torch.equal(tc.frames, py.frames), source
+
+
+def test_qwen_vl_utils_fetch_video_gives_our_frames(long_clips, tmp_path, monkeypatch):
+    """qwen-vl-utils' ``fetch_video`` (its TorchCodec reader; its other readers need decord or torchvision's
+    removed ``read_video``) on real files: the same sampled indices, sample rate and frames as
+    ``load_video(rule="qwen-vl-utils")`` -- its output is exactly its own resize (torchvision's v1
+    ``resize``, float32) of our frames, and ``resize_mode="float"`` is within one level of that."""
+    vp = pytest.importorskip("qwen_vl_utils.vision_process")
+    real_torchcodec()
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms import functional as tvf
+
+    monkeypatch.setattr(vp, "get_video_reader_backend", lambda: "torchcodec")
+    clips = [long_clips["mp4"], encode(tmp_path / "odd.mp4", 33, rate=30)]
+    for path, ele in ((clips[0], {"fps": 2.0}), (clips[0], {"nframes": 10}), (clips[1], {"fps": 4.0})):
+        (video, meta), sample_fps = vp.fetch_video({"video": str(path), "resized_height": 56, "resized_width": 84,
+                                                    **ele}, return_video_sample_fps=True, return_video_metadata=True)
+        ours = load_video(path, rule="qwen-vl-utils", fps=ele.get("fps"), num_frames=ele.get("nframes"))
+        md = ours.metadata
+        assert md.indices == list(meta["frames_indices"])
+        assert sample_fps == pytest.approx(len(md.indices) / md.total_frames * md.fps)
+        resized = tvf.resize(ours.frames, [56, 84], interpolation=InterpolationMode.BICUBIC, antialias=True)
+        assert torch.equal(video, resized.float())
+        floated = qvp.resize(ours.frames, (56, 84), mode="float").float()
+        assert (floated - video).abs().max() <= 1
 
 
 def test_torchcodec_that_cannot_open(clip, monkeypatch):
