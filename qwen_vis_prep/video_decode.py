@@ -321,11 +321,12 @@ def _import_av() -> Any:
 @dataclass
 class _Scan:
     """What demuxing the whole stream (without decoding) told: packet count, the sorted presentation times
-    (``pts``, when every packet has one), and for a stream whose times step by a constant amount, the first
-    pts, the step and the keyframes' indices."""
+    (``pts``, when every packet has one), whether they step by a constant amount (``constant``), and for such
+    a stream on a grid coarse enough to seek by, the first pts, the step and the keyframes' indices."""
 
     count: int
     pts: list[int] | None = None
+    constant: bool = False
     first_pts: int | None = None
     step: float | None = None
     keyframes: list[int] | None = None
@@ -390,10 +391,12 @@ def _scan(av: Any, container: Any, stream: Any) -> _Scan:
     pts.sort()
     scan.pts = pts
     if count < 2:
+        scan.constant = True
         return scan
     first, step = pts[0], (pts[-1] - pts[0]) / (count - 1)
-    # Constant frame rate: every pts within one tick of the grid, and the grid coarse enough for round().
-    if step < 4 or any(abs(p - first - k * step) > 1.0 for k, p in enumerate(pts)):
+    # Constant frame rate: every pts within one tick (a quarter step on a grid of under 4 ticks) of the grid.
+    scan.constant = all(abs(p - first - k * step) <= min(1.0, step / 4) for k, p in enumerate(pts))
+    if not scan.constant or step < 4:  # seeking tells frames apart by round(): it needs a coarser grid
         return scan
     scan.first_pts, scan.step = first, step
     by_index = {round((p - first) / step): p for p in keys}
@@ -484,7 +487,7 @@ def _load_pyav(src: str | bytes, name: str, opts: _Options) -> DecodedVideo:
         if start_pts is None and scan.pts:
             start_pts = scan.pts[0]
         indices = _sample(name, total, fps, opts)
-        by_time = scan.step is None and scan.pts is not None and scan.count == total
+        by_time = not scan.constant and scan.pts is not None and scan.count == total
         if by_time:
             times = [float((p - (start_pts or 0)) * time_base) for p in scan.pts]  # type: ignore[union-attr]
             indices = _nearest_frames(times, [j / fps for j in indices])

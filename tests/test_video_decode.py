@@ -254,6 +254,16 @@ def test_container_without_frame_count_counts_packets(long_clips):
     assert load_video(long_clips["mkv"], num_frames=4, decoder="pyav").metadata.total_frames == 300
 
 
+@pytest.mark.parametrize("name, codec", [("clip.mp4", "libx264"), ("clip.mkv", "ffv1"), ("clip.avi", "ffv1")])
+def test_constant_frame_rate_is_not_taken_for_variable(tmp_path, name, codec):
+    """Constant-rate files, including AVI's time base of one tick per frame, are picked by frame index."""
+    path = encode(tmp_path / name, 30, codec=codec)
+    md = load_video(path, num_frames=6, decoder="pyav").metadata
+    assert not md.variable_frame_rate
+    assert md.indices == sample_frame_indices(30, 25.0, num_frames=6)
+    assert md.timestamps == pytest.approx([i / 25 for i in md.indices], abs=1e-6)
+
+
 def nearest_written_frames(pts_ms: list[int], fps: float, positions: list[int]) -> list[int]:
     """The frame shown closest to each time ``j / fps`` (the earlier one on a tie), from the written pts."""
     written = np.asarray(pts_ms, dtype=np.float64) / 1000
