@@ -115,6 +115,18 @@ def pack(items: list[torch.Tensor]) -> tuple[torch.Tensor, list[tuple[int, ...]]
     return torch.cat([x.reshape(-1) for x in items]), [tuple(x.shape) for x in items]
 
 
+def chat_examples() -> tuple[list[torch.Tensor], list[dict]]:
+    """Three random images and two chat examples with them (two images in the first, one in the second)."""
+    images = random_images((50, 90), (120, 64), (90, 90))
+    image, text = {"type": "image"}, lambda t: {"type": "text", "text": t}
+    return images, [
+        {"messages": [{"role": "user", "content": [image, image, text("compare")]},
+                      {"role": "assistant", "content": "a cat and a dog"}], "images": images[:2]},
+        {"messages": [{"role": "user", "content": [image, text("describe the picture")]},
+                      {"role": "assistant", "content": "a coffee cup"}], "images": images[2:]},
+    ]
+
+
 def image_batch(images: list[torch.Tensor], grid: torch.Tensor, per_sample: list[int]) -> dict:
     """A collated batch: ``per_sample[b]`` images in sample ``b`` (``images`` in order), placeholder counts
     from ``grid``."""
@@ -368,14 +380,7 @@ def test_collator_batch_equals_stock_processor():
     tok = processor.tokenizer
     model = tiny_model("qwen2-vl", vocab=len(tok), token_ids=vision_token_ids(tok))
     wrapper = QwenVLWithPreprocessor(model, **budget)
-    images = random_images((50, 90), (120, 64), (90, 90))
-    image, text = {"type": "image"}, lambda t: {"type": "text", "text": t}
-    examples = [
-        {"messages": [{"role": "user", "content": [image, image, text("compare")]},
-                      {"role": "assistant", "content": "a cat and a dog"}], "images": images[:2]},
-        {"messages": [{"role": "user", "content": [image, text("describe the picture")]},
-                      {"role": "assistant", "content": "a coffee cup"}], "images": images[2:]},
-    ]
+    images, examples = chat_examples()
     batch = collate.QwenVLCollator(processor)(examples)
     assert isinstance(batch["pixel_images"], torch.Tensor) and batch["pixel_images"].dtype == torch.uint8
 
@@ -652,14 +657,7 @@ def test_trainer_with_collator_equals_stock_trainer(tmp_path):
     budget = dict(min_pixels=28 * 28 * 4, max_pixels=28 * 28 * 12)
     processor = tiny_processor(**budget)
     tok = processor.tokenizer
-    images = random_images((50, 90), (120, 64), (90, 90))
-    image, text = {"type": "image"}, lambda t: {"type": "text", "text": t}
-    examples = [
-        {"messages": [{"role": "user", "content": [image, image, text("compare")]},
-                      {"role": "assistant", "content": "a cat and a dog"}], "images": images[:2]},
-        {"messages": [{"role": "user", "content": [image, text("describe the picture")]},
-                      {"role": "assistant", "content": "a coffee cup"}], "images": images[2:]},
-    ]
+    images, examples = chat_examples()
 
     def stock_collate(rows: list[dict]) -> dict:
         out = processor(text=[processor.apply_chat_template(r["messages"], tokenize=False) for r in rows],

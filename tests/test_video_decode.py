@@ -447,17 +447,21 @@ def test_text_file_is_not_a_video(tmp_path):
     name_error(e, "<bytes #0>")
 
 
+def write_silence(container, stream) -> None:
+    """Four frames of mono silence into an AAC ``stream`` of ``container``, flushed."""
+    for i in range(4):
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+        frame.sample_rate, frame.pts = 16000, i * 1024
+        for packet in stream.encode(frame):
+            container.mux(packet)
+    for packet in stream.encode():
+        container.mux(packet)
+
+
 def test_audio_only(tmp_path):
     path = tmp_path / "audio.m4a"
     with av.open(str(path), "w") as c:
-        s = c.add_stream("aac", rate=16000)
-        for i in range(4):
-            frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
-            frame.sample_rate, frame.pts = 16000, i * 1024
-            for packet in s.encode(frame):
-                c.mux(packet)
-        for packet in s.encode():
-            c.mux(packet)
+        write_silence(c, c.add_stream("aac", rate=16000))
     with pytest.raises(VideoLoadError) as e:
         load_video(path, decoder="pyav")
     name_error(e, str(path))
@@ -470,13 +474,8 @@ def test_video_stream_with_no_frames(tmp_path):
     with av.open(str(path), "w") as c:
         v = c.add_stream("ffv1", rate=25)
         v.width, v.height, v.pix_fmt = W, H, "yuv420p"
-        a = c.add_stream("aac", rate=16000)
-        for i in range(4):
-            frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
-            frame.sample_rate, frame.pts = 16000, i * 1024
-            for packet in a.encode(frame):
-                c.mux(packet)
-        for packet in (*a.encode(), *v.encode()):
+        write_silence(c, c.add_stream("aac", rate=16000))
+        for packet in v.encode():
             c.mux(packet)
     with av.open(str(path)) as c:
         assert [s.type for s in c.streams] == ["video", "audio"]
