@@ -216,13 +216,13 @@ class QwenVLWithPreprocessor(nn.Module):
         if given is not None and not torch.compiler.is_compiling():
             given_t = torch.as_tensor(given).to(torch.int64)
             if given_t.shape != ours.shape or not torch.equal(given_t, ours):
-                what = key.removesuffix("_grid_thw") + "s"
+                kind = key.removesuffix("_grid_thw")  # "image" or "video"
                 if given_t.shape != ours.shape:
-                    detail = f"{tuple(given_t.shape)[0] if given_t.dim() else 0} rows for {ours.shape[0]} {what}"
+                    detail = f"{given_t.shape[0] if given_t.dim() else 0} rows for {len(ours)} {kind}s"
                 else:
                     i = int((given_t != ours).any(-1).nonzero()[0])
-                    detail = (f"{what[:-1]} {i} (sizes {tuple(sizes[i])}) has grid {ours[i].tolist()}, the batch "
-                              f"says {given_t[i].tolist()}")
+                    detail = (f"{kind} {i} (sizes {tuple(sizes[i])}) has grid {ours[i].tolist()}, the batch says "
+                              f"{given_t[i].tolist()}")
                 raise ValueError(f"the batch's {key} does not match its pixels: {detail}; the collator planned "
                                  "the placeholder tokens with other sizing settings (min_pixels / max_pixels / "
                                  "patch sizes) than the model's, or the pixels are not the ones it planned")

@@ -32,6 +32,7 @@ def pack_pixels(items: Sequence[torch.Tensor]) -> tuple[torch.Tensor, list[tuple
 def _buffer(nbytes: int) -> torch.Tensor:
     if get_worker_info() is None:
         return torch.empty(nbytes, dtype=torch.uint8)
+    # what torch's default_collate does in a worker: a storage in shared memory from the start
     return torch.empty(0, dtype=torch.uint8).set_(torch.UntypedStorage._new_shared(nbytes))
 
 
